@@ -1,0 +1,30 @@
+# Coupon Lab: every target works on a fresh machine with only Python 3.11 (embedded servers).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test bench migrate clean
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/flask --app app db upgrade
+
+serve: migrate
+	$(BIN)/gunicorn -c gunicorn.conf.py app:app
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: migrate
+	$(BIN)/flask --app app bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .coupon-data reports .pytest_cache

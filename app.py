@@ -1,0 +1,4 @@
+"""WSGI entry point: ``gunicorn app:app`` or ``flask --app app ...``."""
+from coupon import create_app
+
+app = create_app()

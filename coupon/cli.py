@@ -1,0 +1,35 @@
+"""Commands beside the app: `flask --app app <command>`."""
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from coupon import schema
+from coupon.runtime import current
+
+db = AppGroup("db", help="Schema migrations (Alembic).")
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Migrate the configured database to the given revision."""
+    url = current().config.database_url
+    assert url is not None
+    schema.upgrade(url, revision)
+    click.echo(f"database at revision {revision}")
+
+
+@click.command("rebuild-redis")
+@click.argument("coupon_id", type=int)
+def rebuild_redis(coupon_id: int) -> None:
+    """Rebuild a coupon's Redis state (stock, users) from the database's rows."""
+    current().state.rebuild(coupon_id, overwrite=True)
+    click.echo(f"rebuilt Redis state of coupon {coupon_id}")
+
+
+def register(app: Flask) -> None:
+    """Attach the commands to the app."""
+    app.cli.add_command(db)
+    app.cli.add_command(rebuild_redis)

@@ -1,0 +1,79 @@
+"""Settings read from the environment, in one place."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# The token used when the app runs on its embedded servers and no token is set: the embedded
+# default is a developer's sandbox, never a deployment.
+EMBEDDED_ADMIN_TOKEN = "dev-admin-token"
+
+
+class ConfigError(RuntimeError):
+    """Raised when the settings cannot describe a safe, working service."""
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the service reads from its environment."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    admin_token: str | None = None
+    default_strategy: str = "lua"
+    redis_prefix: str = "coupon:"
+    data_dir: Path = field(default=PROJECT_ROOT / ".coupon-data")
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_pool_timeout: float = 30.0
+    redis_max_connections: int = 200
+    # How long one issue call may keep retrying (optimistic conflicts, deadlocks) before 503.
+    retry_deadline: float = 10.0
+    # Lease of the Redis lock; python-redis-lock renews it while the holder is alive.
+    lock_expire: int = 10
+
+    @classmethod
+    def from_env(cls) -> Config:
+        """Build the settings from COUPON_* environment variables."""
+        return cls(
+            database_url=os.environ.get("COUPON_DATABASE_URL") or None,
+            redis_url=os.environ.get("COUPON_REDIS_URL") or None,
+            admin_token=os.environ.get("COUPON_ADMIN_TOKEN") or None,
+            default_strategy=os.environ.get("COUPON_DEFAULT_STRATEGY") or "lua",
+            redis_prefix=os.environ.get("COUPON_REDIS_PREFIX") or "coupon:",
+            data_dir=Path(os.environ.get("COUPON_DATA_DIR") or PROJECT_ROOT / ".coupon-data"),
+            db_pool_size=_env_int("COUPON_DB_POOL_SIZE", 10),
+            db_max_overflow=_env_int("COUPON_DB_MAX_OVERFLOW", 10),
+            db_pool_timeout=_env_float("COUPON_DB_POOL_TIMEOUT", 30.0),
+            redis_max_connections=_env_int("COUPON_REDIS_MAX_CONNECTIONS", 200),
+            retry_deadline=_env_float("COUPON_RETRY_DEADLINE", 10.0),
+            lock_expire=_env_int("COUPON_LOCK_EXPIRE", 10),
+        )
+
+    @property
+    def embedded(self) -> bool:
+        """Tell whether either backend falls back to the embedded servers."""
+        return self.database_url is None or self.redis_url is None

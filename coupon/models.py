@@ -1,0 +1,48 @@
+"""The schema as SQLAlchemy Core tables; Alembic migrations create it."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+
+# MySQL's DATETIME keeps whole seconds unless told otherwise; keep microseconds everywhere.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+UNIQUE_ISSUE_KEY = "uq_coupon_issue_coupon_user"
+
+metadata = MetaData()
+
+coupon = Table(
+    "coupon",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("total_quantity", Integer, nullable=False),
+    Column("issued_quantity", Integer, nullable=False, server_default="0"),
+    Column("issue_start", Timestamp, nullable=True),
+    Column("issue_end", Timestamp, nullable=True),
+    Column("version", Integer, nullable=False, server_default="0"),
+    Column("created_at", Timestamp, nullable=False),
+    CheckConstraint("total_quantity > 0", name="ck_coupon_total_positive"),
+)
+
+coupon_issue = Table(
+    "coupon_issue",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("coupon_id", BigInteger, ForeignKey("coupon.id"), nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("issued_at", Timestamp, nullable=False),
+    # The database's own last line of defence: one coupon per user, whatever the strategy.
+    UniqueConstraint("coupon_id", "user_id", name=UNIQUE_ISSUE_KEY),
+)

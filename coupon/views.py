@@ -1,0 +1,156 @@
+"""The HTTP API: JSON in, JSON out; nothing below this module knows about HTTP."""
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import text
+
+from coupon import queries, rules
+from coupon.errors import BadRequest, error
+from coupon.rules import CouponNotFound, Outcome
+from coupon.runtime import current
+
+bp = Blueprint("coupon", __name__)
+
+# Ids are BIGINT in the database; anything larger cannot name a row.
+MAX_ID = 2**63 - 1
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def _positive_int(body: dict[str, Any], field: str) -> int:
+    value = body.get(field)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        raise BadRequest(f"{field} must be an integer between 1 and {MAX_ID}")
+    return value
+
+
+def _instant(body: dict[str, Any], field: str) -> Any:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{field} must be an ISO-8601 string")
+    try:
+        return rules.parse_instant(value)
+    except ValueError:
+        raise BadRequest(f"{field} must be an ISO-8601 string") from None
+
+
+def _coupon_json(row: dict[str, Any]) -> dict[str, Any]:
+    remaining = max(0, row["total_quantity"] - row["issued_quantity"])
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "total_quantity": row["total_quantity"],
+        "issued_quantity": row["issued_quantity"],
+        "remaining": remaining,
+        "issue_start": rules.format_instant(row["issue_start"]),
+        "issue_end": rules.format_instant(row["issue_end"]),
+        "sold_out": remaining == 0,
+    }
+
+
+def _require_admin() -> None:
+    expected = current().config.admin_token or ""
+    header = request.headers.get("Authorization", "")
+    given = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
+    # Constant-time comparison: the time taken says nothing about how much of it matched.
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise _Unauthorized()
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+@bp.errorhandler(_Unauthorized)
+def _unauthorized(exc: _Unauthorized) -> tuple[Response, int]:
+    return error(401, "missing or wrong admin token")
+
+
+@bp.get("/ping")
+def ping() -> Response:
+    return jsonify(ok=True)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    runtime = current()
+    failing = []
+    try:
+        with runtime.services.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means "not healthy"
+        failing.append("database")
+    try:
+        runtime.services.redis.ping()
+    except Exception:  # noqa: BLE001
+        failing.append("redis")
+    if failing:
+        return jsonify(ok=False, error=f"unavailable: {', '.join(failing)}", failing=failing), 503
+    return jsonify(ok=True), 200
+
+
+@bp.get("/strategies")
+def list_strategies() -> Response:
+    runtime = current()
+    return jsonify(
+        default=runtime.config.default_strategy,
+        strategies=[strategy.describe() for strategy in runtime.strategies.values()],
+    )
+
+
+@bp.post("/coupons")
+def create_coupon() -> tuple[Response, int]:
+    _require_admin()
+    body = _body()
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise BadRequest("name must be a non-empty string of at most 200 characters")
+    quantity = body.get("total_quantity")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 < quantity < 2**31:
+        raise BadRequest("total_quantity must be a positive integer")
+    start, end = _instant(body, "issue_start"), _instant(body, "issue_end")
+    if start is not None and end is not None and end <= start:
+        raise BadRequest("issue_end must be after issue_start")
+    runtime = current()
+    with runtime.services.engine.begin() as conn:
+        coupon_id = queries.create_coupon(conn, name, quantity, start, end)
+        row = queries.get_coupon(conn, coupon_id)
+    runtime.state.prepare(row)
+    return jsonify(_coupon_json(_describe(coupon_id))), 201
+
+
+def _describe(coupon_id: int) -> dict[str, Any]:
+    if coupon_id > MAX_ID:
+        raise CouponNotFound(coupon_id)
+    with current().services.engine.connect() as conn:
+        row = queries.describe_coupon(conn, coupon_id)
+    if row is None:
+        raise CouponNotFound(coupon_id)
+    return row
+
+
+@bp.get("/coupons/<int:coupon_id>")
+def get_coupon(coupon_id: int) -> Response:
+    return jsonify(_coupon_json(_describe(coupon_id)))
+
+
+@bp.post("/coupons/<int:coupon_id>/issue")
+def issue(coupon_id: int) -> tuple[Response, int]:
+    runtime = current()
+    strategy = runtime.strategy(request.args.get("strategy"))
+    user_id = _positive_int(_body(), "user_id")
+    if coupon_id > MAX_ID:
+        raise CouponNotFound(coupon_id)
+    outcome = strategy.issue(coupon_id, user_id)
+    status = 201 if outcome is Outcome.ISSUED else 409
+    return jsonify(result=outcome.value, coupon_id=coupon_id, user_id=user_id), status

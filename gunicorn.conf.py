@@ -1,0 +1,31 @@
+"""Gunicorn settings: gevent workers, counts and address from the environment."""
+from __future__ import annotations
+
+import os
+
+bind = os.environ.get("COUPON_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("COUPON_WORKERS", "2"))
+worker_class = "gevent"
+worker_connections = int(os.environ.get("COUPON_WORKER_CONNECTIONS", "1000"))
+# Long enough for a request queued behind a hot row lock; a stuck worker is still replaced.
+timeout = 60
+graceful_timeout = 20
+keepalive = 30
+accesslog = os.environ.get("COUPON_ACCESS_LOG") or None
+# Several servers may run side by side (tests, the lab): no shared control socket.
+control_socket_disable = True
+
+
+def on_starting(server) -> None:
+    """Start the embedded servers once, in the master, so every worker joins the same ones."""
+    from coupon import embedded
+    from coupon.config import Config
+
+    embedded.resolve(Config.from_env(), export=True)
+
+
+def post_fork(server, worker) -> None:
+    """Make psycopg2 yield to gevent while it waits on PostgreSQL."""
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()

@@ -1,0 +1,106 @@
+"""Strategies that serialise issuance in the database (or not at all)."""
+from __future__ import annotations
+
+import threading
+from functools import partial
+
+from sqlalchemy import Connection
+
+from coupon import queries
+from coupon.connections import Services
+from coupon.rules import CouponRow, Outcome
+from strategies.base import Conflict, Strategy, issue_in_db, take_unchecked, with_retries
+
+
+class NoLock(Strategy):
+    """Read the count, check, insert: nothing stops two requests reading the same count."""
+
+    name = "none"
+    description = "No lock: read the count, check, insert. The control that shows the race."
+    cross_process = False
+
+    def issue(self, coupon_id: int, user_id: int) -> Outcome:
+        attempt = partial(issue_in_db, self.services.engine, coupon_id, user_id, take_unchecked)
+        return with_retries(attempt, self.services.config.retry_deadline)
+
+
+class ProcessLock(Strategy):
+    """Hold a per-coupon lock of this process around the whole transaction, commit included.
+
+    The lock must enclose the commit: a lock released before commit lets the next request
+    read the count before this one's write is visible, and over-issue. Even so it is exact
+    in one process only; two processes hold two different locks.
+    """
+
+    name = "process_lock"
+    description = "In-process lock around the transaction (commit included); exact in one process only."
+    cross_process = False
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self._locks: dict[int, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock_for(self, coupon_id: int) -> threading.Lock:
+        lock = self._locks.get(coupon_id)
+        if lock is None:
+            with self._guard:
+                lock = self._locks.setdefault(coupon_id, threading.Lock())
+        return lock
+
+    def issue(self, coupon_id: int, user_id: int) -> Outcome:
+        attempt = partial(issue_in_db, self.services.engine, coupon_id, user_id, take_unchecked)
+        with self._lock_for(coupon_id):
+            return with_retries(attempt, self.services.config.retry_deadline)
+
+
+class SelectForUpdate(Strategy):
+    """Lock the coupon row with SELECT ... FOR UPDATE; every issuer queues on that row.
+
+    InnoDB reports a deadlock (1213) when too many transactions wait on one row, and a lock
+    wait timeout (1205) under a long queue: both are retried until the deadline.
+    """
+
+    name = "select_for_update"
+    description = "Pessimistic row lock (SELECT ... FOR UPDATE): exact; issuers queue on one hot row."
+    cross_process = True
+
+    def issue(self, coupon_id: int, user_id: int) -> Outcome:
+        attempt = partial(
+            issue_in_db, self.services.engine, coupon_id, user_id, take_unchecked, lock_row=True
+        )
+        return with_retries(attempt, self.services.config.retry_deadline)
+
+
+def _take_if_available(conn: Connection, coupon: CouponRow) -> bool:
+    return queries.add_issued_if_available(conn, coupon.id)
+
+
+class AtomicUpdate(Strategy):
+    """Take the stock with one conditional UPDATE; the database re-checks it under the row lock."""
+
+    name = "atomic_update"
+    description = "Conditional UPDATE ... WHERE issued < total, then the insert, in one transaction."
+    cross_process = True
+
+    def issue(self, coupon_id: int, user_id: int) -> Outcome:
+        attempt = partial(issue_in_db, self.services.engine, coupon_id, user_id, _take_if_available)
+        return with_retries(attempt, self.services.config.retry_deadline)
+
+
+def _take_if_unchanged(conn: Connection, coupon: CouponRow) -> bool:
+    if not queries.add_issued_if_version(conn, coupon.id, coupon.version):
+        raise Conflict(coupon.id)
+    return True
+
+
+class Optimistic(Strategy):
+    """Compare-and-set on the version column; a loser rereads and retries until the deadline."""
+
+    name = "optimistic"
+    description = "Optimistic version check-and-set with retries; exact, but a crowd makes a retry storm."
+    cross_process = True
+
+    def issue(self, coupon_id: int, user_id: int) -> Outcome:
+        attempt = partial(issue_in_db, self.services.engine, coupon_id, user_id, _take_if_unchanged)
+        return with_retries(attempt, self.services.config.retry_deadline)

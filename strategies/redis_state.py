@@ -1,0 +1,78 @@
+"""A coupon's state in Redis: its scripts, and how the state is prepared and rebuilt."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import redis
+from redis.commands.core import Script
+from sqlalchemy import Engine
+
+from coupon import queries, rules
+from coupon.keys import CouponKeys
+from coupon.rules import CouponNotFound, CouponRow
+
+log = logging.getLogger(__name__)
+
+LUA_DIR = Path(__file__).parent / "lua"
+
+
+def load_script(client: redis.Redis, name: str) -> Script:
+    """Register strategies/lua/<name>.lua with the client (EVALSHA, loaded on first use)."""
+    return client.register_script((LUA_DIR / f"{name}.lua").read_text())
+
+
+def _epoch_text(moment: datetime | None) -> str:
+    epoch = rules.to_epoch(moment)
+    return "" if epoch is None else repr(epoch)
+
+
+def from_epoch_text(text: str | None) -> datetime | None:
+    """Turn a stored epoch back into a naive UTC datetime ('' means open-ended)."""
+    if not text:
+        return None
+    return datetime.fromtimestamp(float(text), timezone.utc).replace(tzinfo=None)
+
+
+class RedisState:
+    """Writes and restores the Redis side of coupons for one client and key prefix."""
+
+    def __init__(self, client: redis.Redis, engine: Engine, prefix: str) -> None:
+        self.client = client
+        self.engine = engine
+        self.prefix = prefix
+        self._init = load_script(client, "init_state")
+
+    def keys(self, coupon_id: int) -> CouponKeys:
+        """Return the keys of one coupon."""
+        return CouponKeys(self.prefix, coupon_id)
+
+    def write(self, coupon: CouponRow, users: list[int], *, overwrite: bool) -> bool:
+        """Write meta, users and counter; without overwrite, only where the meta is absent."""
+        keys = self.keys(coupon.id)
+        args = [
+            "1" if overwrite else "0",
+            coupon.total_quantity,
+            _epoch_text(coupon.issue_start),
+            _epoch_text(coupon.issue_end),
+            *users,
+        ]
+        return bool(self._init(keys=[keys.meta, keys.users, keys.count], args=args))
+
+    def prepare(self, coupon: CouponRow) -> None:
+        """Start a new coupon's state from nothing (any stale keys of that id are reset)."""
+        self.client.delete(*self.keys(coupon.id).all())
+        self.write(coupon, [], overwrite=True)
+
+    def rebuild(self, coupon_id: int, *, overwrite: bool = True) -> bool:
+        """Rebuild a coupon's state from the database's rows (after Redis lost it)."""
+        with self.engine.connect() as conn:
+            coupon = queries.get_coupon(conn, coupon_id)
+            if coupon is None:
+                raise CouponNotFound(coupon_id)
+            users = queries.issued_users(conn, coupon_id)
+        written = self.write(coupon, users, overwrite=overwrite)
+        if written:
+            log.warning("rebuilt Redis state of coupon %s from %d rows", coupon_id, len(users))
+        return written

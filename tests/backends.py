@@ -1,0 +1,97 @@
+"""Where the tests find MySQL, PostgreSQL and Redis, and how they get a clean database."""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, make_url, text
+
+from coupon import embedded, schema
+from coupon.config import Config
+
+TEST_DATABASE = "coupon_lab_test"
+MYSQL_SERVER_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
+POSTGRES_SERVER_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def services_required() -> bool:
+    """Tell whether a missing service must fail the run (CI) rather than skip."""
+    return os.environ.get("COUPON_REQUIRE_SERVICES") == "1"
+
+
+def unavailable(what: str, exc: Exception) -> None:
+    """Fail under COUPON_REQUIRE_SERVICES=1, else skip, naming the missing service."""
+    message = f"{what} unavailable: {exc}"
+    if services_required():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One database the suite runs against, with its fresh test database's URL."""
+
+    name: str
+    url: str
+
+
+def _fresh_database(server_url: str) -> str:
+    """Drop and create the test database on a server; return the test database's URL."""
+    url = make_url(server_url)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    force = " WITH (FORCE)" if url.get_backend_name() == "postgresql" else ""
+    with engine.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {TEST_DATABASE}{force}"))
+        conn.execute(text(f"CREATE DATABASE {TEST_DATABASE}"))
+    engine.dispose()
+    return url.set(database=TEST_DATABASE).render_as_string(hide_password=False)
+
+
+def open_backend(name: str, data_dir: str) -> Backend:
+    """Prepare a migrated, empty test database; PostgreSQL falls back to the embedded one."""
+    if name == "mysql":
+        server = os.environ.get("COUPON_TEST_MYSQL_URL", MYSQL_SERVER_URL)
+    else:
+        server = os.environ.get("COUPON_TEST_POSTGRES_URL", POSTGRES_SERVER_URL)
+    try:
+        url = _fresh_database(server)
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server
+        if name == "mysql" or services_required():
+            unavailable(name, exc)
+        # A laptop with no PostgreSQL: the embedded one stands in, as in `make serve`.
+        config = Config(redis_url="unused", data_dir=Path(data_dir))
+        url = _fresh_database(embedded.resolve(config).database_url or "")
+    schema.upgrade(url)
+    return Backend(name=name, url=url)
+
+
+def redis_url(data_dir: str) -> str:
+    """Return a reachable Redis URL: the real server, or the embedded one on a laptop."""
+    url = os.environ.get("COUPON_TEST_REDIS_URL", REDIS_URL)
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        return url
+    except redis.exceptions.RedisError as exc:
+        if services_required():
+            unavailable("redis", exc)
+    config = Config(database_url="unused", data_dir=Path(data_dir))
+    return embedded.resolve(config).redis_url or ""
+
+
+def test_config(database_url: str, redis: str, **overrides: object) -> Config:
+    """Settings for one backend: its own Redis key prefix, a pool wide enough for the crowd."""
+    values: dict[str, object] = dict(
+        database_url=database_url,
+        redis_url=redis,
+        admin_token="test-admin-token",
+        redis_prefix=f"coupontest:{uuid.uuid4().hex[:8]}:",
+        db_pool_size=40,
+        db_max_overflow=10,
+    )
+    values.update(overrides)
+    return Config(**values)  # type: ignore[arg-type]

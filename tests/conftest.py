@@ -1,0 +1,76 @@
+"""Fixtures: a migrated database per backend, Redis, the app, and a coupon factory."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable, Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from coupon import create_app, queries
+from coupon.config import PROJECT_ROOT
+from coupon.runtime import Runtime
+from tests.backends import Backend, open_backend, redis_url, test_config
+
+DATA_DIR = str(PROJECT_ROOT / ".coupon-data" / "tests")
+
+MakeCoupon = Callable[..., int]
+
+
+@pytest.fixture(scope="session", params=["mysql", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """A freshly created and migrated test database, once per backend and session."""
+    return open_backend(request.param, DATA_DIR)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The URL of a reachable Redis."""
+    return redis_url(DATA_DIR)
+
+
+@pytest.fixture(scope="session")
+def runtime(backend: Backend, redis_server: str) -> Iterator[Runtime]:
+    """Connections and strategies over one backend, as the app's processes hold them."""
+    opened = Runtime.open(test_config(backend.url, redis_server))
+    yield opened
+    prefix = opened.config.redis_prefix
+    for key in opened.services.redis.scan_iter(match=f"{prefix}*", count=1000):
+        opened.services.redis.delete(key)
+    opened.close()
+
+
+@pytest.fixture()
+def app(backend: Backend, redis_server: str) -> Iterator[Flask]:
+    """The Flask app over one backend."""
+    flask_app = create_app(test_config(backend.url, redis_server))
+    flask_app.config["TESTING"] = True
+    yield flask_app
+    flask_app.extensions["coupon"].close()
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture()
+def make_coupon(runtime: Runtime) -> MakeCoupon:
+    """Create a coupon (database row and Redis state) and return its id."""
+
+    def make(
+        quantity: int = 100,
+        issue_start: datetime | None = None,
+        issue_end: datetime | None = None,
+        name: str = "test coupon",
+    ) -> int:
+        with runtime.services.engine.begin() as conn:
+            coupon_id = queries.create_coupon(conn, name, quantity, issue_start, issue_end)
+            row = queries.get_coupon(conn, coupon_id)
+        assert row is not None
+        runtime.state.prepare(row)
+        return coupon_id
+
+    return make
