@@ -1,0 +1,106 @@
+"""Run the real server (gunicorn + gevent) as a child process, for tests and the lab."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Mapping
+
+from coupon.config import PROJECT_ROOT, Config
+
+
+def free_port() -> int:
+    """Ask the kernel for a free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def config_env(config: Config) -> dict[str, str]:
+    """Translate resolved settings into the COUPON_* variables a child process reads."""
+    env = {
+        "COUPON_DATABASE_URL": config.database_url or "",
+        "COUPON_REDIS_URL": config.redis_url or "",
+        "COUPON_ADMIN_TOKEN": config.admin_token or "",
+        "COUPON_DEFAULT_STRATEGY": config.default_strategy,
+        "COUPON_REDIS_PREFIX": config.redis_prefix,
+        "COUPON_DATA_DIR": str(config.data_dir),
+        "COUPON_LOCK_EXPIRE": str(config.lock_expire),
+        "COUPON_RETRY_DEADLINE": str(config.retry_deadline),
+    }
+    return {name: value for name, value in env.items() if value}
+
+
+class Server:
+    """A gunicorn with gevent workers on a loopback port; a context manager that stops it."""
+
+    def __init__(
+        self,
+        config: Config,
+        workers: int = 2,
+        extra_env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.env = {
+            **os.environ,
+            **config_env(config),
+            "COUPON_BIND": f"127.0.0.1:{self.port}",
+            "COUPON_WORKERS": str(workers),
+            **(extra_env or {}),
+        }
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> Server:
+        """Start gunicorn and wait until it answers /ping (or raise)."""
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
+            if self._answers():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not answer on {self.url} within {timeout}s")
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """Stop gunicorn gracefully, killing it if it lingers."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
