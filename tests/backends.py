@@ -13,7 +13,8 @@ from sqlalchemy import create_engine, make_url, text
 from coupon import embedded, schema
 from coupon.config import Config
 
-TEST_DATABASE = "coupon_lab_test"
+# One database per test session, so that several sessions (developers, CI) never collide.
+TEST_DATABASE = f"coupon_lab_test_{uuid.uuid4().hex[:8]}"
 MYSQL_SERVER_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 POSTGRES_SERVER_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -38,18 +39,32 @@ class Backend:
 
     name: str
     url: str
+    server_url: str
+
+
+def _server_sql(server_url: str, *statements: str) -> None:
+    url = make_url(server_url)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    with engine.connect() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
+
+
+def _drop_statement(server_url: str) -> str:
+    force = " WITH (FORCE)" if make_url(server_url).get_backend_name() == "postgresql" else ""
+    return f"DROP DATABASE IF EXISTS {TEST_DATABASE}{force}"
 
 
 def _fresh_database(server_url: str) -> str:
-    """Drop and create the test database on a server; return the test database's URL."""
-    url = make_url(server_url)
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    force = " WITH (FORCE)" if url.get_backend_name() == "postgresql" else ""
-    with engine.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {TEST_DATABASE}{force}"))
-        conn.execute(text(f"CREATE DATABASE {TEST_DATABASE}"))
-    engine.dispose()
-    return url.set(database=TEST_DATABASE).render_as_string(hide_password=False)
+    """Create this session's test database on a server; return its URL."""
+    _server_sql(server_url, _drop_statement(server_url), f"CREATE DATABASE {TEST_DATABASE}")
+    return make_url(server_url).set(database=TEST_DATABASE).render_as_string(hide_password=False)
+
+
+def drop_database(backend: "Backend") -> None:
+    """Drop this session's test database (the server URL is the backend's own)."""
+    _server_sql(backend.server_url, _drop_statement(backend.server_url))
 
 
 def open_backend(name: str, data_dir: str) -> Backend:
@@ -65,9 +80,10 @@ def open_backend(name: str, data_dir: str) -> Backend:
             unavailable(name, exc)
         # A laptop with no PostgreSQL: the embedded one stands in, as in `make serve`.
         config = Config(redis_url="unused", data_dir=Path(data_dir))
-        url = _fresh_database(embedded.resolve(config).database_url or "")
+        server = embedded.resolve(config).database_url or ""
+        url = _fresh_database(server)
     schema.upgrade(url)
-    return Backend(name=name, url=url)
+    return Backend(name=name, url=url, server_url=server)
 
 
 def redis_url(data_dir: str) -> str:

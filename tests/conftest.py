@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from coupon import create_app, queries
 from coupon.config import PROJECT_ROOT
 from coupon.runtime import Runtime
-from tests.backends import Backend, open_backend, redis_url, test_config
+from tests.backends import Backend, drop_database, open_backend, redis_url, test_config
 
 DATA_DIR = str(PROJECT_ROOT / ".coupon-data" / "tests")
 
@@ -19,9 +19,11 @@ MakeCoupon = Callable[..., int]
 
 
 @pytest.fixture(scope="session", params=["mysql", "postgresql"])
-def backend(request: pytest.FixtureRequest) -> Backend:
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """A freshly created and migrated test database, once per backend and session."""
-    return open_backend(request.param, DATA_DIR)
+    opened = open_backend(request.param, DATA_DIR)
+    yield opened
+    drop_database(opened)
 
 
 @pytest.fixture(scope="session")
