@@ -11,6 +11,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql
@@ -32,6 +33,8 @@ coupon = Table(
     Column("issue_start", Timestamp, nullable=True),
     Column("issue_end", Timestamp, nullable=True),
     Column("version", Integer, nullable=False, server_default="0"),
+    # Highest fencing token that has written to this coupon (the fenced Redis lock).
+    Column("fence_token", BigInteger, nullable=False, server_default="0"),
     Column("created_at", Timestamp, nullable=False),
     CheckConstraint("total_quantity > 0", name="ck_coupon_total_positive"),
 )
@@ -45,4 +48,17 @@ coupon_issue = Table(
     Column("issued_at", Timestamp, nullable=False),
     # The database's own last line of defence: one coupon per user, whatever the strategy.
     UniqueConstraint("coupon_id", "user_id", name=UNIQUE_ISSUE_KEY),
+)
+
+# Requests the async worker could not persist, with the reason (the dead letters).
+failed_issue = Table(
+    "failed_issue",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("coupon_id", BigInteger, nullable=True),
+    Column("user_id", BigInteger, nullable=True),
+    Column("entry_id", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("failed_at", Timestamp, nullable=False),
 )

@@ -10,6 +10,7 @@ class Outcome(str, enum.Enum):
     """What an issue attempt ended as; every strategy answers with one of these."""
 
     ISSUED = "issued"
+    ACCEPTED = "accepted"  # reserved in Redis; the worker writes the row later (queued)
     SOLD_OUT = "sold_out"
     ALREADY_ISSUED = "already_issued"
     NOT_STARTED = "not_started"

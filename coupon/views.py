@@ -17,6 +17,9 @@ bp = Blueprint("coupon", __name__)
 # Ids are BIGINT in the database; anything larger cannot name a row.
 MAX_ID = 2**63 - 1
 
+# Every refusal is 409; only these outcomes have a status of their own.
+STATUS = {Outcome.ISSUED: 201, Outcome.ACCEPTED: 202}
+
 
 def _body() -> dict[str, Any]:
     body = request.get_json(silent=True)
@@ -152,5 +155,5 @@ def issue(coupon_id: int) -> tuple[Response, int]:
     if coupon_id > MAX_ID:
         raise CouponNotFound(coupon_id)
     outcome = strategy.issue(coupon_id, user_id)
-    status = 201 if outcome is Outcome.ISSUED else 409
-    return jsonify(result=outcome.value, coupon_id=coupon_id, user_id=user_id), status
+    body = jsonify(result=outcome.value, coupon_id=coupon_id, user_id=user_id)
+    return body, STATUS.get(outcome, 409)
