@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench migrate clean
+.PHONY: install serve test bench worker lab migrate clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,15 @@ serve: migrate
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+worker: migrate
+	$(BIN)/flask --app app worker $(WORKER_ARGS)
+
 bench: migrate
 	$(BIN)/flask --app app bench $(BENCH_ARGS)
+
+# Every strategy side by side under locust load; LAB_ARGS e.g. --scenario lease-expiry.
+lab: migrate
+	$(BIN)/flask --app app lab $(LAB_ARGS)
 
 clean:
 	rm -rf $(VENV) .coupon-data reports .pytest_cache

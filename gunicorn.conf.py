@@ -22,6 +22,38 @@ def on_starting(server) -> None:
     from coupon.config import Config
 
     embedded.resolve(Config.from_env(), export=True)
+    _fresh_metrics_dir(server)
+
+
+def _fresh_metrics_dir(server) -> None:
+    """Point prometheus-client's multiprocess mode at an empty directory before workers fork."""
+    import tempfile
+    from pathlib import Path
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):  # a previous run's counts must not carry over
+            stale.unlink()
+        return
+    server.coupon_metrics_dir = tempfile.mkdtemp(prefix="coupon-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.coupon_metrics_dir
+
+
+def child_exit(server, worker) -> None:
+    """Tell prometheus-client a worker died (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics directory this master created."""
+    import shutil
+
+    created = getattr(server, "coupon_metrics_dir", None)
+    if created:
+        shutil.rmtree(created, ignore_errors=True)
 
 
 def post_fork(server, worker) -> None:

@@ -16,18 +16,23 @@ MAX_BODY_BYTES = 64 * 1024
 
 def create_app(config: Config | None = None) -> Flask:
     """Create the WSGI app; with no database or Redis URL, start the embedded servers."""
-    from coupon import cli, errors, views
+    from coupon import cli, errors, logs, metrics, openapi, views
     from coupon.runtime import Runtime
 
     given = config or Config.from_env()
-    if not given.embedded and not given.admin_token:
+    # Only the all-embedded sandbox may fall back to the well-known dev token: a service with
+    # any real server configured must not run open.
+    if (given.database_url or given.redis_url) and not given.admin_token:
         raise ConfigError("COUPON_ADMIN_TOKEN must be set when the service runs on real servers")
     resolved = embedded.resolve(given, export=True)
+    logs.configure(secrets=[resolved.admin_token or ""])
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
     app.extensions["coupon"] = Runtime.open(resolved)
     app.register_blueprint(views.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(openapi.bp)
     errors.register(app)
     cli.register(app)
     return app

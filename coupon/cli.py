@@ -5,7 +5,9 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from coupon import schema
+from coupon import bench_async, queue_cli, reconcile, schema
+from coupon.bench import bench
+from coupon.lab.cli import lab
 from coupon.runtime import current
 
 db = AppGroup("db", help="Schema migrations (Alembic).")
@@ -24,8 +26,11 @@ def db_upgrade(revision: str) -> None:
 @click.command("rebuild-redis")
 @click.argument("coupon_id", type=int)
 def rebuild_redis(coupon_id: int) -> None:
-    """Rebuild a coupon's Redis state (stock, users) from the database's rows."""
-    current().state.rebuild(coupon_id, overwrite=True)
+    """Rebuild a coupon's Redis state from its rows and the requests still in its streams.
+
+    The streams are kept: accepted requests not yet persisted keep their reservations.
+    """
+    reconcile.rebuild(current().state, coupon_id, overwrite=True)
     click.echo(f"rebuilt Redis state of coupon {coupon_id}")
 
 
@@ -33,3 +38,9 @@ def register(app: Flask) -> None:
     """Attach the commands to the app."""
     app.cli.add_command(db)
     app.cli.add_command(rebuild_redis)
+    app.cli.add_command(queue_cli.worker_command)
+    app.cli.add_command(queue_cli.retry_failed_command)
+    app.cli.add_command(queue_cli.reconcile_command)
+    app.cli.add_command(bench_async.bench_async)
+    app.cli.add_command(bench)
+    app.cli.add_command(lab)

@@ -54,6 +54,11 @@ class Config:
     retry_deadline: float = 10.0
     # Lease of the Redis lock; python-redis-lock renews it while the holder is alive.
     lock_expire: int = 10
+    # How long a process answers sold_out from memory before asking Redis again (0: never).
+    soldout_ttl: float = 1.0
+    # Lab-only fault injection: the first critical section of each process under redis_lock
+    # and fenced_lock stalls this long without yielding (a GC pause); 0 disables it.
+    fault_pause_seconds: float = 0.0
 
     @classmethod
     def from_env(cls) -> Config:
@@ -71,6 +76,8 @@ class Config:
             redis_max_connections=_env_int("COUPON_REDIS_MAX_CONNECTIONS", 200),
             retry_deadline=_env_float("COUPON_RETRY_DEADLINE", 10.0),
             lock_expire=_env_int("COUPON_LOCK_EXPIRE", 10),
+            soldout_ttl=_env_float("COUPON_SOLDOUT_TTL", 1.0),
+            fault_pause_seconds=_env_float("COUPON_FAULT_PAUSE_SECONDS", 0.0),
         )
 
     @property

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
 from sqlalchemy import Engine, create_engine, make_url
 
 from coupon.config import Config, ConfigError
@@ -13,6 +15,9 @@ log = logging.getLogger(__name__)
 
 # Fail fast when a server is unreachable: a request should get its 503 in seconds, not minutes.
 CONNECT_TIMEOUT_SECONDS = 5
+
+# COUPON_REDIS_URL=redis-cluster://host:port[,host:port...] names a Redis Cluster.
+CLUSTER_SCHEME = "redis-cluster://"
 
 
 def make_engine(config: Config) -> Engine:
@@ -38,8 +43,7 @@ def make_redis(config: Config) -> redis.Redis:
     """Create the Redis client over a blocking pool (callers wait for a free connection)."""
     if not config.redis_url:
         raise ConfigError("no Redis URL")
-    pool = redis.BlockingConnectionPool.from_url(
-        config.redis_url,
+    options: dict[str, Any] = dict(
         max_connections=config.redis_max_connections,
         timeout=config.db_pool_timeout,
         # Longer than any blocking call we make (a lock waiter's BLPOP waits up to the retry
@@ -48,7 +52,26 @@ def make_redis(config: Config) -> redis.Redis:
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         decode_responses=True,
     )
+    if config.redis_url.startswith(CLUSTER_SCHEME):
+        return make_redis_cluster(config.redis_url, options)  # type: ignore[return-value]
+    pool = redis.BlockingConnectionPool.from_url(config.redis_url, **options)
     return redis.Redis(connection_pool=pool)
+
+
+def make_redis_cluster(url: str, options: dict[str, Any]) -> RedisCluster:
+    """Create a Redis Cluster client from redis-cluster://host:port[,host:port...]."""
+    nodes = []
+    for address in url[len(CLUSTER_SCHEME) :].strip("/").split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"COUPON_REDIS_URL: bad cluster node {address!r}, want host:port")
+        nodes.append(ClusterNode(host, int(port)))
+    # One blocking pool per node, as for a single server; the cluster client hands its options
+    # to plain clients too, which know no pool timeout (the pool's own default applies).
+    node_options = {name: value for name, value in options.items() if name != "timeout"}
+    return RedisCluster(
+        startup_nodes=nodes, connection_pool_class=redis.BlockingConnectionPool, **node_options
+    )
 
 
 @dataclass
@@ -68,4 +91,6 @@ class Services:
         """Release every pooled connection."""
         self.engine.dispose()
         self.redis.close()
-        self.redis.connection_pool.disconnect()
+        pool = getattr(self.redis, "connection_pool", None)  # a RedisCluster has one per node
+        if pool is not None:
+            pool.disconnect()

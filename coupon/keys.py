@@ -8,6 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def queued_registry(prefix: str) -> str:
+    """Set of coupon ids whose stream the workers poll (written outside any script)."""
+    return f"{prefix}queued:coupons"
+
+
 @dataclass(frozen=True)
 class CouponKeys:
     """The Redis keys of one coupon."""

@@ -33,6 +33,9 @@ def config_env(config: Config) -> dict[str, str]:
         "COUPON_DATA_DIR": str(config.data_dir),
         "COUPON_LOCK_EXPIRE": str(config.lock_expire),
         "COUPON_RETRY_DEADLINE": str(config.retry_deadline),
+        "COUPON_SOLDOUT_TTL": str(config.soldout_ttl),
+        "COUPON_DB_POOL_SIZE": str(config.db_pool_size),
+        "COUPON_DB_MAX_OVERFLOW": str(config.db_max_overflow),
     }
     return {name: value for name, value in env.items() if value}
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
 
-from coupon import queries, rules
+from coupon import metrics, queries, rules
 from coupon.errors import BadRequest, error
 from coupon.rules import CouponNotFound, Outcome
 from coupon.runtime import current
@@ -154,6 +154,23 @@ def issue(coupon_id: int) -> tuple[Response, int]:
     user_id = _positive_int(_body(), "user_id")
     if coupon_id > MAX_ID:
         raise CouponNotFound(coupon_id)
-    outcome = strategy.issue(coupon_id, user_id)
+    outcome = metrics.track_issue(strategy, coupon_id, user_id)  # strategy.issue, counted
     body = jsonify(result=outcome.value, coupon_id=coupon_id, user_id=user_id)
     return body, STATUS.get(outcome, 409)
+
+
+@bp.get("/coupons/<int:coupon_id>/issues/<int:user_id>")
+def issue_status(coupon_id: int, user_id: int) -> Response:
+    """Tell a client where its request stands: issued, pending (queued), failed, or none."""
+    if not 0 < user_id <= MAX_ID:
+        raise BadRequest(f"user_id must be an integer between 1 and {MAX_ID}")
+    _describe(coupon_id)  # 404 for an unknown coupon
+    runtime = current()
+    with runtime.services.engine.connect() as conn:
+        if queries.has_issue(conn, coupon_id, user_id):
+            return jsonify(status="issued")
+        if queries.has_failure(conn, coupon_id, user_id):
+            return jsonify(status="failed")
+    # Reserved in Redis with no row yet: the worker has not persisted it (or is doing so now).
+    held = runtime.state.client.sismember(runtime.state.keys(coupon_id).users, user_id)
+    return jsonify(status="pending" if held else "none")

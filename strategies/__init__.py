@@ -5,6 +5,8 @@ from coupon.connections import Services
 from strategies.base import Strategy
 from strategies.database import AtomicUpdate, NoLock, Optimistic, ProcessLock, SelectForUpdate
 from strategies.redis_backed import LuaScript, RedisCounter, RedisLock
+from strategies.queued import Queued
+from strategies.fenced import FencedLock
 
 REGISTRY: dict[str, type[Strategy]] = {
     cls.name: cls
@@ -12,11 +14,13 @@ REGISTRY: dict[str, type[Strategy]] = {
         NoLock,
         ProcessLock,
         RedisLock,
+        FencedLock,
         SelectForUpdate,
         AtomicUpdate,
         Optimistic,
         RedisCounter,
         LuaScript,
+        Queued,
     )
 }
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from typing import Callable, ClassVar, TypeVar
 
@@ -21,6 +22,8 @@ T = TypeVar("T")
 _MYSQL_RETRYABLE = {1213, 1205}
 _POSTGRES_RETRYABLE = {"40P01", "40001", "55P03"}
 
+MAX_BACKOFF_SECONDS = 0.05
+
 # Takes one from the stock inside the transaction; False means none is left.
 TakeStock = Callable[[Connection, CouponRow], bool]
 
@@ -35,6 +38,11 @@ class Strategy:
     name: ClassVar[str]
     description: ClassVar[str]
     cross_process: ClassVar[bool]
+    # Never over-issues while every issuer runs in this one process (`none` is the exception).
+    exact_in_process: ClassVar[bool] = True
+    # Answers ISSUED once the row is written; False for a strategy that answers ACCEPTED and
+    # leaves the row to a worker (the concurrency suite drives those with their worker).
+    synchronous: ClassVar[bool] = True
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -58,8 +66,17 @@ def is_retryable(exc: DBAPIError) -> bool:
     return bool(args) and args[0] in _MYSQL_RETRYABLE
 
 
+def backoff(tries: int) -> float:
+    """Return a full-jitter exponential pause before retry number tries (at most 50 ms)."""
+    return random.uniform(0, min(MAX_BACKOFF_SECONDS, 0.001 * 2**tries))
+
+
 def with_retries(attempt: Callable[[], T], deadline_seconds: float) -> T:
-    """Run attempt until it stops losing ties (Conflict, deadlock) or the deadline passes."""
+    """Run attempt until it stops losing ties (Conflict, deadlock) or the deadline passes.
+
+    Losers pause a random, growing moment before they retry: retrying at once makes every
+    loser collide again on the next round (a retry storm) and starves the connection pool.
+    """
     deadline = time.monotonic() + deadline_seconds
     tries = 0
     while True:
@@ -74,6 +91,7 @@ def with_retries(attempt: Callable[[], T], deadline_seconds: float) -> T:
             log.debug("retrying after %s", exc.orig)
         if time.monotonic() >= deadline:
             raise Busy(f"gave up after {tries} tries")
+        time.sleep(backoff(tries))
 
 
 def check_and_write(

@@ -18,6 +18,7 @@ class NoLock(Strategy):
     name = "none"
     description = "No lock: read the count, check, insert. The control that shows the race."
     cross_process = False
+    exact_in_process = False
 
     def issue(self, coupon_id: int, user_id: int) -> Outcome:
         attempt = partial(issue_in_db, self.services.engine, coupon_id, user_id, take_unchecked)

@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from functools import partial
+from typing import Iterator
 
 import redis_lock
+from sqlalchemy import Connection
 
 from coupon import rules
 from coupon.connections import Services
+from coupon.faults import Stall
 from coupon.queries import DuplicateIssue
-from coupon.rules import Busy, Outcome
+from coupon.rules import Busy, CouponRow, Outcome
+from coupon.soldout import SoldOut
 from strategies.base import Strategy, issue_in_db, persist_issue, take_unchecked, with_retries
 from strategies.redis_state import RedisState, from_epoch_text, load_script
 
@@ -47,21 +52,42 @@ class RedisLock(RedisStrategy):
     description = "Redis distributed lock (python-redis-lock, lease + auto renewal) around the transaction."
     cross_process = True
 
-    def issue(self, coupon_id: int, user_id: int) -> Outcome:
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        # Lab-only fault injection (off unless COUPON_FAULT_PAUSE_SECONDS): see coupon/faults.py.
+        self.stall = Stall(services.config.fault_pause_seconds)
+
+    @contextmanager
+    def held(self, coupon_id: int) -> Iterator[None]:
+        """Hold the coupon's lock; a lease found expired at release is logged, the work is done."""
         config = self.services.config
         lock = redis_lock.Lock(
             self.redis,
             name=self.state.keys(coupon_id).lock,
             expire=config.lock_expire,
             auto_renewal=True,
+            # A RedisCluster client is no StrictRedis; the lock's keys share one hash tag.
+            strict=False,
         )
         if not lock.acquire(timeout=max(1, int(config.retry_deadline))):
             raise Busy(f"lock of coupon {coupon_id} not acquired")
         try:
-            attempt = partial(issue_in_db, self.services.engine, coupon_id, user_id, take_unchecked)
-            return with_retries(attempt, config.retry_deadline)
+            yield
         finally:
-            lock.release()
+            try:
+                lock.release()
+            except redis_lock.NotAcquired:
+                log.warning("lock of coupon %s expired while held: another holder may have run", coupon_id)
+
+    def take(self, conn: Connection, coupon: CouponRow) -> bool:
+        """Count the issue, after the lab's injected stall (between the read and the write)."""
+        self.stall.once()
+        return take_unchecked(conn, coupon)
+
+    def issue(self, coupon_id: int, user_id: int) -> Outcome:
+        with self.held(coupon_id):
+            attempt = partial(issue_in_db, self.services.engine, coupon_id, user_id, self.take)
+            return with_retries(attempt, self.services.config.retry_deadline)
 
 
 class RedisCounter(RedisStrategy):
@@ -113,6 +139,8 @@ class LuaScript(RedisStrategy):
         super().__init__(services)
         self._reserve = load_script(self.redis, "reserve")
         self._release = load_script(self.redis, "release")
+        # The sold-out fast path (coupon/soldout.py): per process, bounded by soldout_ttl.
+        self.soldout = SoldOut(services.config.soldout_ttl)
 
     def reserve(self, coupon_id: int, user_id: int) -> Outcome:
         """Run the reserve script, rebuilding the coupon's state once if Redis lost it."""
@@ -123,14 +151,20 @@ class LuaScript(RedisStrategy):
         if code == NO_STATE:
             self.state.rebuild(coupon_id, overwrite=False)
             code = self._reserve(keys=script_keys, args=[user_id, now])
-        return RESERVE_CODES[int(code)]
+        outcome = RESERVE_CODES[int(code)]
+        if outcome is Outcome.SOLD_OUT:
+            self.soldout.mark(coupon_id)
+        return outcome
 
     def release(self, coupon_id: int, user_id: int, *, forget_user: bool) -> None:
         """Give a reservation back (its database write did not happen)."""
         keys = self.state.keys(coupon_id)
         self._release(keys=[keys.users, keys.count], args=[user_id, "1" if forget_user else "0"])
+        self.soldout.clear(coupon_id)
 
     def issue(self, coupon_id: int, user_id: int) -> Outcome:
+        if self.soldout.active(coupon_id):
+            return Outcome.SOLD_OUT
         outcome = self.reserve(coupon_id, user_id)
         if outcome is not Outcome.ISSUED:
             return outcome

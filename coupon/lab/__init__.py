@@ -1,0 +1,1 @@
+"""The comparison lab: every strategy under the same locust load, audited, measured, reported."""

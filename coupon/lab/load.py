@@ -1,0 +1,141 @@
+"""Drive locust as a subprocess (it monkey-patches with gevent) and read back its final stats."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from coupon.config import PROJECT_ROOT
+from coupon.lab.names import ISSUED, REFUSED
+
+# Users finish the request in flight when the time is up: a request cut off mid-flight could
+# still write a row that its caller never hears of, and the audit would call it lost.
+STOP_TIMEOUT_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Load:
+    """What locust measured and what the callers were told."""
+
+    requests: int
+    failures: int
+    issued: int  # answers 201/202
+    refused: int  # answers 409
+    rps: float
+    p50: float
+    p95: float
+    p99: float
+    seconds: float
+    issued_seconds: float = 0.0  # from the first 201/202 answer to the last
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return every figure."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one locust run aims at."""
+
+    host: str
+    strategy: str | None  # None: GET /ping
+    coupon_id: int
+    users: int
+    duration: float
+    duplicate_share: float
+
+
+def command(target: Target, stats_prefix: Path) -> list[str]:
+    """Build the headless locust command line for a target."""
+    args = [
+        sys.executable, "-m", "locust", "-f", str(PROJECT_ROOT / "locustfile.py"),
+        "--headless", "--only-summary", "--loglevel", "WARNING",
+        "-u", str(target.users), "-r", str(target.users), "-t", f"{max(1, round(target.duration))}s",
+        "--stop-timeout", str(STOP_TIMEOUT_SECONDS),
+        "--host", target.host, "--json-file", str(stats_prefix), "--no-audit",
+    ]
+    if target.strategy is None:
+        return args + ["--ping"]
+    return args + [
+        "--strategy", target.strategy,
+        "--coupon-id", str(target.coupon_id),
+        "--duplicate-share", str(target.duplicate_share),
+    ]
+
+
+def run(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> Load:
+    """Run locust against the target, calling tick with the seconds elapsed while it runs."""
+    log_path = stats_prefix.with_suffix(".log")
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command(target, stats_prefix), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = started + target.duration + STOP_TIMEOUT_SECONDS + 60
+        while True:
+            try:
+                process.wait(timeout=0.25)
+                break
+            except subprocess.TimeoutExpired:
+                tick(time.monotonic() - started)
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise RuntimeError(f"locust did not finish; see {log_path}")
+    return read_stats(Path(f"{stats_prefix}.json"), time.monotonic() - started)
+
+
+def percentile(histogram: dict[int, int], share: float) -> float:
+    """Return the response time (ms) below which share of the requests in histogram fell."""
+    total = sum(histogram.values())
+    if not total:
+        return 0.0
+    wanted, seen = share * total, 0
+    for millis in sorted(histogram):
+        seen += histogram[millis]
+        if seen >= wanted:
+            return float(millis)
+    return float(max(histogram))
+
+
+def _span(entry: dict[str, Any]) -> float:
+    """Return the seconds from an entry's first request to its last (0 for no entry)."""
+    if not entry or not entry.get("last_request_timestamp"):
+        return 0.0
+    return float(entry["last_request_timestamp"]) - float(entry["start_time"])
+
+
+def read_stats(path: Path, seconds: float) -> Load:
+    """Read locust's final stats (--json-file) into a Load, aggregating every request name.
+
+    Not the CSV: locust rewrites it once a second and never after the last in-flight requests
+    finish, so it misses the last answers, which the audit would then count as lost.
+    """
+    if not path.exists():
+        raise RuntimeError(f"locust wrote no stats at {path}; see its log beside it")
+    entries = json.loads(path.read_text())
+    histogram: Counter[int] = Counter()
+    for entry in entries:
+        histogram.update({int(k): v for k, v in entry["response_times"].items()})
+    by_name = {entry["name"]: entry for entry in entries}
+    issued = by_name.get(ISSUED, {})
+    requests = sum(entry["num_requests"] for entry in entries)
+    started = min((entry["start_time"] for entry in entries), default=0.0)
+    last = max((entry["last_request_timestamp"] or 0.0 for entry in entries), default=0.0)
+    return Load(
+        requests=requests,
+        failures=sum(entry["num_failures"] for entry in entries),
+        issued=issued.get("num_requests", 0),
+        refused=by_name.get(REFUSED, {}).get("num_requests", 0),
+        rps=requests / (last - started) if last > started else 0.0,
+        p50=percentile(histogram, 0.50),
+        p95=percentile(histogram, 0.95),
+        p99=percentile(histogram, 0.99),
+        seconds=seconds,
+        issued_seconds=_span(issued),
+    )

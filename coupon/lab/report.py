@@ -1,0 +1,108 @@
+"""The lab's report: one table for the terminal and for report.md, and every figure in JSON."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from coupon.lab.plan import Settings
+from coupon.lab.runner import Result
+
+COLUMNS = (
+    "run", "workers", "req/s", "% ping", "issued/s", "p50", "p95", "p99",
+    "errors", "quantity", "rows", "users", "told", "verdict",
+)
+
+
+def ping_rps(results: list[Result]) -> float:
+    """Return the /ping row's requests/s (0 when the run had none)."""
+    return next((r.load.rps for r in results if r.audit is None), 0.0)
+
+
+def table_rows(results: list[Result]) -> list[list[str]]:
+    """Return the table's cells, one list per result, in COLUMNS order."""
+    ceiling = ping_rps(results)
+    rows = []
+    for r in results:
+        a, load = r.audit, r.load
+        share = f"{100 * load.rps / ceiling:.0f}%" if ceiling else "-"
+        audit_cells = ["-"] * 5 if a is None else [
+            str(a.quantity), str(a.rows), str(a.users), str(a.told_issued), a.verdict,
+        ]
+        rows.append([
+            r.run.label, str(r.run.workers), f"{load.rps:.0f}", share,
+            "-" if a is None else f"{r.issued_per_second:.0f}",
+            f"{load.p50:.0f}", f"{load.p95:.0f}", f"{load.p99:.0f}", str(load.failures),
+            *audit_cells,
+        ])
+    return rows
+
+
+def show(results: list[Result], console: Console) -> None:
+    """Print the table on the terminal, inexact rows in red."""
+    table = Table(title="Coupon Lab", header_style="bold")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column in ("run", "verdict") else "right")
+    for result, cells in zip(results, table_rows(results)):
+        inexact = result.audit is not None and not result.audit.exact
+        table.add_row(*cells, style="bold red" if inexact else None)
+    console.print(table)
+
+
+def markdown_table(results: list[Result]) -> str:
+    """Return the table as GitHub markdown; an inexact verdict is set in bold."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for result, cells in zip(results, table_rows(results)):
+        if result.audit is not None and not result.audit.exact:
+            cells[-1] = f"**{cells[-1].upper()}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _facts_block(title: str, facts: dict[str, Any]) -> str:
+    return f"## {title}\n\n" + "\n".join(f"- {key}: {value}" for key, value in facts.items())
+
+
+def write(
+    out: Path,
+    results: list[Result],
+    settings: Settings,
+    facts: dict[str, dict[str, Any]],
+    charts: list[Path],
+) -> Path:
+    """Write report.md and report.json into out; return the markdown's path."""
+    ceiling = ping_rps(results)
+    document = {
+        "settings": {
+            **asdict(settings),
+            "quantity": settings.quantity_for(),
+            "strategies": [r.run.label for r in results],
+            "server_env": {name: value for r in results for name, value in r.run.env},
+        },
+        **facts,
+        "results": [r.as_dict(ceiling) for r in results],
+    }
+    (out / "report.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    backend = facts["backend"]
+    parts = [
+        "# Coupon Lab report",
+        f"Backend: **{backend['database']}** ({'embedded' if backend['embedded'] else 'external'}), "
+        f"Redis {backend['redis_version']}. Scenario `{settings.scenario}`.",
+        markdown_table(results),
+        "Latencies in ms. rows and users are counted in the database after the run; told is "
+        "how many callers were answered 201/202; the verdict sets them against each other and "
+        "against Redis. issued/s is answers 201/202 per second from the first such answer to the "
+        "last: how fast the stock went.",
+        "\n".join(f"![{chart.stem}]({chart.name})" for chart in charts),
+        _facts_block("Settings", document["settings"]),
+        _facts_block("Backend", backend),
+        _facts_block("Machine", facts["machine"]),
+        _facts_block("Versions", facts["versions"]),
+    ]
+    path = out / "report.md"
+    path.write_text("\n\n".join(parts) + "\n")
+    return path

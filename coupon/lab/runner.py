@@ -1,0 +1,108 @@
+"""Run the plan: a real gunicorn per server configuration, locust per row, then the audit."""
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from coupon import queries
+from coupon.lab import audit, load
+from coupon.lab.plan import Run, Settings, pool_env
+from coupon.runtime import Runtime
+from coupon.serve import Server
+
+log = logging.getLogger(__name__)
+
+# The strategy that answers before the row exists; its worker must drain before the audit.
+QUEUED = "queued"
+DRAIN_TIMEOUT_SECONDS = 120.0
+
+# Called with the run being measured and the seconds it has been under load.
+Tick = Callable[[Run, float], None]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the report."""
+
+    run: Run
+    load: load.Load
+    audit: audit.Audit | None  # None for the /ping row
+    coupon_id: int = 0
+
+    @property
+    def issued_per_second(self) -> float:
+        """Callers told issued (201/202) per second, from the first such answer to the last."""
+        if self.load.issued < 2 or self.load.issued_seconds <= 0:
+            return 0.0
+        return self.load.issued / self.load.issued_seconds
+
+    def as_dict(self, ping_rps: float) -> dict[str, Any]:
+        """Return every figure of the row."""
+        return {
+            "label": self.run.label,
+            "coupon_id": self.coupon_id or None,
+            "strategy": self.run.strategy or "/ping",
+            "workers": self.run.workers,
+            "env": dict(self.run.env),
+            "load": self.load.as_dict(),
+            "audit": None if self.audit is None else self.audit.as_dict(),
+            "issued_per_second": round(self.issued_per_second, 1),
+            "percent_of_ping": round(100 * self.load.rps / ping_rps, 1) if ping_rps else None,
+        }
+
+
+def new_coupon(runtime: Runtime, name: str, quantity: int) -> int:
+    """Create a fresh coupon (row and Redis state) and return its id."""
+    with runtime.services.engine.begin() as conn:
+        coupon_id = queries.create_coupon(conn, name, quantity, None, None)
+        row = queries.get_coupon(conn, coupon_id)
+    assert row is not None
+    runtime.state.prepare(row)
+    return coupon_id
+
+
+def drain(runtime: Runtime, strategy: str | None, coupon_id: int) -> int:
+    """Let the queued worker persist what it accepted; return what is still left behind."""
+    if strategy != QUEUED:
+        return 0
+    from coupon import worker  # the queued strategy's worker (issue 3)
+
+    worker.drain(runtime, [coupon_id], timeout=DRAIN_TIMEOUT_SECONDS)
+    return worker.backlog(runtime, coupon_id)
+
+
+def measure(runtime: Runtime, server: Server, run: Run, settings: Settings, out: Path, tick: Tick) -> Result:
+    """Load one run on a started server and audit its coupon."""
+    coupon_id = 0 if run.is_ping else new_coupon(runtime, f"lab {run.label}", settings.quantity_for())
+    target = load.Target(
+        host=server.url,
+        strategy=run.strategy,
+        coupon_id=coupon_id,
+        users=settings.users,
+        duration=settings.duration,
+        duplicate_share=settings.duplicate_share,
+    )
+    safe = "".join(ch if ch.isalnum() else "_" for ch in run.label).strip("_") or "ping"
+    measured = load.run(target, out / f"locust_{safe}", lambda seconds: tick(run, seconds))
+    if run.is_ping:
+        return Result(run, measured, None)
+    backlog = drain(runtime, run.strategy, coupon_id)
+    found = audit.read(runtime, coupon_id, measured.issued, measured.failures, backlog)
+    log.info("%s: %s", run.label, found.verdict)
+    return Result(run, measured, found, coupon_id)
+
+
+def run_all(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, tick: Tick) -> list[Result]:
+    """Measure every run in plan order; consecutive runs of one configuration share a server."""
+    results: dict[Run, Result] = {}
+    for number, (key, group) in enumerate(itertools.groupby(runs, key=lambda run: run.server_key)):
+        workers, env = key
+        server_env = {**pool_env(workers), **dict(env)}
+        log_path = out / f"gunicorn-{number}.log"
+        with Server(runtime.config, workers=workers, extra_env=server_env, log_path=log_path) as server:
+            for run in group:
+                results[run] = measure(runtime, server, run, settings, out, tick)
+    return [results[run] for run in runs]

@@ -1,0 +1,86 @@
+"""The queued strategy: reserve in Redis and enqueue the write; a worker persists it later."""
+from __future__ import annotations
+
+from redis.commands.core import Script
+
+from coupon import reconcile, rules, stream
+from coupon.connections import Services
+from coupon.rules import CouponNotFound, Outcome
+from strategies.coalesce import coalesce
+from strategies.redis_backed import NO_STATE, RESERVE_CODES, LuaScript
+from strategies.redis_state import LUA_DIR
+
+# Which reserve.lua answer means "reserved": the queued script answers accepted for it.
+RESERVED = 0
+
+
+def compose_enqueue_script() -> str:
+    """Return reserve.lua wrapped as a local function, followed by queue.lua."""
+    reserve = (LUA_DIR / "reserve.lua").read_text()
+    queue = (LUA_DIR / "queue.lua").read_text()
+    return f"local function reserve()\n{reserve}\nend\n{queue}"
+
+
+class Queued(LuaScript):
+    """One script checks, reserves and appends the request to the coupon's stream; answer 202.
+
+    No database round trip on the request path: the worker (coupon/worker.py) writes the row.
+    Refusals are the reserve script's, so they are the same 409s as the other strategies'.
+    """
+
+    name = "queued"
+    description = "Lua reserve + XADD to a Redis Stream in one script; 202 now, a worker writes rows."
+    cross_process = True
+    synchronous = False
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self._enqueue: Script = self.redis.register_script(compose_enqueue_script())
+        # Concurrent requests of this process share round trips (strategies/coalesce.py).
+        self._enqueue_shared = coalesce(self.redis, self._enqueue)
+        self._prefix = services.config.redis_prefix
+        # Coupons this process has put in the workers' registry; once each is enough.
+        self._registered: set[int] = set()
+
+    def enqueue(self, coupon_id: int, user_id: int) -> Outcome:
+        """Run the reserve-and-enqueue script, rebuilding the coupon's state if Redis lost it."""
+        keys = self.state.keys(coupon_id)
+        script_keys = [keys.meta, keys.users, keys.count, keys.stream]
+        args = [user_id, rules.to_epoch(rules.utcnow()), stream.GROUP]
+        code = int(self._enqueue_shared(keys=script_keys, args=args))
+        if code == NO_STATE:
+            reconcile.rebuild(self.state, coupon_id, overwrite=False)
+            code = int(self._enqueue_shared(keys=script_keys, args=args))
+        if code == RESERVED:
+            return Outcome.ACCEPTED
+        outcome = RESERVE_CODES[code]
+        if outcome is Outcome.SOLD_OUT:
+            self.soldout.mark(coupon_id)
+        return outcome
+
+    def enqueue_many(self, coupon_id: int, user_ids: list[int]) -> int:
+        """Enqueue many users in one pipeline (bulk loads, benchmarks); return how many got in."""
+        stream.register(self.redis, self._prefix, coupon_id)
+        keys = self.state.keys(coupon_id)
+        script_keys = [keys.meta, keys.users, keys.count, keys.stream]
+        now = rules.to_epoch(rules.utcnow())
+        pipe = self.redis.pipeline(transaction=False)
+        for user_id in user_ids:
+            self._enqueue(keys=script_keys, args=[user_id, now, stream.GROUP], client=pipe)
+        return sum(int(code) == RESERVED for code in pipe.execute())
+
+    def issue(self, coupon_id: int, user_id: int) -> Outcome:
+        if self.soldout.active(coupon_id):
+            return Outcome.SOLD_OUT
+        if coupon_id in self._registered:
+            return self.enqueue(coupon_id, user_id)
+        # Register before the first entry, so no entry sits in a stream the workers don't know.
+        stream.register(self.redis, self._prefix, coupon_id)
+        try:
+            outcome = self.enqueue(coupon_id, user_id)
+        except CouponNotFound:
+            # No such coupon, so nobody can have enqueued for it: keep the registry clean.
+            stream.unregister(self.redis, self._prefix, coupon_id)
+            raise
+        self._registered.add(coupon_id)
+        return outcome

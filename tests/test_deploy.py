@@ -1,0 +1,148 @@
+"""The compose stack and the Dockerfile are valid and run what CI runs; nothing runs open."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import pytest
+import yaml
+
+from coupon import create_app
+from coupon.config import PROJECT_ROOT, Config, ConfigError
+from tests.backends import Backend
+from tests.backends import test_config as config_for
+
+COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+SCHEMA = Path(__file__).parent / "data" / "compose_spec.json"
+SERVICES = {"mysql", "redis", "migrate", "app", "worker", "locust-master", "locust-worker"}
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def make_recipe(target: str) -> list[str]:
+    """Return the commands of a Makefile target, with $(BIN) spelled as the venv's bin."""
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    match = re.search(rf"^{re.escape(target)}:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert match, f"no target {target} in the Makefile"
+    lines = [line.strip() for line in match.group(1).splitlines()]
+    return [line.replace("$(BIN)", ".venv/bin").replace("$(VENV)", ".venv") for line in lines]
+
+
+def dockerfile_cmd() -> list[str]:
+    match = re.search(r"^CMD (\[.*\])$", (PROJECT_ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert match, "the Dockerfile has no exec-form CMD"
+    return json.loads(match.group(1))
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    validator = jsonschema_rs.validator_for(json.loads(SCHEMA.read_text()))
+    problems = [error.message for error in validator.iter_errors(compose())]
+    assert problems == []
+    broken = compose()
+    broken["services"]["app"]["depends_on"] = {"migrate": {"condition": "when_ready"}}
+    assert not validator.is_valid(broken)  # the schema does check what we rely on
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_docker_compose_accepts_the_file_and_demands_a_token() -> None:
+    env = {**os.environ, "COUPON_ADMIN_TOKEN": "compose-test-token"}
+    command = ["docker-compose", "-f", str(COMPOSE), "config", "-q"]
+    checked = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    env.pop("COUPON_ADMIN_TOKEN")
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "COUPON_ADMIN_TOKEN" in refused.stderr
+
+
+def test_services_wait_for_healthy_dependencies() -> None:
+    services = compose()["services"]
+    assert set(services) == SERVICES
+    for name, service in services.items():
+        for needed, rule in (service.get("depends_on") or {}).items():
+            if isinstance(rule, dict) and rule["condition"] == "service_healthy":
+                assert "healthcheck" in services[needed], f"{name} waits on {needed}'s health"
+    for name in ("app", "worker"):
+        assert services[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+    assert services["locust-master"]["depends_on"]["app"] == {"condition": "service_healthy"}
+    # Scalable services name no container and bind no fixed host port.
+    assert "container_name" not in services["locust-worker"]
+    assert "ports" not in services["locust-worker"] and "ports" not in services["worker"]
+    assert services["app"]["environment"]["COUPON_WORKERS"]
+
+
+def test_images_run_what_ci_and_the_makefile_run() -> None:
+    services = compose()["services"]
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    # CI's `make test` installs through the same target the image builds with.
+    assert re.search(r"^RUN make install\b", dockerfile, re.MULTILINE)
+    assert "pip install --quiet -r requirements.txt" in " ".join(make_recipe("$(STAMP)"))
+    assert re.search(r"^make test\b", (PROJECT_ROOT / ".ci" / "run").read_text(), re.MULTILINE)
+    serve = shlex.split(make_recipe("serve")[0])
+    assert dockerfile_cmd() == services["app"]["command"] == serve
+    assert services["migrate"]["command"] == shlex.split(make_recipe("migrate")[0])
+    assert "gunicorn.conf.py" in serve
+
+
+def test_compose_commands_exist(backend: Backend, redis_server: str) -> None:
+    app = create_app(config_for(backend.url, redis_server))
+    try:
+        for service in ("migrate", "worker"):
+            command = compose()["services"][service]["command"]
+            assert command[:3] == [".venv/bin/flask", "--app", "app"]
+            found = app.cli.commands.get(command[3])
+            assert found is not None, f"{service} runs an unknown command {command[3]}"
+            if service == "migrate":
+                assert command[4] in found.commands  # type: ignore[attr-defined]
+    finally:
+        app.extensions["coupon"].close()
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        {"database_url": "mysql+pymysql://u@db/x", "redis_url": "redis://r:6379/0"},
+        {"database_url": "mysql+pymysql://u@db/x"},  # Redis embedded: still a real server
+        {"redis_url": "redis://r:6379/0"},
+    ],
+)
+def test_a_missing_admin_token_refuses_to_start(urls: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="COUPON_ADMIN_TOKEN"):
+        create_app(Config(admin_token=None, **urls))
+
+
+def test_admin_token_is_compared_in_constant_time(
+    backend: Backend, redis_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coupon import views
+
+    compared: list[tuple[bytes, bytes]] = []
+    real = views.hmac.compare_digest
+
+    def spy(given: bytes, expected: bytes) -> bool:
+        compared.append((given, expected))
+        return real(given, expected)
+
+    monkeypatch.setattr(views.hmac, "compare_digest", spy)
+    app = create_app(config_for(backend.url, redis_server))
+    try:
+        body = {"name": "c", "total_quantity": 1}
+        wrong = {"Authorization": "Bearer test-admin-tokeX"}
+        right = {"Authorization": "Bearer test-admin-token"}
+        assert app.test_client().post("/coupons", json=body, headers=wrong).status_code == 401
+        assert app.test_client().post("/coupons", json=body).status_code == 401
+        assert app.test_client().post("/coupons", json=body, headers=right).status_code == 201
+    finally:
+        app.extensions["coupon"].close()
+    assert compared[0] == (b"test-admin-tokeX", b"test-admin-token")
+    assert len(compared) == 3

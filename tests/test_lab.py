@@ -1,0 +1,127 @@
+"""The lab: its audit on crafted data, its stats reading, and one short real run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from coupon import queries
+from coupon.lab import audit
+from coupon.lab.load import percentile, read_stats
+from coupon.lab.names import ISSUED, REFUSED
+from coupon.lab.plan import Settings, plan, pool_env
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def crafted(**changes: int) -> audit.Audit:
+    """An exact, sold-out audit of a coupon of 10, with the given figures changed."""
+    figures = dict(quantity=10, rows=10, users=10, counter=10, reserved=0, told_issued=10, errors=0)
+    figures.update(changes)
+    return audit.Audit(**figures)
+
+
+def test_an_exact_sold_out_run_is_exact():
+    found = crafted()
+    assert found.exact and found.problems() == [] and found.verdict == "exact"
+
+
+def test_a_run_that_never_sold_out_says_so():
+    found = crafted(rows=4, users=4, counter=4, told_issued=4)
+    assert found.exact and found.verdict == "exact, not sold out"
+
+
+def test_a_known_over_issue_is_reported_as_such():
+    found = crafted(rows=13, users=13, counter=13, told_issued=13)
+    assert not found.exact
+    assert found.over_issue == 3
+    assert found.verdict == "over-issued +3"
+    assert found.as_dict()["over_issue"] == 3 and found.as_dict()["exact"] is False
+
+
+def test_duplicates_phantoms_lost_and_stranded_are_each_named():
+    assert crafted(users=8).problems() == ["2 duplicate rows"]
+    assert crafted(told_issued=12).problems() == ["2 phantom successes"]
+    assert crafted(told_issued=9).problems() == ["1 lost successes"]
+    assert crafted(reserved=11).problems() == ["1 stranded reservations"]
+    assert crafted(counter=9).problems() == ["counter off by 1"]
+    assert crafted(backlog=5).problems() == ["5 still queued"]
+    both = crafted(rows=12, users=11, counter=12, told_issued=11)
+    assert both.problems() == ["over-issued +2", "1 duplicate rows", "1 lost successes"]
+
+
+def test_audit_reads_the_database_and_redis_not_the_callers(runtime, make_coupon):
+    coupon_id = make_coupon(quantity=3)
+    with runtime.services.engine.begin() as conn:
+        for user in (1, 2, 3, 4):  # one more row than the quantity, written behind its back
+            queries.add_issued(conn, coupon_id)
+            queries.insert_issue(conn, coupon_id, user)
+    runtime.services.redis.set(runtime.state.keys(coupon_id).count, 6)
+
+    found = audit.read(runtime, coupon_id, told_issued=5, errors=2)
+
+    assert (found.quantity, found.rows, found.users, found.counter) == (3, 4, 4, 4)
+    assert found.problems() == ["over-issued +1", "1 phantom successes", "2 stranded reservations"]
+
+
+def test_read_stats_counts_what_callers_were_told(tmp_path: Path):
+    def entry(name: str, count: int, times: dict[str, int], failures: int = 0) -> dict[str, object]:
+        return {
+            "name": name, "method": "POST", "num_requests": count, "num_failures": failures,
+            "response_times": times, "start_time": 100.0, "last_request_timestamp": 110.0,
+        }
+
+    stats = [
+        entry(ISSUED, 10, {"20": 10}),
+        entry(REFUSED, 85, {"5": 85}),
+        entry("issue: error", 5, {"900": 5}, failures=5),
+    ]
+    (tmp_path / "run.json").write_text(json.dumps(stats))
+
+    load = read_stats(tmp_path / "run.json", seconds=12.0)
+
+    assert (load.requests, load.issued, load.refused, load.failures) == (100, 10, 85, 5)
+    assert load.rps == pytest.approx(10.0)
+    assert load.issued_seconds == pytest.approx(10.0)
+    assert (load.p50, load.p95, load.p99) == (5.0, 20.0, 900.0)
+    assert percentile({}, 0.5) == 0.0
+
+
+def test_plans_put_ping_first_and_keep_pools_small():
+    assert [run.label for run in plan(Settings(), ["none", "lua"])] == ["/ping", "none", "lua"]
+    workers = plan(Settings(scenario="workers"), ["none"])
+    assert [(run.label, run.workers) for run in workers[1:]] == [
+        ("process_lock x1", 1),
+        ("process_lock x4", 4),
+    ]
+    lease = plan(Settings(scenario="lease-expiry"), [])
+    assert [run.strategy for run in lease] == [None, "redis_lock", "fenced_lock"]
+    assert dict(lease[1].env)["COUPON_FAULT_PAUSE_SECONDS"] == "3" and lease[0].env == ()
+    for workers_count in (1, 2, 4, 8):
+        env = pool_env(workers_count)
+        assert workers_count * (int(env["COUPON_DB_POOL_SIZE"]) + int(env["COUPON_DB_MAX_OVERFLOW"])) <= 48
+
+
+def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
+    args = ["lab", "--strategies", "atomic_update,none", "--duration", "3", "--users", "10",
+            "--quantity", "30", "--output", str(tmp_path)]
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 0, result.output
+
+    (out,) = tmp_path.iterdir()
+    document = json.loads((out / "report.json").read_text())
+    rows = {row["label"]: row for row in document["results"]}
+    assert list(rows) == ["/ping", "atomic_update", "none"]
+    assert rows["/ping"]["audit"] is None and rows["/ping"]["load"]["requests"] > 0
+    exact = rows["atomic_update"]["audit"]
+    assert exact["verdict"] == "exact" and exact["rows"] == exact["told_issued"] == 30
+    racy = rows["none"]["audit"]
+    assert racy["rows"] > 0 and racy["duplicates"] == 0
+    assert ("over-issued" in racy["verdict"]) == (racy["rows"] > racy["quantity"])
+    assert document["backend"]["database"] in ("mysql", "postgresql")
+    markdown = (out / "report.md").read_text()
+    assert "| atomic_update | 2 |" in markdown and "| exact |" in markdown
+    assert f"Backend: **{document['backend']['database']}**" in markdown
+    for chart in ("throughput", "latency", "correctness"):
+        assert (out / f"{chart}.png").read_bytes().startswith(PNG_MAGIC)

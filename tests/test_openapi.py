@@ -1,0 +1,108 @@
+"""coupon/openapi.json is valid OpenAPI 3, names every route, and real answers match it."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jsonschema_rs
+import pytest
+import schemathesis
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from coupon import openapi
+
+METHODS = {"get", "post", "put", "patch", "delete"}
+TOKEN = {"Authorization": "Bearer test-admin-token"}
+DOC = openapi.load()
+
+
+def flask_routes(app: Flask) -> set[tuple[str, str]]:
+    """Return (OpenAPI path, method) for every route of the app."""
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        methods = {method.lower() for method in rule.methods or ()} & METHODS
+        routes |= {(path, method) for method in methods}
+    return routes
+
+
+def json_schema(schema: Any) -> Any:
+    """Turn OpenAPI 3.0's `nullable` into JSON Schema's null type, everywhere in schema."""
+    if isinstance(schema, list):
+        return [json_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: json_schema(value) for key, value in schema.items() if key != "nullable"}
+    if schema.get("nullable") and "type" in schema:
+        converted["type"] = [schema["type"], "null"]
+    return converted
+
+
+def check(response: TestResponse, path: str, method: str) -> None:
+    """Assert the response's status, media type and body are the ones the document gives."""
+    documented = DOC["paths"][path][method]["responses"]
+    assert str(response.status_code) in documented, (path, method, response.status_code)
+    content = documented[str(response.status_code)]["content"]
+    media_type = response.mimetype
+    assert media_type in content, (path, method, media_type)
+    if media_type == "application/json":
+        schema = {**content[media_type]["schema"], "components": DOC["components"]}
+        validator = jsonschema_rs.validator_for(json_schema(schema))
+        assert [e.message for e in validator.iter_errors(response.get_json())] == [], response.json
+
+
+def test_the_document_is_valid_openapi_3() -> None:
+    assert DOC["openapi"].startswith("3.")
+    schemathesis.openapi.from_dict(DOC).validate()
+    with pytest.raises(jsonschema_rs.ValidationError):
+        schemathesis.openapi.from_dict({**DOC, "paths": {"/x": {"get": {}}}}).validate()
+
+
+def test_every_route_is_documented_and_every_documented_path_exists(app: Flask) -> None:
+    documented = {(path, method) for path, item in DOC["paths"].items() for method in item}
+    assert flask_routes(app) == documented
+    for (path, method) in documented:
+        parameters = DOC["paths"][path][method].get("parameters", [])
+        declared = {p["name"] for p in parameters if p["in"] == "path"}
+        assert declared == set(re.findall(r"{(\w+)}", path)), path
+
+
+def test_served_document_is_the_file(client: FlaskClient) -> None:
+    response = client.get("/openapi.json")
+    check(response, "/openapi.json", "get")
+    assert response.get_json() == DOC
+
+
+def test_real_answers_match_the_document(client: FlaskClient) -> None:
+    check(client.get("/ping"), "/ping", "get")
+    check(client.get("/healthz"), "/healthz", "get")
+    check(client.get("/strategies"), "/strategies", "get")
+    check(client.get("/metrics"), "/metrics", "get")
+    created = client.post("/coupons", json={"name": "contract", "total_quantity": 1}, headers=TOKEN)
+    check(created, "/coupons", "post")
+    assert created.status_code == 201
+    check(client.post("/coupons", json={"name": "x", "total_quantity": 1}), "/coupons", "post")
+    check(client.post("/coupons", json={"name": ""}, headers=TOKEN), "/coupons", "post")
+    coupon_id = created.get_json()["id"]
+    check(client.get(f"/coupons/{coupon_id}"), "/coupons/{coupon_id}", "get")
+    check(client.get("/coupons/999999999"), "/coupons/{coupon_id}", "get")
+
+    issue = "/coupons/{coupon_id}/issue"
+    url = f"/coupons/{coupon_id}/issue?strategy=lua"
+    for user_id, status in ((1, 201), (1, 409), (2, 409)):
+        answer = client.post(url, json={"user_id": user_id})
+        assert answer.status_code == status
+        check(answer, issue, "post")
+    check(client.post(url, json={"user_id": "one"}), issue, "post")
+    unknown = f"/coupons/{coupon_id}/issue?strategy=nope"
+    check(client.post(unknown, json={"user_id": 3}), issue, "post")
+    check(client.post("/coupons/999999999/issue", json={"user_id": 3}), issue, "post")
+
+    status = "/coupons/{coupon_id}/issues/{user_id}"
+    for user_id in (1, 2, 0):
+        check(client.get(f"/coupons/{coupon_id}/issues/{user_id}"), status, "get")
+    check(client.get("/coupons/999999999/issues/1"), status, "get")
