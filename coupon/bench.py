@@ -19,23 +19,13 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def new_coupon(runtime: Runtime, name: str, quantity: int) -> int:
-    """Create a coupon and its Redis state, as POST /coupons does."""
-    with runtime.services.engine.begin() as conn:
-        coupon_id = queries.create_coupon(conn, name, quantity, None, None)
-        row = queries.get_coupon(conn, coupon_id)
-    assert row is not None
-    runtime.state.prepare(row)
-    return coupon_id
-
-
 def measure(runtime: Runtime, name: str, calls: int, threads: int, quantity: int) -> Result:
     """Run one crowd through one strategy (or the no-I/O ceiling) and audit the rows."""
     if name == CEILING:
         _, latencies, _, seconds = timed_crowd(lambda user: Outcome.ISSUED, calls, threads)
         return Result(name, calls, calls, 0, seconds, latencies, seconds)
     strategy = runtime.strategy(name)
-    coupon_id = new_coupon(runtime, f"bench {name}", quantity)
+    coupon_id = runtime.create_coupon(f"bench {name}", quantity)
     outcomes, latencies, finished, seconds = timed_crowd(
         lambda user: strategy.issue(coupon_id, user), calls, threads
     )

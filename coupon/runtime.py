@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import current_app
 
+from coupon import queries
 from coupon.config import Config
 from coupon.connections import Services
 from strategies import build_all, pick
@@ -35,6 +37,21 @@ class Runtime:
     def strategy(self, name: str | None) -> Strategy:
         """Return the named strategy, or the configured default when name is None."""
         return pick(self.strategies, name if name is not None else self.config.default_strategy)
+
+    def create_coupon(
+        self,
+        name: str,
+        quantity: int,
+        issue_start: datetime | None = None,
+        issue_end: datetime | None = None,
+    ) -> int:
+        """Create a coupon's row and its Redis state; return its id."""
+        with self.services.engine.begin() as conn:
+            coupon_id = queries.create_coupon(conn, name, quantity, issue_start, issue_end)
+            row = queries.get_coupon(conn, coupon_id)
+        assert row is not None
+        self.state.prepare(row)
+        return coupon_id
 
     def close(self) -> None:
         """Close every connection."""

@@ -58,6 +58,22 @@ def unregister(client: redis.Redis, prefix: str, coupon_id: int) -> None:
     client.srem(queued_registry(prefix), coupon_id)
 
 
+def discover(client: redis.Redis, prefix: str) -> list[int]:
+    """Register every coupon stream that holds entries, found by SCAN; return their ids.
+
+    The safety net under the registry: a process that died between its first entry for a
+    coupon and registering it (or any other writer) cannot leave a stream unseen for long.
+    """
+    found = []
+    for key in client.scan_iter(match=f"{prefix}{{*}}:stream", count=1000, _type="STREAM"):
+        tag = key[len(prefix) + 1 : key.index("}", len(prefix))]
+        if tag.isdigit() and client.xlen(key):
+            found.append(int(tag))
+    if found:
+        client.sadd(queued_registry(prefix), *found)
+    return sorted(found)
+
+
 def registered(client: redis.Redis, prefix: str) -> list[int]:
     """Return the coupon ids whose streams the workers poll, in order."""
     return sorted(int(member) for member in client.smembers(queued_registry(prefix)))

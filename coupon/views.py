@@ -124,11 +124,7 @@ def create_coupon() -> tuple[Response, int]:
     start, end = _instant(body, "issue_start"), _instant(body, "issue_end")
     if start is not None and end is not None and end <= start:
         raise BadRequest("issue_end must be after issue_start")
-    runtime = current()
-    with runtime.services.engine.begin() as conn:
-        coupon_id = queries.create_coupon(conn, name, quantity, start, end)
-        row = queries.get_coupon(conn, coupon_id)
-    runtime.state.prepare(row)
+    coupon_id = current().create_coupon(name, quantity, start, end)
     return jsonify(_coupon_json(_describe(coupon_id))), 201
 
 

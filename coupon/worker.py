@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# How often a worker polling every coupon also looks for streams the registry misses (SCAN).
+DISCOVERY_SECONDS = 30.0
+
 # The database is down or unreachable (or broke a tie): wait and retry, acknowledge nothing.
 OUTAGE = (OperationalError, InterfaceError, PoolTimeout)
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
@@ -82,6 +85,7 @@ class Worker:
         self.outages = 0  # failed attempts to reach the database
         self._stop = threading.Event()
         self._next_claim: dict[int, float] = {}
+        self._next_discovery = 0.0
         self._touched: set[int] = set()
         self._settle = load_script(self.redis, "settle")
         self._bury = load_script(self.redis, "dead_letter")
@@ -98,6 +102,9 @@ class Worker:
         """Return the coupons to poll: the given ones, or every registered stream."""
         if self.coupon_ids is not None:
             return self.coupon_ids
+        if time.monotonic() >= self._next_discovery:
+            self._next_discovery = time.monotonic() + DISCOVERY_SECONDS
+            stream.discover(self.redis, self.prefix)
         return stream.registered(self.redis, self.prefix)
 
     def run(self, burst: bool = False, timeout: float | None = None) -> int:

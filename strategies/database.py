@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 from functools import partial
+from typing import ClassVar
 
 from sqlalchemy import Connection
 
@@ -12,7 +13,26 @@ from coupon.rules import CouponRow, Outcome
 from strategies.base import Conflict, Strategy, issue_in_db, take_unchecked, with_retries
 
 
-class NoLock(Strategy):
+class DatabaseStrategy(Strategy):
+    """Run the shared read-check-write in one transaction, retried when it loses a tie.
+
+    A subclass differs only in how it takes the stock (take) and whether it locks the
+    coupon row as it reads it (lock_row).
+    """
+
+    lock_row: ClassVar[bool] = False
+
+    def take(self, conn: Connection, coupon: CouponRow) -> bool:
+        """Take one unit of stock inside the transaction; False when none is left."""
+        return take_unchecked(conn, coupon)
+
+    def issue(self, coupon_id: int, user_id: int) -> Outcome:
+        engine = self.services.engine
+        attempt = partial(issue_in_db, engine, coupon_id, user_id, self.take, lock_row=self.lock_row)
+        return with_retries(attempt, self.services.config.retry_deadline)
+
+
+class NoLock(DatabaseStrategy):
     """Read the count, check, insert: nothing stops two requests reading the same count."""
 
     name = "none"
@@ -20,12 +40,8 @@ class NoLock(Strategy):
     cross_process = False
     exact_in_process = False
 
-    def issue(self, coupon_id: int, user_id: int) -> Outcome:
-        attempt = partial(issue_in_db, self.services.engine, coupon_id, user_id, take_unchecked)
-        return with_retries(attempt, self.services.config.retry_deadline)
 
-
-class ProcessLock(Strategy):
+class ProcessLock(DatabaseStrategy):
     """Hold a per-coupon lock of this process around the whole transaction, commit included.
 
     The lock must enclose the commit: a lock released before commit lets the next request
@@ -50,12 +66,11 @@ class ProcessLock(Strategy):
         return lock
 
     def issue(self, coupon_id: int, user_id: int) -> Outcome:
-        attempt = partial(issue_in_db, self.services.engine, coupon_id, user_id, take_unchecked)
         with self._lock_for(coupon_id):
-            return with_retries(attempt, self.services.config.retry_deadline)
+            return super().issue(coupon_id, user_id)
 
 
-class SelectForUpdate(Strategy):
+class SelectForUpdate(DatabaseStrategy):
     """Lock the coupon row with SELECT ... FOR UPDATE; every issuer queues on that row.
 
     InnoDB reports a deadlock (1213) when too many transactions wait on one row, and a lock
@@ -65,43 +80,28 @@ class SelectForUpdate(Strategy):
     name = "select_for_update"
     description = "Pessimistic row lock (SELECT ... FOR UPDATE): exact; issuers queue on one hot row."
     cross_process = True
-
-    def issue(self, coupon_id: int, user_id: int) -> Outcome:
-        attempt = partial(
-            issue_in_db, self.services.engine, coupon_id, user_id, take_unchecked, lock_row=True
-        )
-        return with_retries(attempt, self.services.config.retry_deadline)
+    lock_row = True
 
 
-def _take_if_available(conn: Connection, coupon: CouponRow) -> bool:
-    return queries.add_issued_if_available(conn, coupon.id)
-
-
-class AtomicUpdate(Strategy):
+class AtomicUpdate(DatabaseStrategy):
     """Take the stock with one conditional UPDATE; the database re-checks it under the row lock."""
 
     name = "atomic_update"
     description = "Conditional UPDATE ... WHERE issued < total, then the insert, in one transaction."
     cross_process = True
 
-    def issue(self, coupon_id: int, user_id: int) -> Outcome:
-        attempt = partial(issue_in_db, self.services.engine, coupon_id, user_id, _take_if_available)
-        return with_retries(attempt, self.services.config.retry_deadline)
+    def take(self, conn: Connection, coupon: CouponRow) -> bool:
+        return queries.add_issued_if_available(conn, coupon.id)
 
 
-def _take_if_unchanged(conn: Connection, coupon: CouponRow) -> bool:
-    if not queries.add_issued_if_version(conn, coupon.id, coupon.version):
-        raise Conflict(coupon.id)
-    return True
-
-
-class Optimistic(Strategy):
+class Optimistic(DatabaseStrategy):
     """Compare-and-set on the version column; a loser rereads and retries until the deadline."""
 
     name = "optimistic"
     description = "Optimistic version check-and-set with retries; exact, but a crowd makes a retry storm."
     cross_process = True
 
-    def issue(self, coupon_id: int, user_id: int) -> Outcome:
-        attempt = partial(issue_in_db, self.services.engine, coupon_id, user_id, _take_if_unchanged)
-        return with_retries(attempt, self.services.config.retry_deadline)
+    def take(self, conn: Connection, coupon: CouponRow) -> bool:
+        if not queries.add_issued_if_version(conn, coupon.id, coupon.version):
+            raise Conflict(coupon.id)
+        return True

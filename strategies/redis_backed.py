@@ -120,7 +120,9 @@ class RedisCounter(RedisStrategy):
         try:
             persist_issue(self.services.engine, coupon_id, user_id)
         except DuplicateIssue:
-            self.redis.decr(keys.count)
+            # The user's row predates Redis's knowledge of it (written by another family of
+            # strategies, or before a rebuild): it does hold a unit of stock, so the
+            # reservation stays counted and the user stays known.
             return Outcome.ALREADY_ISSUED
         except Exception:
             self.redis.pipeline().decr(keys.count).srem(keys.users, user_id).execute()
@@ -156,10 +158,10 @@ class LuaScript(RedisStrategy):
             self.soldout.mark(coupon_id)
         return outcome
 
-    def release(self, coupon_id: int, user_id: int, *, forget_user: bool) -> None:
-        """Give a reservation back (its database write did not happen)."""
+    def release(self, coupon_id: int, user_id: int) -> None:
+        """Give a reservation back (its database write did not happen); the user may retry."""
         keys = self.state.keys(coupon_id)
-        self._release(keys=[keys.users, keys.count], args=[user_id, "1" if forget_user else "0"])
+        self._release(keys=[keys.users, keys.count], args=[user_id])
         self.soldout.clear(coupon_id)
 
     def issue(self, coupon_id: int, user_id: int) -> Outcome:
@@ -171,9 +173,9 @@ class LuaScript(RedisStrategy):
         try:
             persist_issue(self.services.engine, coupon_id, user_id)
         except DuplicateIssue:
-            self.release(coupon_id, user_id, forget_user=False)
+            # As in RedisCounter: the existing row holds the unit this reservation counted.
             return Outcome.ALREADY_ISSUED
         except Exception:
-            self.release(coupon_id, user_id, forget_user=True)
+            self.release(coupon_id, user_id)
             raise
         return Outcome.ISSUED

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from coupon import create_app, queries
+from coupon import create_app
 from coupon.config import PROJECT_ROOT
 from coupon.runtime import Runtime
 from tests.backends import Backend, drop_database, open_backend, redis_url, test_config
@@ -68,11 +68,6 @@ def make_coupon(runtime: Runtime) -> MakeCoupon:
         issue_end: datetime | None = None,
         name: str = "test coupon",
     ) -> int:
-        with runtime.services.engine.begin() as conn:
-            coupon_id = queries.create_coupon(conn, name, quantity, issue_start, issue_end)
-            row = queries.get_coupon(conn, coupon_id)
-        assert row is not None
-        runtime.state.prepare(row)
-        return coupon_id
+        return runtime.create_coupon(name, quantity, issue_start, issue_end)
 
     return make

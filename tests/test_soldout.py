@@ -89,10 +89,10 @@ def test_stock_given_back_is_seen_at_once_here_and_within_ttl_elsewhere(runtime,
     # This process gives the reservation back (as the lua strategy does when its write fails).
     keys = runtime.state.keys(coupon_id)
     runtime.services.redis.xtrim(keys.stream, maxlen=0)
-    here.release(coupon_id, 1, forget_user=True)
+    here.release(coupon_id, 1)
 
     assert here.issue(coupon_id, 3) is Outcome.ACCEPTED  # its own flag is gone at once
-    here.release(coupon_id, 3, forget_user=True)
+    here.release(coupon_id, 3)
     runtime.services.redis.xtrim(keys.stream, maxlen=0)
     assert elsewhere.issue(coupon_id, 4) is Outcome.SOLD_OUT  # stale, within the bound
     clock.now += 1.0

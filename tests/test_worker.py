@@ -156,3 +156,16 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits(runtime, make_coupon):
     assert "10 rows persisted" in output
     assert rows(runtime, coupon_id) == (10, 10, 10)
     assert worker.backlog(runtime, coupon_id) == 20 and pending(runtime, coupon_id) == 0
+
+
+def test_a_stream_missing_from_the_registry_is_found_and_drained(runtime, make_coupon):
+    coupon_id = make_coupon(quantity=5)
+    accept(runtime, coupon_id, [1, 2])
+    client, prefix = runtime.services.redis, runtime.config.redis_prefix
+    # As if the process that enqueued had died before registering the coupon.
+    stream.unregister(client, prefix, coupon_id)
+
+    worker.drain(runtime, timeout=60)  # every coupon: the registry, then a SCAN
+
+    assert rows(runtime, coupon_id) == (2, 2, 2)
+    assert coupon_id in stream.registered(client, prefix)

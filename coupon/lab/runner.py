@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from coupon import queries
 from coupon.lab import audit, load
 from coupon.lab.plan import Run, Settings, pool_env
 from coupon.runtime import Runtime
@@ -54,16 +53,6 @@ class Result:
         }
 
 
-def new_coupon(runtime: Runtime, name: str, quantity: int) -> int:
-    """Create a fresh coupon (row and Redis state) and return its id."""
-    with runtime.services.engine.begin() as conn:
-        coupon_id = queries.create_coupon(conn, name, quantity, None, None)
-        row = queries.get_coupon(conn, coupon_id)
-    assert row is not None
-    runtime.state.prepare(row)
-    return coupon_id
-
-
 def drain(runtime: Runtime, strategy: str | None, coupon_id: int) -> int:
     """Let the queued worker persist what it accepted; return what is still left behind."""
     if strategy != QUEUED:
@@ -76,7 +65,7 @@ def drain(runtime: Runtime, strategy: str | None, coupon_id: int) -> int:
 
 def measure(runtime: Runtime, server: Server, run: Run, settings: Settings, out: Path, tick: Tick) -> Result:
     """Load one run on a started server and audit its coupon."""
-    coupon_id = 0 if run.is_ping else new_coupon(runtime, f"lab {run.label}", settings.quantity_for())
+    coupon_id = 0 if run.is_ping else runtime.create_coupon(f"lab {run.label}", settings.quantity_for())
     target = load.Target(
         host=server.url,
         strategy=run.strategy,

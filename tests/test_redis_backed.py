@@ -1,0 +1,58 @@
+"""The Redis strategies' bookkeeping: compensation, rows Redis did not know, lost state."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from coupon.rules import Outcome
+
+REDIS_GATED = ["redis_counter", "lua"]
+
+
+def _redis_books(runtime, coupon_id):
+    keys = runtime.state.keys(coupon_id)
+    client = runtime.services.redis
+    return int(client.get(keys.count) or 0), client.scard(keys.users)
+
+
+@pytest.mark.parametrize("name", REDIS_GATED)
+def test_a_row_redis_did_not_know_keeps_its_unit_of_stock(runtime, make_coupon, name):
+    coupon_id = make_coupon(quantity=2)
+    # User 1 got the coupon through a database strategy, which leaves Redis untouched.
+    assert runtime.strategies["atomic_update"].issue(coupon_id, 1) is Outcome.ISSUED
+    strategy = runtime.strategies[name]
+    assert strategy.issue(coupon_id, 1) is Outcome.ALREADY_ISSUED
+    assert _redis_books(runtime, coupon_id) == (1, 1)
+    assert strategy.issue(coupon_id, 2) is Outcome.ISSUED
+    # Two rows exist for a quantity of two: Redis must now refuse, not over-issue.
+    assert strategy.issue(coupon_id, 3) is Outcome.SOLD_OUT
+    assert _redis_books(runtime, coupon_id) == (2, 2)
+
+
+@pytest.mark.parametrize("name", REDIS_GATED)
+def test_a_failed_write_gives_the_reservation_back(runtime, make_coupon, monkeypatch, name):
+    coupon_id = make_coupon(quantity=1)
+    strategy = runtime.strategies[name]
+    module = __import__(type(strategy).__module__, fromlist=["persist_issue"])
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("INSERT", {}, Exception("server has gone away"))
+
+    monkeypatch.setattr(module, "persist_issue", database_down)
+    with pytest.raises(OperationalError):
+        strategy.issue(coupon_id, 7)
+    assert _redis_books(runtime, coupon_id) == (0, 0)
+    monkeypatch.undo()
+    assert strategy.issue(coupon_id, 7) is Outcome.ISSUED
+
+
+@pytest.mark.parametrize("name", REDIS_GATED)
+def test_lost_redis_state_is_rebuilt_from_the_rows(runtime, make_coupon, name):
+    coupon_id = make_coupon(quantity=2)
+    strategy = runtime.strategies[name]
+    assert strategy.issue(coupon_id, 1) is Outcome.ISSUED
+    runtime.services.redis.delete(*runtime.state.keys(coupon_id).all())
+    assert strategy.issue(coupon_id, 1) is Outcome.ALREADY_ISSUED
+    assert strategy.issue(coupon_id, 2) is Outcome.ISSUED
+    assert strategy.issue(coupon_id, 3) is Outcome.SOLD_OUT
+    assert _redis_books(runtime, coupon_id) == (2, 2)
