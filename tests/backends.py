@@ -27,7 +27,8 @@ def services_required() -> bool:
 
 def unavailable(what: str, exc: Exception) -> None:
     """Fail under COUPON_REQUIRE_SERVICES=1, else skip, naming the missing service."""
-    message = f"{what} unavailable: {exc}"
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = f"{what} unavailable: {first_line}"
     if services_required():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
