@@ -21,15 +21,6 @@ def accept(runtime: Runtime, coupon_id: int, users: range | list[int]) -> None:
     assert outcomes == [Outcome.ACCEPTED] * len(outcomes)
 
 
-def rows(runtime: Runtime, coupon_id: int) -> tuple[int, int, int]:
-    """Return (issue rows, distinct users, issued_quantity) as the database holds them."""
-    with runtime.services.engine.connect() as conn:
-        count, users = queries.count_issues(conn, coupon_id)
-        coupon = queries.get_coupon(conn, coupon_id)
-    assert coupon is not None
-    return count, users, coupon.issued_quantity
-
-
 def failures(runtime: Runtime, coupon_id: int) -> int:
     """Count the coupon's failed_issue rows."""
     with runtime.services.engine.connect() as conn:

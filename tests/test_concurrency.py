@@ -9,6 +9,7 @@ from coupon.runtime import Runtime
 from strategies import REGISTRY
 from tests.conftest import MakeCoupon
 from tests.crowd import crowd, errors, tally
+from tests.totals import database_totals, redis_totals
 
 CALLS = 1000
 QUANTITY = 100
@@ -35,22 +36,6 @@ def test_the_suite_covers_the_strategies_it_must() -> None:
     assert REDIS_COUNTED == ["redis_counter", "lua"]
 
 
-def audit(runtime: Runtime, coupon_id: int) -> tuple[int, int, int]:
-    """Return rows, distinct users and the coupon's issued_quantity, as the database has them."""
-    with runtime.services.engine.connect() as conn:
-        rows, users = queries.count_issues(conn, coupon_id)
-        row = queries.get_coupon(conn, coupon_id)
-    assert row is not None
-    return rows, users, row.issued_quantity
-
-
-def redis_audit(runtime: Runtime, coupon_id: int) -> tuple[int, int]:
-    """Return the Redis reservation counter and the size of the Redis user set."""
-    keys = runtime.state.keys(coupon_id)
-    client = runtime.services.redis
-    return int(client.get(keys.count) or 0), int(client.scard(keys.users))
-
-
 @pytest.mark.parametrize("name", SAFE)
 def test_crowd_gets_exactly_the_quantity(
     runtime: Runtime, make_coupon: MakeCoupon, name: str
@@ -61,12 +46,12 @@ def test_crowd_gets_exactly_the_quantity(
 
     assert errors(results) == [], tally(results)
     assert tally(results) == {Outcome.ISSUED: QUANTITY, Outcome.SOLD_OUT: CALLS - QUANTITY}
-    assert audit(runtime, coupon_id) == (QUANTITY, QUANTITY, QUANTITY)
+    assert database_totals(runtime, coupon_id) == (QUANTITY, QUANTITY, QUANTITY)
     issued = {user for user, result in enumerate(results, 1) if result is Outcome.ISSUED}
     with runtime.services.engine.connect() as conn:
         assert set(queries.issued_users(conn, coupon_id)) == issued
     if name in REDIS_COUNTED:
-        assert redis_audit(runtime, coupon_id) == (QUANTITY, QUANTITY)
+        assert redis_totals(runtime, coupon_id) == (QUANTITY, QUANTITY)
 
 
 @pytest.mark.parametrize("name", SAFE + UNSAFE)
@@ -81,9 +66,9 @@ def test_one_user_crowd_gets_one_coupon(
 
     assert errors(results) == [], tally(results)
     assert tally(results) == {Outcome.ISSUED: 1, Outcome.ALREADY_ISSUED: SAME_USER_CALLS - 1}
-    assert audit(runtime, coupon_id) == (1, 1, 1)
+    assert database_totals(runtime, coupon_id) == (1, 1, 1)
     if name in REDIS_COUNTED:
-        assert redis_audit(runtime, coupon_id) == (1, 1)
+        assert redis_totals(runtime, coupon_id) == (1, 1)
 
 
 @pytest.mark.parametrize("name", UNSAFE)
@@ -95,7 +80,7 @@ def test_unsafe_strategy_over_issues(runtime: Runtime, make_coupon: MakeCoupon, 
         calls = [(coupon_id, user) for user in range(1, RACE_CALLS + 1)]
         results = crowd(strategy.issue, calls, THREADS)
         assert errors(results) == [], tally(results)
-        rows, users, issued_quantity = audit(runtime, coupon_id)
+        rows, users, issued_quantity = database_totals(runtime, coupon_id)
         told_issued = tally(results).get(Outcome.ISSUED, 0)
         # Even when it over-issues, what callers were told and what was written agree.
         assert rows == users == told_issued == issued_quantity

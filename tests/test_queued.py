@@ -9,7 +9,8 @@ from coupon import reconcile, stream, worker
 from coupon.rules import Outcome, utcnow
 from strategies.coalesce import Coalesced
 from tests.crowd import crowd, errors, tally
-from tests.queueing import accept, finish, pending, rows, worker_process
+from tests.queueing import accept, finish, pending, worker_process
+from tests.totals import database_totals
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
@@ -22,11 +23,11 @@ def test_crowd_of_1000_for_100_then_burst_worker(runtime, make_coupon):
 
     assert errors(results) == []
     assert tally(results) == {Outcome.ACCEPTED: 100, Outcome.SOLD_OUT: 900}
-    assert rows(runtime, coupon_id) == (0, 0, 0)  # nothing written on the request path
+    assert database_totals(runtime, coupon_id) == (0, 0, 0)  # nothing written on the request path
     assert worker.backlog(runtime, coupon_id) == 100
     output = finish(worker_process(runtime, "--burst", "--coupon", str(coupon_id)))
     assert "100 rows persisted" in output
-    assert rows(runtime, coupon_id) == (100, 100, 100)
+    assert database_totals(runtime, coupon_id) == (100, 100, 100)
     assert worker.backlog(runtime, coupon_id) == 0
     assert pending(runtime, coupon_id) == 0
     report = reconcile.reconcile(runtime.state, coupon_id)
@@ -75,7 +76,7 @@ def test_rebuild_keeps_requests_still_in_the_stream(runtime, make_coupon):
 
     assert runtime.strategies["queued"].enqueue(coupon_id, 6) is Outcome.SOLD_OUT
     assert worker.drain(runtime, [coupon_id]) == 2
-    assert rows(runtime, coupon_id) == (5, 5, 5)
+    assert database_totals(runtime, coupon_id) == (5, 5, 5)
     assert reconcile.reconcile(runtime.state, coupon_id).drift == []
 
 
@@ -95,7 +96,7 @@ def test_reconcile_reports_and_fixes_drift(runtime, make_coupon):
     assert len(report.drift) == 3  # orphan, missing, counter 6 != 5 reserved users
     reconcile.fix(runtime.state, report)
     assert worker.drain(runtime, [coupon_id]) == 1  # the orphan, honoured
-    assert rows(runtime, coupon_id) == (6, 6, 6)
+    assert database_totals(runtime, coupon_id) == (6, 6, 6)
     assert reconcile.reconcile(runtime.state, coupon_id).drift == []
     assert stream.registered(client, runtime.config.redis_prefix).count(coupon_id) == 1
 

@@ -5,14 +5,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from coupon.rules import Outcome
+from tests.totals import redis_totals
 
 REDIS_GATED = ["redis_counter", "lua"]
-
-
-def _redis_books(runtime, coupon_id):
-    keys = runtime.state.keys(coupon_id)
-    client = runtime.services.redis
-    return int(client.get(keys.count) or 0), client.scard(keys.users)
 
 
 @pytest.mark.parametrize("name", REDIS_GATED)
@@ -22,11 +17,11 @@ def test_a_row_redis_did_not_know_keeps_its_unit_of_stock(runtime, make_coupon, 
     assert runtime.strategies["atomic_update"].issue(coupon_id, 1) is Outcome.ISSUED
     strategy = runtime.strategies[name]
     assert strategy.issue(coupon_id, 1) is Outcome.ALREADY_ISSUED
-    assert _redis_books(runtime, coupon_id) == (1, 1)
+    assert redis_totals(runtime, coupon_id) == (1, 1)
     assert strategy.issue(coupon_id, 2) is Outcome.ISSUED
     # Two rows exist for a quantity of two: Redis must now refuse, not over-issue.
     assert strategy.issue(coupon_id, 3) is Outcome.SOLD_OUT
-    assert _redis_books(runtime, coupon_id) == (2, 2)
+    assert redis_totals(runtime, coupon_id) == (2, 2)
 
 
 @pytest.mark.parametrize("name", REDIS_GATED)
@@ -41,7 +36,7 @@ def test_a_failed_write_gives_the_reservation_back(runtime, make_coupon, monkeyp
     monkeypatch.setattr(module, "persist_issue", database_down)
     with pytest.raises(OperationalError):
         strategy.issue(coupon_id, 7)
-    assert _redis_books(runtime, coupon_id) == (0, 0)
+    assert redis_totals(runtime, coupon_id) == (0, 0)
     monkeypatch.undo()
     assert strategy.issue(coupon_id, 7) is Outcome.ISSUED
 
@@ -55,4 +50,4 @@ def test_lost_redis_state_is_rebuilt_from_the_rows(runtime, make_coupon, name):
     assert strategy.issue(coupon_id, 1) is Outcome.ALREADY_ISSUED
     assert strategy.issue(coupon_id, 2) is Outcome.ISSUED
     assert strategy.issue(coupon_id, 3) is Outcome.SOLD_OUT
-    assert _redis_books(runtime, coupon_id) == (2, 2)
+    assert redis_totals(runtime, coupon_id) == (2, 2)

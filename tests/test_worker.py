@@ -11,7 +11,8 @@ from coupon.runtime import Runtime
 from coupon.worker import Settings, Worker
 from tests.backends import test_config as config_for
 from tests.proxy import Proxy
-from tests.queueing import accept, failures, finish, pending, rows, wait_for, worker_process
+from tests.queueing import accept, failures, finish, pending, wait_for, worker_process
+from tests.totals import database_totals
 
 # Claim as soon as an entry is idle (the killed worker is known dead), in a batch that mixes
 # the stale entries with new ones.
@@ -32,16 +33,16 @@ def test_worker_killed_mid_batch_then_another_loses_and_doubles_nothing(
         # Killed holding a batch: before its transaction, or after its commit and before its ack.
         wait_for(lambda: pending(runtime, coupon_id) == 20, "the victim to take a batch")
         if pause_at == "commit":
-            wait_for(lambda: rows(runtime, coupon_id)[0] == 20, "the victim's commit")
+            wait_for(lambda: database_totals(runtime, coupon_id)[0] == 20, "the victim's commit")
         else:
-            assert rows(runtime, coupon_id)[0] == 0
+            assert database_totals(runtime, coupon_id)[0] == 0
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
 
     Worker(runtime, settings=QUICK_CLAIM, coupon_ids=[coupon_id]).run(burst=True, timeout=60)
 
-    assert rows(runtime, coupon_id) == (50, 50, 50)
+    assert database_totals(runtime, coupon_id) == (50, 50, 50)
     assert worker.backlog(runtime, coupon_id) == pending(runtime, coupon_id) == 0
     assert failures(runtime, coupon_id) == 0
     assert reconcile.reconcile(runtime.state, coupon_id).drift == []
@@ -69,7 +70,7 @@ def test_two_workers_draining_concurrently(runtime, make_coupon):
 
     assert [one.persisted > 0 for one in workers] == [True, True]
     assert sum(one.persisted for one in workers) == 300
-    assert rows(runtime, coupon_id) == (300, 300, 300)
+    assert database_totals(runtime, coupon_id) == (300, 300, 300)
     assert worker.backlog(runtime, coupon_id) == pending(runtime, coupon_id) == 0
 
 
@@ -84,7 +85,7 @@ def test_malformed_entries_are_dead_lettered_and_the_rest_persisted(runtime, mak
 
     assert worker.drain(runtime, [coupon_id]) == 20
 
-    assert rows(runtime, coupon_id) == (20, 20, 20)
+    assert database_totals(runtime, coupon_id) == (20, 20, 20)
     dead = list(stream.entries(client, keys.dead))
     assert sorted(entry.fields["reason"] for entry in dead) == [
         "malformed entry: no 'user' field",
@@ -108,14 +109,14 @@ def test_entry_delivered_too_often_is_dead_lettered_then_retried(runtime, make_c
     settings = Settings(claim_idle=0.0, max_deliveries=3)
     Worker(runtime, settings=settings, coupon_ids=[coupon_id]).run(burst=True, timeout=30)
 
-    assert rows(runtime, coupon_id)[0] == 1
+    assert database_totals(runtime, coupon_id)[0] == 1
     assert failures(runtime, coupon_id) == 1
     (dead,) = stream.entries(redis, keys.dead)
     assert dead.fields["reason"] == "not persisted after 3 deliveries"
     assert reconcile.reconcile(runtime.state, coupon_id).drift == []  # a dead letter holds its seat
     assert reconcile.retry_failed(runtime.state, [coupon_id]) == (1, 0)
     assert worker.drain(runtime, [coupon_id]) == 1
-    assert rows(runtime, coupon_id) == (2, 2, 2) and failures(runtime, coupon_id) == 0
+    assert database_totals(runtime, coupon_id) == (2, 2, 2) and failures(runtime, coupon_id) == 0
 
 
 def test_database_unreachable_keeps_entries_pending_until_it_is_back(backend, runtime, make_coupon):
@@ -133,14 +134,14 @@ def test_database_unreachable_keeps_entries_pending_until_it_is_back(backend, ru
             wait_for(lambda: one.outages >= 3, "the worker to meet the outage")
             assert pending(runtime, coupon_id) == 10  # held, not acknowledged
             assert worker.backlog(runtime, coupon_id) == 30
-            assert rows(runtime, coupon_id) == (0, 0, 0)
+            assert database_totals(runtime, coupon_id) == (0, 0, 0)
             proxy.restore()
             thread.join(timeout=60)
         finally:
             one.stop()
             thread.join(timeout=10)
             cut_off.close()
-    assert rows(runtime, coupon_id) == (30, 30, 30)
+    assert database_totals(runtime, coupon_id) == (30, 30, 30)
     assert worker.backlog(runtime, coupon_id) == pending(runtime, coupon_id) == 0
 
 
@@ -154,7 +155,7 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits(runtime, make_coupon):
     output = finish(process, timeout=30)
 
     assert "10 rows persisted" in output
-    assert rows(runtime, coupon_id) == (10, 10, 10)
+    assert database_totals(runtime, coupon_id) == (10, 10, 10)
     assert worker.backlog(runtime, coupon_id) == 20 and pending(runtime, coupon_id) == 0
 
 
@@ -167,5 +168,5 @@ def test_a_stream_missing_from_the_registry_is_found_and_drained(runtime, make_c
 
     worker.drain(runtime, timeout=60)  # every coupon: the registry, then a SCAN
 
-    assert rows(runtime, coupon_id) == (2, 2, 2)
+    assert database_totals(runtime, coupon_id) == (2, 2, 2)
     assert coupon_id in stream.registered(client, prefix)
