@@ -5,7 +5,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from coupon import bench_async, queue_cli, reconcile, schema
+from coupon import bench_async, queue_cli, schema
 from coupon.bench import bench
 from coupon.lab.cli import lab
 from coupon.runtime import current
@@ -30,7 +30,7 @@ def rebuild_redis(coupon_id: int) -> None:
 
     The streams are kept: accepted requests not yet persisted keep their reservations.
     """
-    reconcile.rebuild(current().state, coupon_id, overwrite=True)
+    current().state.rebuild(coupon_id, overwrite=True)
     click.echo(f"rebuilt Redis state of coupon {coupon_id}")
 
 

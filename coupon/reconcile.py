@@ -111,21 +111,6 @@ def fix(state: RedisState, report: Report) -> None:
             queries.set_issued(conn, report.coupon_id, rows)
 
 
-def rebuild(state: RedisState, coupon_id: int, *, overwrite: bool = True) -> bool:
-    """Rebuild a coupon's Redis state from its rows and the requests still in its streams.
-
-    The streams are left as they are: their users keep their reservations, and the workers
-    persist them as usual. Read before the rows, so an entry persisted meanwhile is seen.
-    """
-    in_flight = stream.in_flight_users(state.client, state.keys(coupon_id))
-    with state.engine.connect() as conn:
-        coupon = queries.get_coupon(conn, coupon_id)
-        if coupon is None:
-            raise CouponNotFound(coupon_id)
-        users = set(queries.issued_users(conn, coupon_id)) | in_flight
-    return state.write(coupon, sorted(users), overwrite=overwrite)
-
-
 def retry_failed(state: RedisState, coupon_ids: list[int]) -> tuple[int, int]:
     """Move well-formed dead letters back to their streams; return (moved, left as malformed)."""
     redrive = load_script(state.client, "redrive")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from redis.commands.core import Script
 
-from coupon import reconcile, rules, stream
+from coupon import rules, stream
 from coupon.connections import Services
 from coupon.rules import CouponNotFound, Outcome
 from strategies.coalesce import coalesce
@@ -49,7 +49,7 @@ class Queued(LuaScript):
         args = [user_id, rules.to_epoch(rules.utcnow()), stream.GROUP]
         code = int(self._enqueue_shared(keys=script_keys, args=args))
         if code == NO_STATE:
-            reconcile.rebuild(self.state, coupon_id, overwrite=False)
+            self.state.rebuild(coupon_id, overwrite=False)
             code = int(self._enqueue_shared(keys=script_keys, args=args))
         if code == RESERVED:
             return Outcome.ACCEPTED

@@ -9,7 +9,7 @@ import redis
 from redis.commands.core import Script
 from sqlalchemy import Engine
 
-from coupon import queries, rules
+from coupon import queries, rules, stream
 from coupon.keys import CouponKeys
 from coupon.rules import CouponNotFound, CouponRow
 
@@ -66,12 +66,18 @@ class RedisState:
         self.write(coupon, [], overwrite=True)
 
     def rebuild(self, coupon_id: int, *, overwrite: bool = True) -> bool:
-        """Rebuild a coupon's state from the database's rows (after Redis lost it)."""
+        """Rebuild a coupon's state from its rows and the requests still in its streams.
+
+        The streams (queued) are left as they are: their users keep their reservations and
+        the workers persist them as usual. They are read before the rows, so an entry
+        persisted meanwhile is still seen.
+        """
+        in_flight = stream.in_flight_users(self.client, self.keys(coupon_id))
         with self.engine.connect() as conn:
             coupon = queries.get_coupon(conn, coupon_id)
             if coupon is None:
                 raise CouponNotFound(coupon_id)
-            users = queries.issued_users(conn, coupon_id)
+            users = sorted(set(queries.issued_users(conn, coupon_id)) | in_flight)
         written = self.write(coupon, users, overwrite=overwrite)
         if written:
             log.warning("rebuilt Redis state of coupon %s from %d rows", coupon_id, len(users))

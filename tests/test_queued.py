@@ -72,7 +72,7 @@ def test_rebuild_keeps_requests_still_in_the_stream(runtime, make_coupon):
     worker.drain(runtime, [coupon_id])
     accept(runtime, coupon_id, range(4, 6))  # in the stream, not persisted
 
-    assert reconcile.rebuild(runtime.state, coupon_id, overwrite=True)
+    assert runtime.state.rebuild(coupon_id, overwrite=True)
 
     assert runtime.strategies["queued"].enqueue(coupon_id, 6) is Outcome.SOLD_OUT
     assert worker.drain(runtime, [coupon_id]) == 2
