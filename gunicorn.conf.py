@@ -18,8 +18,8 @@ control_socket_disable = True
 
 def on_starting(server) -> None:
     """Start the embedded servers once, in the master, so every worker joins the same ones."""
-    from coupon import embedded
-    from coupon.config import Config
+    from coupon.core import embedded
+    from coupon.core.config import Config
 
     embedded.resolve(Config.from_env(), export=True)
     _fresh_metrics_dir(server)

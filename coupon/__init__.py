@@ -5,8 +5,8 @@ import logging
 
 from flask import Flask
 
-from coupon import embedded
-from coupon.config import Config, ConfigError
+from coupon.core import embedded
+from coupon.core.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,9 @@ MAX_BODY_BYTES = 64 * 1024
 
 def create_app(config: Config | None = None) -> Flask:
     """Create the WSGI app; with no database or Redis URL, start the embedded servers."""
-    from coupon import cli, errors, logs, metrics, openapi, views
+    from coupon import cli
+    from coupon.api import errors, openapi, scrape, views
+    from coupon.core import logs
     from coupon.runtime import Runtime
 
     given = config or Config.from_env()
@@ -31,7 +33,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.sort_keys = False
     app.extensions["coupon"] = Runtime.open(resolved)
     app.register_blueprint(views.bp)
-    app.register_blueprint(metrics.bp)
+    app.register_blueprint(scrape.bp)
     app.register_blueprint(openapi.bp)
     errors.register(app)
     cli.register(app)

@@ -5,9 +5,11 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from coupon import bench_async, queue_cli, schema
-from coupon.bench import bench
+from coupon.core import schema
+from coupon.lab import bench_async
+from coupon.lab.bench import bench
 from coupon.lab.cli import lab
+from coupon.queue import cli as queue_cli
 from coupon.runtime import current
 
 db = AppGroup("db", help="Schema migrations (Alembic).")

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from flask import current_app
 
-from coupon import queries
-from coupon.config import Config
-from coupon.connections import Services
+from coupon.core import queries
+from coupon.core.config import Config
+from coupon.core.connections import Services
 from strategies import build_all, pick
 from strategies.base import Strategy
 from strategies.redis_state import RedisState

@@ -1,12 +1,18 @@
 """The registry of issuance strategies: a plain dict from name to class."""
 from __future__ import annotations
 
-from coupon.connections import Services
+from coupon.core.connections import Services
 from strategies.base import Strategy
-from strategies.database import AtomicUpdate, NoLock, Optimistic, ProcessLock, SelectForUpdate
-from strategies.redis_backed import LuaScript, RedisCounter, RedisLock
-from strategies.queued import Queued
+from strategies.database import (
+    AtomicUpdate,
+    NoLock,
+    Optimistic,
+    ProcessLock,
+    SelectForUpdate,
+)
 from strategies.fenced import FencedLock
+from strategies.queued import Queued
+from strategies.redis_backed import LuaScript, RedisCounter, RedisLock
 
 REGISTRY: dict[str, type[Strategy]] = {
     cls.name: cls

@@ -9,9 +9,9 @@ from typing import Callable, ClassVar, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from coupon import queries, rules
-from coupon.connections import Services
-from coupon.rules import Busy, CouponNotFound, CouponRow, Outcome
+from coupon.core import queries, rules
+from coupon.core.connections import Services
+from coupon.core.rules import Busy, CouponNotFound, CouponRow, Outcome
 
 log = logging.getLogger(__name__)
 

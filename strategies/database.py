@@ -7,10 +7,16 @@ from typing import ClassVar
 
 from sqlalchemy import Connection
 
-from coupon import queries
-from coupon.connections import Services
-from coupon.rules import CouponRow, Outcome
-from strategies.base import Conflict, Strategy, issue_in_db, take_unchecked, with_retries
+from coupon.core import queries
+from coupon.core.connections import Services
+from coupon.core.rules import CouponRow, Outcome
+from strategies.base import (
+    Conflict,
+    Strategy,
+    issue_in_db,
+    take_unchecked,
+    with_retries,
+)
 
 
 class DatabaseStrategy(Strategy):

@@ -19,8 +19,8 @@ from functools import partial
 
 from sqlalchemy import Connection
 
-from coupon import queries
-from coupon.rules import Busy, CouponNotFound, CouponRow, Outcome
+from coupon.core import queries
+from coupon.core.rules import Busy, CouponNotFound, CouponRow, Outcome
 from strategies.base import issue_in_db, with_retries
 from strategies.redis_backed import RedisLock
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from redis.commands.core import Script
 
-from coupon import rules, stream
-from coupon.connections import Services
-from coupon.rules import CouponNotFound, Outcome
+from coupon.core import rules, stream
+from coupon.core.connections import Services
+from coupon.core.rules import CouponNotFound, Outcome
 from strategies.coalesce import coalesce
 from strategies.redis_backed import NO_STATE, RESERVE_CODES, LuaScript
 from strategies.redis_state import LUA_DIR
@@ -24,7 +24,7 @@ def compose_enqueue_script() -> str:
 class Queued(LuaScript):
     """One script checks, reserves and appends the request to the coupon's stream; answer 202.
 
-    No database round trip on the request path: the worker (coupon/worker.py) writes the row.
+    No database round trip on the request path: the worker (coupon/queue/worker.py) writes the row.
     Refusals are the reserve script's, so they are the same 409s as the other strategies'.
     """
 

@@ -9,14 +9,20 @@ from typing import Iterator
 import redis_lock
 from sqlalchemy import Connection
 
-from coupon import rules
-from coupon.connections import Services
-from coupon.faults import Stall
-from coupon.queries import DuplicateIssue
-from coupon.rules import Busy, CouponRow, Outcome
-from coupon.soldout import SoldOut
-from strategies.base import Strategy, issue_in_db, persist_issue, take_unchecked, with_retries
+from coupon.core import rules
+from coupon.core.connections import Services
+from coupon.core.queries import DuplicateIssue
+from coupon.core.rules import Busy, CouponRow, Outcome
+from strategies.base import (
+    Strategy,
+    issue_in_db,
+    persist_issue,
+    take_unchecked,
+    with_retries,
+)
 from strategies.redis_state import RedisState, from_epoch_text, load_script
+from strategies.soldout import SoldOut
+from strategies.stall import Stall
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +60,7 @@ class RedisLock(RedisStrategy):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        # Lab-only fault injection (off unless COUPON_FAULT_PAUSE_SECONDS): see coupon/faults.py.
+        # Lab-only fault injection (off unless COUPON_FAULT_PAUSE_SECONDS): see strategies/stall.py.
         self.stall = Stall(services.config.fault_pause_seconds)
 
     @contextmanager
@@ -141,7 +147,7 @@ class LuaScript(RedisStrategy):
         super().__init__(services)
         self._reserve = load_script(self.redis, "reserve")
         self._release = load_script(self.redis, "release")
-        # The sold-out fast path (coupon/soldout.py): per process, bounded by soldout_ttl.
+        # The sold-out fast path (strategies/soldout.py): per process, bounded by soldout_ttl.
         self.soldout = SoldOut(services.config.soldout_ttl)
 
     def reserve(self, coupon_id: int, user_id: int) -> Outcome:

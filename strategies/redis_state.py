@@ -9,9 +9,9 @@ import redis
 from redis.commands.core import Script
 from sqlalchemy import Engine
 
-from coupon import queries, rules, stream
-from coupon.keys import CouponKeys
-from coupon.rules import CouponNotFound, CouponRow
+from coupon.core import queries, rules, stream
+from coupon.core.keys import CouponKeys
+from coupon.core.rules import CouponNotFound, CouponRow
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import pytest
 import redis
 from sqlalchemy import create_engine, make_url, text
 
-from coupon import embedded, schema
-from coupon.config import Config
+from coupon.core import embedded, schema
+from coupon.core.config import Config
 
 # One database per test session, so that several sessions (developers, CI) never collide.
 TEST_DATABASE = f"coupon_lab_test_{uuid.uuid4().hex[:8]}"

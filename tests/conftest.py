@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from coupon import create_app
-from coupon.config import PROJECT_ROOT
+from coupon.core.config import PROJECT_ROOT
 from coupon.runtime import Runtime
 from tests.backends import Backend, drop_database, open_backend, redis_url, test_config
 

@@ -7,11 +7,11 @@ import sys
 import time
 from typing import Callable
 
-from coupon import queries, stream
-from coupon.config import PROJECT_ROOT
-from coupon.rules import Outcome
+from coupon.core import queries, stream
+from coupon.core.config import PROJECT_ROOT
+from coupon.core.rules import Outcome
+from coupon.lab.serve import config_env
 from coupon.runtime import Runtime
-from coupon.serve import config_env
 
 
 def accept(runtime: Runtime, coupon_id: int, users: range | list[int]) -> None:

@@ -6,8 +6,9 @@ from typing import Iterator
 import pytest
 from redis.cluster import RedisCluster
 
-from coupon import create_app, queries
-from coupon.rules import Outcome
+from coupon import create_app
+from coupon.core import queries
+from coupon.core.rules import Outcome
 from coupon.runtime import Runtime
 from strategies import REGISTRY
 from strategies.redis_backed import LuaScript, RedisCounter, RedisStrategy
@@ -93,7 +94,7 @@ def _settle(runtime: Runtime, name: str, coupon_ids: list[int]) -> None:
     """Let an asynchronous strategy's worker write every accepted request."""
     if REGISTRY[name].synchronous:
         return
-    from coupon import worker  # the queued strategy's worker
+    from coupon.queue import worker  # the queued strategy's worker
 
     worker.drain(runtime, coupon_ids, timeout=120.0)
 

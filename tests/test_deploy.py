@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from coupon import create_app
-from coupon.config import PROJECT_ROOT, Config, ConfigError
+from coupon.core.config import PROJECT_ROOT, Config, ConfigError
 from tests.backends import Backend
 from tests.backends import test_config as config_for
 
@@ -124,7 +124,7 @@ def test_a_missing_admin_token_refuses_to_start(urls: dict[str, str]) -> None:
 def test_admin_token_is_compared_in_constant_time(
     backend: Backend, redis_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from coupon import views
+    from coupon.api import views
 
     compared: list[tuple[bytes, bytes]] = []
     real = views.hmac.compare_digest

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from coupon import queries
-from coupon.rules import Outcome
+from coupon.core import queries
+from coupon.core.rules import Outcome
 from strategies.fenced import FencedOut
 
 

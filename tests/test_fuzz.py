@@ -17,9 +17,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from coupon import openapi
+from coupon.api import openapi
+from coupon.lab.serve import Server
 from coupon.runtime import Runtime
-from coupon.serve import Server
 from tests.conftest import MakeCoupon
 
 MAX_EXAMPLES = 50  # per operation and generation mode: bounded for CI

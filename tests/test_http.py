@@ -11,9 +11,9 @@ import pytest
 import redis
 from sqlalchemy import create_engine
 
-from coupon import queries
-from coupon.keys import CouponKeys
-from coupon.serve import Server
+from coupon.core import queries
+from coupon.core.keys import CouponKeys
+from coupon.lab.serve import Server
 from strategies import REGISTRY
 from tests import backends
 from tests.backends import Backend

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from coupon import queries
+from coupon.core import queries
 from coupon.lab import audit
 from coupon.lab.load import percentile, read_stats
 from coupon.lab.names import ISSUED, REFUSED

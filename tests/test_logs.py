@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 
-from coupon.logs import JsonFormatter, SecretFilter
+from coupon.core.logs import JsonFormatter, SecretFilter
 
 
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:

@@ -14,12 +14,12 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from coupon import stream
-from coupon.metrics import StreamCollector
-from coupon.rules import Outcome
+from coupon.api.scrape import StreamCollector
+from coupon.core import stream
+from coupon.core.config import PROJECT_ROOT
+from coupon.core.rules import Outcome
+from coupon.lab.serve import Server, config_env, free_port
 from coupon.runtime import Runtime
-from coupon.config import PROJECT_ROOT
-from coupon.serve import Server, config_env, free_port
 from tests.backends import Backend
 from tests.backends import test_config as config_for
 from tests.conftest import MakeCoupon
@@ -128,7 +128,7 @@ def test_stream_backlog_and_pending_are_read_at_scrape_time(
 def test_worker_and_fast_path_counters_move(
     runtime: Runtime, backend: Backend, redis_server: str, make_coupon: MakeCoupon
 ) -> None:
-    from coupon import worker
+    from coupon.queue import worker
 
     coupon_id = make_coupon(quantity=3)
     # A TTL no slow machine outlives, so that every sold_out after the first is a hit.

@@ -1,4 +1,4 @@
-"""coupon/openapi.json is valid OpenAPI 3, names every route, and real answers match it."""
+"""coupon/api/openapi.json is valid OpenAPI 3, names every route, and real answers match it."""
 from __future__ import annotations
 
 import re
@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from coupon import openapi
+from coupon.api import openapi
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 TOKEN = {"Authorization": "Bearer test-admin-token"}

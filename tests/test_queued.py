@@ -5,8 +5,9 @@ from datetime import timedelta
 
 from redis.exceptions import ResponseError
 
-from coupon import reconcile, stream, worker
-from coupon.rules import Outcome, utcnow
+from coupon.core import stream
+from coupon.core.rules import Outcome, utcnow
+from coupon.queue import reconcile, worker
 from strategies.coalesce import Coalesced
 from tests.crowd import crowd, errors, tally
 from tests.queueing import accept, finish, pending, worker_process

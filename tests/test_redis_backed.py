@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from coupon.rules import Outcome
+from coupon.core.rules import Outcome
 from tests.totals import redis_totals
 
 REDIS_GATED = ["redis_counter", "lua"]

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from coupon import rules
-from coupon.rules import CouponRow, Outcome
+from coupon.core import rules
+from coupon.core.rules import CouponRow, Outcome
 
 START = datetime(2030, 1, 1, 9, 0, 0)
 END = datetime(2030, 1, 1, 10, 0, 0)

@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
-from coupon.rules import Outcome
-from coupon.soldout import SoldOut
+from coupon.core.rules import Outcome
 from strategies.queued import Queued
 from strategies.redis_backed import LuaScript
+from strategies.soldout import SoldOut
 
 
 class FakeClock:

@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
-from coupon import reconcile, stream, worker
+from coupon.core import stream
+from coupon.queue import reconcile, worker
+from coupon.queue.worker import Settings, Worker
 from coupon.runtime import Runtime
-from coupon.worker import Settings, Worker
 from tests.backends import test_config as config_for
 from tests.proxy import Proxy
 from tests.queueing import accept, failures, finish, pending, wait_for, worker_process

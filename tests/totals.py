@@ -1,7 +1,7 @@
 """Ground truth for the tests' assertions: what the database and Redis hold for a coupon."""
 from __future__ import annotations
 
-from coupon import queries
+from coupon.core import queries
 from coupon.runtime import Runtime
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from coupon import queries
+from coupon.core import queries
 from coupon.runtime import Runtime
 
 

@@ -10,7 +10,7 @@ from flask.cli import with_appcontext
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from coupon.config import PROJECT_ROOT
+from coupon.core.config import PROJECT_ROOT
 from coupon.lab import facts, report, runner
 from coupon.lab.plan import SCENARIOS, Run, Settings, plan
 from coupon.runtime import current
@@ -68,7 +68,9 @@ def lab(scenario: str, strategies: str, workers: int, duration: float, users: in
 
         results = runner.run_all(runtime, runs, settings, out, tick)
         progress.update(bar, description="done", completed=len(runs) * settings.duration)
-    from coupon.lab import charts  # matplotlib: loaded by this command only, not by the service
+    from coupon.lab import (
+        charts,  # matplotlib: loaded by this command only, not by the service
+    )
 
     found = {"backend": facts.backend(runtime), "machine": facts.machine(), "versions": facts.versions()}
     drawn = charts.draw_all(results, out)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from coupon.config import PROJECT_ROOT
+from coupon.core.config import PROJECT_ROOT
 from coupon.lab.names import ISSUED, REFUSED
 
 # Users finish the request in flight when the time is up: a request cut off mid-flight could

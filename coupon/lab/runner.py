@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 from coupon.lab import audit, load
 from coupon.lab.plan import Run, Settings, pool_env
+from coupon.lab.serve import Server
 from coupon.runtime import Runtime
-from coupon.serve import Server
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def drain(runtime: Runtime, strategy: str | None, coupon_id: int) -> int:
     """Let the queued worker persist what it accepted; return what is still left behind."""
     if strategy != QUEUED:
         return 0
-    from coupon import worker  # the queued strategy's worker (issue 3)
+    from coupon.queue import worker  # the queued strategy's worker (issue 3)
 
     worker.drain(runtime, [coupon_id], timeout=DRAIN_TIMEOUT_SECONDS)
     return worker.backlog(runtime, coupon_id)

@@ -6,10 +6,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from coupon import queries
-from coupon.rules import Outcome
+from coupon.core import queries
+from coupon.core.rules import Outcome
+from coupon.lab.timing import Result, timed_crowd
 from coupon.runtime import Runtime, current
-from coupon.timing import Result, timed_crowd
 
 CEILING = "(ceiling: no I/O)"
 GRANTED = (Outcome.ISSUED, Outcome.ACCEPTED)

@@ -7,9 +7,10 @@ import sys
 import click
 from flask.cli import with_appcontext
 
-from coupon import metrics, reconcile, stream
+from coupon.core import metrics, stream
+from coupon.queue import reconcile
+from coupon.queue.worker import Settings, Worker, default_consumer
 from coupon.runtime import current
-from coupon.worker import Settings, Worker, default_consumer
 
 ONLY = "Only this coupon's stream (repeatable); default: every registered one."
 

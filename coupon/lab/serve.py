@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Mapping
 
-from coupon.config import PROJECT_ROOT, Config
+from coupon.core.config import PROJECT_ROOT, Config
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ import os
 import warnings
 from pathlib import Path
 
-from coupon.config import EMBEDDED_ADMIN_TOKEN, Config
+from coupon.core.config import EMBEDDED_ADMIN_TOKEN, Config
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from sqlalchemy import Engine, create_engine, make_url
 
-from coupon.config import Config, ConfigError
+from coupon.core.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
 
-from coupon import metrics, queries, rules
-from coupon.errors import BadRequest, error
-from coupon.rules import CouponNotFound, Outcome
+from coupon.api.errors import BadRequest, error
+from coupon.core import metrics, queries, rules
+from coupon.core.rules import CouponNotFound, Outcome
 from coupon.runtime import current
 
 bp = Blueprint("coupon", __name__)
@@ -150,7 +150,9 @@ def issue(coupon_id: int) -> tuple[Response, int]:
     user_id = _positive_int(_body(), "user_id")
     if coupon_id > MAX_ID:
         raise CouponNotFound(coupon_id)
-    outcome = metrics.track_issue(strategy, coupon_id, user_id)  # strategy.issue, counted
+    with metrics.observe_issue(strategy.name, coupon_id) as seen:
+        outcome = strategy.issue(coupon_id, user_id)
+        seen.result = outcome.value
     body = jsonify(result=outcome.value, coupon_id=coupon_id, user_id=user_id)
     return body, STATUS.get(outcome, 409)
 

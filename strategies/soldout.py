@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from coupon import metrics
+from coupon.core import metrics
 
 # Flags of coupons not asked about for a while are swept once the map grows past this.
 SWEEP_ABOVE = 10_000

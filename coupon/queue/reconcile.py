@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from coupon import queries, stream
-from coupon.rules import CouponNotFound
+from coupon.core import queries, stream
+from coupon.core.rules import CouponNotFound
 from strategies.redis_state import RedisState, load_script
 
 

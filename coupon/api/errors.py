@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from coupon.rules import Busy, CouponNotFound
+from coupon.core.rules import Busy, CouponNotFound
 from strategies import UnknownStrategy
 
 log = logging.getLogger(__name__)

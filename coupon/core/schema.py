@@ -4,7 +4,7 @@ from __future__ import annotations
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
-from coupon.config import PROJECT_ROOT
+from coupon.core.config import PROJECT_ROOT
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

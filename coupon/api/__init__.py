@@ -1,0 +1,1 @@
+"""The HTTP service: routes, JSON errors, the OpenAPI document, the /metrics scrape."""

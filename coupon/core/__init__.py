@@ -1,0 +1,1 @@
+"""What everything stands on: settings, connections, schema, rules, keys, SQL, metrics, logs."""

@@ -1,0 +1,53 @@
+"""Every SQL statement of the service, one module per table; nothing above writes SQL.
+
+Callers use ``queries.<name>``: the table a statement touches is this package's business.
+"""
+from __future__ import annotations
+
+from coupon.core.queries.coupons import (
+    add_issued,
+    add_issued_if_available,
+    add_issued_if_fenced,
+    add_issued_if_version,
+    claim_fence,
+    create_coupon,
+    describe_coupon,
+    get_coupon,
+    set_issued,
+)
+from coupon.core.queries.failures import (
+    count_failures,
+    forget_failures,
+    has_failure,
+    record_failures,
+)
+from coupon.core.queries.issues import (
+    DuplicateIssue,
+    count_issues,
+    has_issue,
+    insert_issue,
+    issue_batch,
+    issued_users,
+)
+
+__all__ = [
+    "DuplicateIssue",
+    "add_issued",
+    "add_issued_if_available",
+    "add_issued_if_fenced",
+    "add_issued_if_version",
+    "claim_fence",
+    "count_failures",
+    "count_issues",
+    "create_coupon",
+    "describe_coupon",
+    "forget_failures",
+    "get_coupon",
+    "has_failure",
+    "has_issue",
+    "insert_issue",
+    "issue_batch",
+    "issued_users",
+    "record_failures",
+    "set_issued",
+]

@@ -1,0 +1,1 @@
+"""The asynchronous pipeline: Redis Streams of accepted requests, the worker, reconcile."""
