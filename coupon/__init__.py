@@ -18,7 +18,9 @@ def create_app(config: Config | None = None) -> Flask:
     """Create the WSGI app; with no database or Redis URL, start the embedded servers."""
     from coupon import cli
     from coupon.api import errors, openapi, scrape, views
+    from coupon.api.hotpath import HotPath
     from coupon.core import logs
+    from coupon.core.metrics import IssueObserver
     from coupon.runtime import Runtime
 
     given = config or Config.from_env()
@@ -31,10 +33,13 @@ def create_app(config: Config | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
-    app.extensions["coupon"] = Runtime.open(resolved)
+    runtime = app.extensions["coupon"] = Runtime.open(resolved)
+    observer = app.extensions["coupon.observer"] = IssueObserver(resolved.log_issues)
     app.register_blueprint(views.bp)
     app.register_blueprint(scrape.bp)
     app.register_blueprint(openapi.bp)
     errors.register(app)
     cli.register(app)
+    # The issue route's hot path sits in front of Flask; every other request passes through.
+    app.wsgi_app = HotPath(app.wsgi_app, runtime, observer, MAX_BODY_BYTES)  # type: ignore[method-assign]
     return app

@@ -74,7 +74,7 @@ def test_metrics_add_up_across_two_workers(
 ) -> None:
     coupon_id = make_coupon(quantity=QUANTITY)
     metrics_dir, log_path = tmp_path / "metrics", tmp_path / "gunicorn.log"
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "COUPON_LOG_JSON": "1"}
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "COUPON_LOG_JSON": "1", "COUPON_LOG_ISSUES": "1"}
     statuses: list[int | BaseException] = []
     with Server(runtime.config, workers=2, extra_env=env, log_path=log_path) as server:
         deadline = time.monotonic() + 60

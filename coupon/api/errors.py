@@ -1,4 +1,8 @@
-"""Every error leaves as a JSON body with the right status, never as a traceback."""
+"""Every error leaves as a JSON body with the right status, never as a traceback.
+
+One table, ``answer_for``, decides status and message for every exception, so the Flask
+handlers and the hot path (coupon/api/hotpath.py) answer alike.
+"""
 from __future__ import annotations
 
 import logging
@@ -24,34 +28,31 @@ def error(status: int, message: str) -> tuple[Response, int]:
     return jsonify(error=message), status
 
 
-def _http(exc: HTTPException) -> tuple[Response, int]:
-    return error(exc.code or 500, exc.description or exc.name)
+def answer_for(exc: BaseException) -> tuple[int, str]:
+    """Return the status and message that an exception is answered with."""
+    if isinstance(exc, HTTPException):
+        return exc.code or 500, exc.description or exc.name
+    if isinstance(exc, (BadRequest, UnknownStrategy)):
+        return 400, str(exc)
+    if isinstance(exc, CouponNotFound):
+        return 404, "coupon not found"
+    if isinstance(exc, Busy):
+        return 503, f"busy, retry later ({exc})"
+    if isinstance(exc, (DBAPIError, PoolTimeout)):
+        log.warning("database unavailable: %s", exc)
+        return 503, "database unavailable"
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        log.warning("redis unavailable: %s", exc)
+        return 503, "redis unavailable"
+    log.error("unhandled error", exc_info=exc)
+    return 500, "internal error"
 
 
-def _database(exc: Exception) -> tuple[Response, int]:
-    log.warning("database unavailable: %s", exc)
-    return error(503, "database unavailable")
-
-
-def _redis(exc: Exception) -> tuple[Response, int]:
-    log.warning("redis unavailable: %s", exc)
-    return error(503, "redis unavailable")
-
-
-def _unexpected(exc: Exception) -> tuple[Response, int]:
-    log.exception("unhandled error")
-    return error(500, "internal error")
+def _answer(exc: Exception) -> tuple[Response, int]:
+    status, message = answer_for(exc)
+    return error(status, message)
 
 
 def register(app: Flask) -> None:
-    """Attach the JSON error handlers to the app."""
-    app.register_error_handler(HTTPException, _http)
-    app.register_error_handler(BadRequest, lambda exc: error(400, str(exc)))
-    app.register_error_handler(UnknownStrategy, lambda exc: error(400, str(exc)))
-    app.register_error_handler(CouponNotFound, lambda exc: error(404, "coupon not found"))
-    app.register_error_handler(Busy, lambda exc: error(503, f"busy, retry later ({exc})"))
-    app.register_error_handler(DBAPIError, _database)
-    app.register_error_handler(PoolTimeout, _database)
-    app.register_error_handler(redis.exceptions.ConnectionError, _redis)
-    app.register_error_handler(redis.exceptions.TimeoutError, _redis)
-    app.register_error_handler(Exception, _unexpected)
+    """Attach the JSON error handler to the app: every exception goes through answer_for."""
+    app.register_error_handler(Exception, _answer)

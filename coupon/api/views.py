@@ -4,21 +4,17 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import text
 
+from coupon.api import issuing
 from coupon.api.errors import BadRequest, error
-from coupon.core import metrics, queries, rules
-from coupon.core.rules import CouponNotFound, Outcome
+from coupon.api.issuing import MAX_ID
+from coupon.core import queries, rules
+from coupon.core.rules import CouponNotFound
 from coupon.runtime import current
 
 bp = Blueprint("coupon", __name__)
-
-# Ids are BIGINT in the database; anything larger cannot name a row.
-MAX_ID = 2**63 - 1
-
-# Every refusal is 409; only these outcomes have a status of their own.
-STATUS = {Outcome.ISSUED: 201, Outcome.ACCEPTED: 202}
 
 
 def _body() -> dict[str, Any]:
@@ -145,16 +141,15 @@ def get_coupon(coupon_id: int) -> Response:
 
 @bp.post("/coupons/<int:coupon_id>/issue")
 def issue(coupon_id: int) -> tuple[Response, int]:
+    # The hot path (coupon/api/hotpath.py) answers well-formed requests before Flask sees them;
+    # this view answers the rest, with the same checks in the same order.
     runtime = current()
-    strategy = runtime.strategy(request.args.get("strategy"))
+    strategy_name = request.args.get("strategy")
+    runtime.strategy(strategy_name)  # an unknown name is refused before the body is read
     user_id = _positive_int(_body(), "user_id")
-    if coupon_id > MAX_ID:
-        raise CouponNotFound(coupon_id)
-    with metrics.observe_issue(strategy.name, coupon_id) as seen:
-        outcome = strategy.issue(coupon_id, user_id)
-        seen.result = outcome.value
-    body = jsonify(result=outcome.value, coupon_id=coupon_id, user_id=user_id)
-    return body, STATUS.get(outcome, 409)
+    observer = current_app.extensions["coupon.observer"]
+    status, body = issuing.issue(runtime, observer, coupon_id, user_id, strategy_name)
+    return jsonify(body), status
 
 
 @bp.get("/coupons/<int:coupon_id>/issues/<int:user_id>")

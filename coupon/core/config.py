@@ -59,6 +59,9 @@ class Config:
     # Lab-only fault injection: the first critical section of each process under redis_lock
     # and fenced_lock stalls this long without yielding (a GC pause); 0 disables it.
     fault_pause_seconds: float = 0.0
+    # One log line per issue (strategy, coupon, result, latency): off by default, since at a
+    # flash sale's rates the lines cost more CPU than the issue; /metrics counts every issue.
+    log_issues: bool = False
 
     @classmethod
     def from_env(cls) -> Config:
@@ -78,6 +81,7 @@ class Config:
             lock_expire=_env_int("COUPON_LOCK_EXPIRE", 10),
             soldout_ttl=_env_float("COUPON_SOLDOUT_TTL", 1.0),
             fault_pause_seconds=_env_float("COUPON_FAULT_PAUSE_SECONDS", 0.0),
+            log_issues=os.environ.get("COUPON_LOG_ISSUES") == "1",
         )
 
     @property

@@ -34,6 +34,7 @@ def config_env(config: Config) -> dict[str, str]:
         "COUPON_LOCK_EXPIRE": str(config.lock_expire),
         "COUPON_RETRY_DEADLINE": str(config.retry_deadline),
         "COUPON_SOLDOUT_TTL": str(config.soldout_ttl),
+        "COUPON_LOG_ISSUES": "1" if config.log_issues else "",
         "COUPON_DB_POOL_SIZE": str(config.db_pool_size),
         "COUPON_DB_MAX_OVERFLOW": str(config.db_max_overflow),
     }
@@ -49,8 +50,10 @@ class Server:
         workers: int = 2,
         extra_env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        target: str = "app:app",
     ) -> None:
         self.port = free_port()
+        self.target = target
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.env = {
@@ -67,7 +70,7 @@ class Server:
         """Start gunicorn and wait until it answers /ping (or raise)."""
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", self.target],
             cwd=PROJECT_ROOT,
             env=self.env,
             stdout=log,
