@@ -29,7 +29,7 @@ worker: migrate
 # In-process throughput per strategy, then the async path over HTTP (queued, sold out, drain).
 bench: migrate
 	$(BIN)/flask --app app bench $(BENCH_ARGS)
-	$(BIN)/flask --app app bench-async $(BENCH_ASYNC_ARGS)
+	$(BIN)/flask --app app bench-http $(BENCH_HTTP_ARGS)
 
 # Every strategy side by side under locust load; LAB_ARGS e.g. --scenario lease-expiry.
 lab: migrate

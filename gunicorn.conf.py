@@ -11,6 +11,11 @@ worker_connections = int(os.environ.get("COUPON_WORKER_CONNECTIONS", "1000"))
 timeout = 60
 graceful_timeout = 20
 keepalive = 30
+# One listening socket per worker (SO_REUSEPORT): the kernel spreads new connections evenly
+# over the workers. With one shared socket, the worker that wins accept() takes a whole burst
+# of connections and its requests queue behind each other while the other worker idles (the
+# p99 of several hundred ms seen at 64 connections). COUPON_REUSE_PORT=0 turns it off.
+reuse_port = os.environ.get("COUPON_REUSE_PORT", "1") != "0"
 accesslog = os.environ.get("COUPON_ACCESS_LOG") or None
 # Several servers may run side by side (tests, the lab): no shared control socket.
 control_socket_disable = True

@@ -6,7 +6,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from coupon.core import schema
-from coupon.lab import bench_async
+from coupon.lab import bench_http
 from coupon.lab.bench import bench
 from coupon.lab.cli import lab
 from coupon.queue import cli as queue_cli
@@ -43,6 +43,6 @@ def register(app: Flask) -> None:
     app.cli.add_command(queue_cli.worker_command)
     app.cli.add_command(queue_cli.retry_failed_command)
     app.cli.add_command(queue_cli.reconcile_command)
-    app.cli.add_command(bench_async.bench_async)
+    app.cli.add_command(bench_http.bench_http)
     app.cli.add_command(bench)
     app.cli.add_command(lab)

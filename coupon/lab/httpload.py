@@ -5,7 +5,7 @@ import re
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # POST {"user_id": n}, n unique across wrk's threads (thread k sends base+k, base+k+T, ...).
 WRK_SCRIPT = """
@@ -24,6 +24,8 @@ function request()
                     '{"user_id": ' .. user .. '}')
 end
 """
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
 
 @dataclass(frozen=True)
 class Load:
@@ -31,16 +33,38 @@ class Load:
 
     requests: int
     seconds: float
-    failed: int  # answers other than the expected kind, plus socket errors
+    failed: int  # non-2xx answers plus socket errors
+    p50_ms: float
+    p99_ms: float
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
 
 
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS_MS[unit]
+
+
+def parse_wrk(output: str) -> Load:
+    """Read requests, duration, failures and the 50th/99th latency percentiles from wrk."""
+    found = re.search(r"(\d+) requests in ([\d.]+)(m?s)", output)
+    p50 = re.search(r"^\s*50%\s+(\S+)\s*$", output, re.MULTILINE)
+    p99 = re.search(r"^\s*99%\s+(\S+)\s*$", output, re.MULTILINE)
+    if found is None or p50 is None or p99 is None:
+        raise RuntimeError(f"unreadable wrk output:\n{output}")
+    seconds = float(found.group(2)) / (1000 if found.group(3) == "ms" else 1)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    failed = sum(int(n) for n in errors.groups()) if errors else 0
+    failed += int(non_2xx.group(1)) if non_2xx else 0
+    return Load(int(found.group(1)), seconds, failed, _ms(p50.group(1)), _ms(p99.group(1)))
+
+
 def wrk(url: str, seconds: int, connections: int, threads: int, post: bool, base: int) -> Load:
     """Run wrk against url; with post, send user ids above base, unique, as JSON bodies."""
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s"]
+    command = ["wrk", "--latency", f"-t{threads}", f"-c{connections}", f"-d{seconds}s"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         if post:
             script.write(WRK_SCRIPT)
@@ -49,15 +73,7 @@ def wrk(url: str, seconds: int, connections: int, threads: int, post: bool, base
         else:
             command.append(url)
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    found = re.search(r"(\d+) requests in ([\d.]+)(m?s)", output)
-    if found is None:
-        raise RuntimeError(f"unreadable wrk output:\n{output}")
-    seconds_run = float(found.group(2)) / (1000 if found.group(3) == "ms" else 1)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    failed = sum(int(n) for n in errors.groups()) if errors else 0
-    failed += int(non_2xx.group(1)) if non_2xx else 0
-    return Load(int(found.group(1)), seconds_run, failed)
+    return parse_wrk(output)
 
 
 def gevent_load(url: str, seconds: int, connections: int, post: bool, base: int) -> Load:
@@ -68,11 +84,13 @@ def gevent_load(url: str, seconds: int, connections: int, post: bool, base: int)
     target = URL(url)
     client = HTTPClient.from_url(target, concurrency=connections)
     deadline = time.monotonic() + seconds
-    counts = {"done": 0, "failed": 0, "user": base}
+    counts = {"failed": 0, "user": base}
+    latencies: list[float] = []
 
     def user_loop() -> None:
         while time.monotonic() < deadline:
             counts["user"] += 1
+            sent = time.perf_counter()
             try:
                 if post:
                     body = f'{{"user_id": {counts["user"]}}}'
@@ -81,7 +99,7 @@ def gevent_load(url: str, seconds: int, connections: int, post: bool, base: int)
                 else:
                     response = client.get(target.request_uri)
                 response.read()
-                counts["done"] += 1
+                latencies.append((time.perf_counter() - sent) * 1000)
                 counts["failed"] += not 200 <= response.status_code < 300
             except OSError:
                 counts["failed"] += 1
@@ -89,4 +107,37 @@ def gevent_load(url: str, seconds: int, connections: int, post: bool, base: int)
     started = time.monotonic()
     gevent.joinall([gevent.spawn(user_loop) for _ in range(connections)])
     client.close()
-    return Load(counts["done"], time.monotonic() - started, counts["failed"])
+    latencies.sort()
+    p50, p99 = (latencies[int(len(latencies) * q)] if latencies else 0.0 for q in (0.5, 0.99))
+    return Load(len(latencies), time.monotonic() - started, counts["failed"], p50, p99)
+
+
+@dataclass
+class Run:
+    """One bench run's settings, and the loads it measured under each row's name."""
+
+    seconds: int
+    connections: int
+    threads: int
+    use_wrk: bool
+    loads: dict[str, list[Load]] = field(default_factory=dict)
+
+    def load(self, name: str, url: str, post: bool) -> None:
+        """Run one load; each run's users are new (ids of run k start above k billion)."""
+        base = (1 + sum(len(rounds) for rounds in self.loads.values())) * 10**9
+        if self.use_wrk:
+            result = wrk(url, self.seconds, self.connections, self.threads, post, base)
+        else:
+            result = gevent_load(url, self.seconds, self.connections, post, base)
+        self.loads.setdefault(name, []).append(result)
+
+    def total(self, name: str) -> Load:
+        """Add up the rounds of one row (percentiles: the worst round's)."""
+        rounds = self.loads[name]
+        return Load(
+            sum(load.requests for load in rounds),
+            sum(load.seconds for load in rounds),
+            sum(load.failed for load in rounds),
+            max(load.p50_ms for load in rounds),
+            max(load.p99_ms for load in rounds),
+        )
