@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
 
 from coupon.api.errors import BadRequest, error
-from coupon.core import metrics, queries, rules
+from coupon.core import durability, metrics, queries, rules
 from coupon.core.rules import CouponNotFound, Outcome
 from coupon.runtime import current
 
@@ -99,7 +99,8 @@ def healthz() -> tuple[Response, int]:
         failing.append("redis")
     if failing:
         return jsonify(ok=False, error=f"unavailable: {', '.join(failing)}", failing=failing), 503
-    return jsonify(ok=True), 200
+    # What a Redis crash would cost accepted requests (coupon/core/durability.py).
+    return jsonify(ok=True, redis_durability=durability.read(runtime.services.redis).as_dict()), 200
 
 
 @bp.get("/strategies")
