@@ -97,8 +97,11 @@ class RedisServer:
         except (OSError, ValueError):
             return None
 
-    def start(self, timeout: float = 30.0) -> RedisServer:
-        """Join the server running in the directory, or start one; wait until it answers."""
+    def start(self, timeout: float = 30.0, *, wait: bool = True) -> RedisServer:
+        """Join the server running in the directory, or start one; wait until it answers.
+
+        With wait=False a server started here may still be loading its data when this returns.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
         if not self.port and len(str(self.socket)) > MAX_SOCKET_PATH:
             raise ValueError(f"socket path too long for a unix socket: {self.socket}")
@@ -111,7 +114,8 @@ class RedisServer:
                     self.check_aof()
                 self._spawn()
             self._hold()
-            self._wait_ready(timeout)
+            if wait:
+                self._wait_ready(timeout)
         return self
 
     @contextmanager
