@@ -47,6 +47,9 @@ def restore(state: RedisState, coupon_id: int) -> int:
     persists meanwhile is counted either way.
     """
     client, keys = state.client, state.keys(coupon_id)
+    stamp, run = client.hget(keys.meta, "epoch"), client.info("server").get("run_id")
+    if stamp is not None and stamp == run:  # a concurrent caller restored it meanwhile
+        return int(client.get(keys.count) or 0)
     if not client.exists(keys.meta):
         state.rebuild(coupon_id, overwrite=False)
     in_flight = stream.in_flight_users(client, keys)
@@ -54,9 +57,10 @@ def restore(state: RedisState, coupon_id: int) -> int:
         if queries.get_coupon(conn, coupon_id) is None:
             raise CouponNotFound(coupon_id)
         users = set(queries.issued_users(conn, coupon_id)) | in_flight
-    before = client.get(keys.count)
-    count = int(load_script(client, "epoch")(keys=[keys.meta, keys.users, keys.count], args=sorted(users)))
-    if before is not None and int(before) != count:
-        log.warning("coupon %s: Redis went back in time (counter %s, database and streams %d); "
-                    "reconciled to %d", coupon_id, before, len(users), count)
-    return count
+    merge = load_script(client, "epoch")
+    forgotten, count = merge(keys=[keys.meta, keys.users, keys.count], args=sorted(users))
+    if int(forgotten):
+        log.warning("coupon %s: Redis went back in time: it had forgotten %d users holding a "
+                    "row or a queued request; reconciled, counter now %d",
+                    coupon_id, int(forgotten), int(count))
+    return int(count)
