@@ -69,13 +69,19 @@ def recovers(client: FlaskClient, coupon_id: int, user: int, strategy: str) -> N
     assert set(seen) <= {503, GRANTED[strategy]}, seen
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_a_dead_redis_gets_503_then_the_service_recovers(
-    outage_app: Flask, redis_server_private: RedisServer, strategy: str
-):
+@pytest.fixture(params=STRATEGIES)
+def served(request: pytest.FixtureRequest, outage_app: Flask) -> tuple[FlaskClient, int, str]:
+    """A client, a coupon and a strategy that has granted user 1 while Redis was up."""
     client = outage_app.test_client()
     coupon_id = outage_app.extensions["coupon"].create_coupon("outage", 100)
-    assert issue(client, coupon_id, 1, strategy)[0] == GRANTED[strategy]
+    assert issue(client, coupon_id, 1, request.param)[0] == GRANTED[request.param]
+    return client, coupon_id, request.param
+
+
+def test_a_dead_redis_gets_503_then_the_service_recovers(
+    served: tuple[FlaskClient, int, str], redis_server_private: RedisServer
+):
+    client, coupon_id, strategy = served
     redis_server_private.kill()
     assert_unavailable(client, coupon_id, range(2, 12), strategy)
     assert client.get("/healthz").status_code == 503
@@ -84,13 +90,10 @@ def test_a_dead_redis_gets_503_then_the_service_recovers(
     assert issue(client, coupon_id, 1, strategy)[1]["result"] == "already_issued"
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_loading_redis_gets_503_then_the_service_recovers(
-    outage_app: Flask, redis_server_private: RedisServer, strategy: str
+    served: tuple[FlaskClient, int, str], redis_server_private: RedisServer
 ):
-    client = outage_app.test_client()
-    coupon_id = outage_app.extensions["coupon"].create_coupon("loading", 100)
-    assert issue(client, coupon_id, 1, strategy)[0] == GRANTED[strategy]
+    client, coupon_id, strategy = served
     with redis_server_private.client() as admin:
         admin.execute_command("DEBUG", "POPULATE", FILLER_KEYS, "filler")
         admin.bgrewriteaof()  # the keys go to the RDB base, which key-load-delay slows down
