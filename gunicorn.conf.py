@@ -30,6 +30,8 @@ def _check_backends(server, config) -> None:
     """Migrate an embedded database that never was (else stop in one line); say what Redis keeps."""
     import sys
 
+    from sqlalchemy.exc import OperationalError
+
     from coupon.core import durability, embedded, schema
     from coupon.core.config import ConfigError
     from coupon.core.connections import make_redis
@@ -40,6 +42,8 @@ def _check_backends(server, config) -> None:
         server.log.error("%s", exc)
         embedded.stop_owned()
         sys.exit(1)
+    except OperationalError as exc:  # a database down at startup: serve 503s until it is back
+        server.log.warning("database unreachable, schema revision not checked: %s", exc.orig)
     client = make_redis(config)
     try:
         server.log.info("%s", durability.read(client).line())
