@@ -67,7 +67,8 @@ def powerloss_loss(backend: backends.Backend, shim: Path, seconds: float) -> tup
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else "mysql"
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
-    backend = backends.open_backend(name, tempfile.mkdtemp(prefix="cl-cost-"))
+    scratch = tempfile.TemporaryDirectory(prefix="cl-cost-")
+    backend = backends.open_backend(name, scratch.name)
     try:
         print(f"| persistence | lua grants/s | queued grants/s |  ({name}, {seconds:g} s each)")
         print("|---|---:|---:|")
@@ -75,13 +76,14 @@ def main() -> None:
             with private_redis(settings) as server:
                 rates = [throughput(backend, server, s, seconds) for s in ("lua", "queued")]
             print(f"| {label} | {rates[0]:.0f} | {rates[1]:.0f} |")
-        shim = build_shim(Path(tempfile.mkdtemp(prefix="cl-shim-")))
+        shim = build_shim(Path(scratch.name))
         for _ in range(3):
             lost, rate = powerloss_loss(backend, shim, seconds)
             print(f"everysec power cut after {seconds:g} s of queued load: {lost} of the 202s lost "
                   f"({lost / rate:.2f} s at {rate:.0f}/s)")
     finally:
         backends.drop_database(backend)
+        scratch.cleanup()
 
 
 if __name__ == "__main__":
