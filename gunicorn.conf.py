@@ -26,8 +26,36 @@ def on_starting(server) -> None:
     from coupon.core import embedded
     from coupon.core.config import Config
 
-    embedded.resolve(Config.from_env(), export=True)
+    resolved = embedded.resolve(Config.from_env(), export=True)
     _fresh_metrics_dir(server)
+    _check_backends(server, resolved)
+
+
+def _check_backends(server, config) -> None:
+    """Migrate an embedded database that never was (else stop in one line); say what Redis keeps."""
+    import sys
+
+    from sqlalchemy.exc import OperationalError
+
+    from coupon.core import durability, embedded, schema
+    from coupon.core.config import ConfigError
+    from coupon.core.connections import make_redis
+
+    try:
+        schema.ensure(config.database_url, owned=embedded.is_embedded_database(config))
+    except ConfigError as exc:
+        server.log.error("%s", exc)
+        embedded.stop_owned()
+        sys.exit(1)
+    except OperationalError as exc:  # a database down at startup: serve 503s until it is back
+        server.log.warning("database unreachable, schema revision not checked: %s", exc.orig)
+    client = make_redis(config)
+    try:
+        server.log.info("%s", durability.read(client).line())
+    except Exception as exc:  # noqa: BLE001 - a Redis down at startup: the workers will say so
+        server.log.warning("Redis persistence unknown: %s", exc)
+    finally:
+        client.close()
 
 
 def _fresh_metrics_dir(server) -> None:
@@ -53,12 +81,15 @@ def child_exit(server, worker) -> None:
 
 
 def on_exit(server) -> None:
-    """Remove the metrics directory this master created."""
+    """Remove the metrics directory this master created; stop the embedded servers it started."""
     import shutil
+
+    from coupon.core import embedded
 
     created = getattr(server, "coupon_metrics_dir", None)
     if created:
         shutil.rmtree(created, ignore_errors=True)
+    embedded.stop_owned()
 
 
 def post_fork(server, worker) -> None:

@@ -6,6 +6,7 @@ from redis.commands.core import Script
 from coupon.core import rules, stream
 from coupon.core.connections import Services
 from coupon.core.rules import CouponNotFound, Outcome
+from strategies import epoch
 from strategies.coalesce import coalesce
 from strategies.redis_backed import NO_STATE, RESERVE_CODES, LuaScript
 from strategies.redis_state import LUA_DIR
@@ -35,7 +36,7 @@ class Queued(LuaScript):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        self._enqueue: Script = self.redis.register_script(compose_enqueue_script())
+        self._enqueue: Script = self.redis.register_script(epoch.guard(compose_enqueue_script()))
         # Concurrent requests of this process share round trips (strategies/coalesce.py).
         self._enqueue_shared = coalesce(self.redis, self._enqueue)
         self._prefix = services.config.redis_prefix
@@ -49,7 +50,7 @@ class Queued(LuaScript):
         args = [user_id, rules.to_epoch(rules.utcnow()), stream.GROUP]
         code = int(self._enqueue_shared(keys=script_keys, args=args))
         if code == NO_STATE:
-            self.state.rebuild(coupon_id, overwrite=False)
+            epoch.restore(self.state, coupon_id)
             code = int(self._enqueue_shared(keys=script_keys, args=args))
         if code == RESERVED:
             return Outcome.ACCEPTED

@@ -13,6 +13,7 @@ from coupon.core import rules
 from coupon.core.connections import Services
 from coupon.core.queries import DuplicateIssue
 from coupon.core.rules import Busy, CouponRow, Outcome
+from strategies import epoch
 from strategies.base import (
     Strategy,
     issue_in_db,
@@ -20,7 +21,12 @@ from strategies.base import (
     take_unchecked,
     with_retries,
 )
-from strategies.redis_state import RedisState, from_epoch_text, load_script
+from strategies.redis_state import (
+    RedisState,
+    from_epoch_text,
+    load_script,
+    script_source,
+)
 from strategies.soldout import SoldOut
 from strategies.stall import Stall
 
@@ -145,7 +151,8 @@ class LuaScript(RedisStrategy):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        self._reserve = load_script(self.redis, "reserve")
+        # Serves only coupons reconciled by this Redis run (strategies/epoch.py).
+        self._reserve = self.redis.register_script(epoch.guard(script_source("reserve")))
         self._release = load_script(self.redis, "release")
         # The sold-out fast path (strategies/soldout.py): per process, bounded by soldout_ttl.
         self.soldout = SoldOut(services.config.soldout_ttl)
@@ -157,7 +164,7 @@ class LuaScript(RedisStrategy):
         now = rules.to_epoch(rules.utcnow())
         code = self._reserve(keys=script_keys, args=[user_id, now])
         if code == NO_STATE:
-            self.state.rebuild(coupon_id, overwrite=False)
+            epoch.restore(self.state, coupon_id)
             code = self._reserve(keys=script_keys, args=[user_id, now])
         outcome = RESERVE_CODES[int(code)]
         if outcome is Outcome.SOLD_OUT:

@@ -18,9 +18,14 @@ log = logging.getLogger(__name__)
 LUA_DIR = Path(__file__).parent / "lua"
 
 
+def script_source(name: str) -> str:
+    """Return the text of strategies/lua/<name>.lua."""
+    return (LUA_DIR / f"{name}.lua").read_text()
+
+
 def load_script(client: redis.Redis, name: str) -> Script:
     """Register strategies/lua/<name>.lua with the client (EVALSHA, loaded on first use)."""
-    return client.register_script((LUA_DIR / f"{name}.lua").read_text())
+    return client.register_script(script_source(name))
 
 
 def _epoch_text(moment: datetime | None) -> str:

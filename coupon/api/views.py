@@ -10,7 +10,7 @@ from sqlalchemy import text
 from coupon.api import issuing
 from coupon.api.errors import BadRequest, error
 from coupon.api.issuing import MAX_ID
-from coupon.core import queries, rules
+from coupon.core import durability, queries, rules
 from coupon.core.rules import CouponNotFound
 from coupon.runtime import current
 
@@ -95,7 +95,8 @@ def healthz() -> tuple[Response, int]:
         failing.append("redis")
     if failing:
         return jsonify(ok=False, error=f"unavailable: {', '.join(failing)}", failing=failing), 503
-    return jsonify(ok=True), 200
+    # What a Redis crash would cost accepted requests (coupon/core/durability.py).
+    return jsonify(ok=True, redis_durability=durability.read(runtime.services.redis).as_dict()), 200
 
 
 @bp.get("/strategies")

@@ -10,10 +10,11 @@ from flask.cli import with_appcontext
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from coupon.core.config import PROJECT_ROOT
+from coupon.core import durability, embedded, schema
+from coupon.core.config import PROJECT_ROOT, ConfigError
 from coupon.lab import facts, report, runner
 from coupon.lab.plan import SCENARIOS, Run, Settings, plan
-from coupon.runtime import current
+from coupon.runtime import Runtime, current
 
 
 def _strategies(value: str, known: list[str]) -> tuple[str, ...]:
@@ -29,6 +30,16 @@ def _out_dir(output: str) -> Path:
     out = base / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=False)
     return out
+
+
+def _prepare_backends(runtime: Runtime) -> None:
+    """Migrate the embedded database the lab owns (else stop in one line); say what Redis keeps."""
+    config = runtime.config
+    try:
+        schema.ensure(config.database_url or "", owned=embedded.is_embedded_database(config))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(durability.read(runtime.services.redis).line())
 
 
 @click.command("lab")
@@ -48,6 +59,7 @@ def lab(scenario: str, strategies: str, workers: int, duration: float, users: in
         quantity: int | None, duplicate_share: float, output: str) -> None:
     """Run every strategy under locust load against a real gunicorn, audit, and report."""
     runtime = current()
+    _prepare_backends(runtime)
     known = list(runtime.strategies)
     settings = Settings(
         scenario=scenario, strategies=_strategies(strategies, known), workers=workers,
