@@ -36,6 +36,15 @@ def _env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _env_flag(name: str) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the service reads from its environment."""
@@ -59,6 +68,9 @@ class Config:
     # Lab-only fault injection: the first critical section of each process under redis_lock
     # and fenced_lock stalls this long without yielding (a GC pause); 0 disables it.
     fault_pause_seconds: float = 0.0
+    # Lab-only: let the API issue with the strategies that are not exact across processes
+    # (none, process_lock). Off in any deployment; the lab turns it on for its own servers.
+    lab_strategies: bool = False
 
     @classmethod
     def from_env(cls) -> Config:
@@ -78,6 +90,7 @@ class Config:
             lock_expire=_env_int("COUPON_LOCK_EXPIRE", 10),
             soldout_ttl=_env_float("COUPON_SOLDOUT_TTL", 1.0),
             fault_pause_seconds=_env_float("COUPON_FAULT_PAUSE_SECONDS", 0.0),
+            lab_strategies=_env_flag("COUPON_LAB_STRATEGIES"),
         )
 
     @property
