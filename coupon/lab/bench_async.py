@@ -118,8 +118,8 @@ def bench_async(
     runtime = current()
     use_wrk = client == "wrk" or (client == "auto" and shutil.which("wrk") is not None)
     run = Run(seconds, connections, threads, use_wrk, {})
-    queued_id = runtime.create_coupon("bench-async queued", 2**31 - 1)
-    sold_id = runtime.create_coupon("bench-async sold out", 1)
+    queued_id = runtime.create_coupon("bench-async queued", 2**31 - 1, strategy="queued")
+    sold_id = runtime.create_coupon("bench-async sold out", 1, strategy="queued")
     log_path = Path(tempfile.gettempdir()) / "coupon-bench-async-gunicorn.log"
     with Server(runtime.config, workers=workers, log_path=log_path) as server:
         ping, issue = f"{server.url}/ping", f"{server.url}/coupons/{{}}/issue?strategy=queued"
