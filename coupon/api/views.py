@@ -6,6 +6,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy import text
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import BaseConverter, ValidationError
 
 from coupon.api import inputs
@@ -40,6 +41,17 @@ def _routing(state: BlueprintSetupState) -> None:
     state.app.url_map.converters["coupon_id"] = CouponId
     # Werkzeug would answer `//coupons//1` with a redirect built from the Host header.
     state.app.url_map.merge_slashes = False
+
+
+def _body() -> bytes:
+    data = request.get_data()
+    limit = request.max_content_length
+    # Werkzeug hands a streamed (chunked) body over cut at the limit, silently: a byte past it
+    # means the body was too large, not that its JSON is broken.
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return data
 
 
 def _coupon_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +110,7 @@ def list_strategies() -> Response:
 @bp.post("/coupons")
 def create_coupon() -> tuple[Response, int]:
     require_admin()
-    new = inputs.new_coupon(inputs.json_object(request.get_data(), request.content_type))
+    new = inputs.new_coupon(inputs.json_object(_body(), request.content_type))
     runtime = current()
     strategy = new.strategy or runtime.config.default_strategy
     runtime.enabled(strategy)
@@ -123,7 +135,7 @@ def get_coupon(coupon_id: int) -> Response:
 
 @bp.post("/coupons/<coupon_id:coupon_id>/issue")
 def issue(coupon_id: int) -> tuple[Response, int]:
-    user_id = inputs.issue_user_id(request.get_data(), request.content_type)
+    user_id = inputs.issue_user_id(_body(), request.content_type)
     requested = request.args.get("strategy")
     name = None if requested is None else inputs.strategy_name(requested)
     strategy = _strategy_for(coupon_id, name)
