@@ -354,3 +354,10 @@ def test_no_redirect_is_built_from_the_host_header(client: FlaskClient) -> None:
         response = client.get(path, headers={"Host": "evil.example"})
         assert_error(response, 404)
         assert "Location" not in response.headers
+
+
+@pytest.mark.parametrize("user", ["0", "01", "-1", "abc", "\uff11", str(2**63), "9" * 5000])
+def test_issue_status_refuses_bad_user_ids_naming_the_field(client: FlaskClient, user: str) -> None:
+    coupon_id = create(client)["id"]
+    assert_error(client.get(f"/coupons/{coupon_id}/issues/{user}"), 400, "user_id")
+    assert client.get(f"/coupons/{coupon_id}/issues/1").get_json() == {"status": "none"}

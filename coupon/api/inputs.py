@@ -114,6 +114,12 @@ def integer(body: dict[str, Any], field: str, maximum: int = MAX_ID) -> int:
     return value
 
 
+def path_user_id(text: str) -> int:
+    """Return the user id a path segment spells canonically, with the body's error otherwise."""
+    user_id = canonical_id(text)
+    return integer({"user_id": user_id}, "user_id")
+
+
 def issue_user_id(raw: bytes, content_type: str | None) -> int:
     """Return the user_id of an issue request's body: {"user_id": <1..2^63-1>}."""
     return integer(json_object(raw, content_type), "user_id")

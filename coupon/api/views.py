@@ -11,7 +11,6 @@ from werkzeug.routing import BaseConverter, ValidationError
 
 from coupon.api import inputs
 from coupon.api.auth import require_admin
-from coupon.api.inputs import InputError
 from coupon.core import metrics, queries, rules
 from coupon.core.rules import CouponNotFound, Outcome
 from coupon.runtime import current
@@ -159,9 +158,7 @@ def _strategy_for(coupon_id: int, name: str | None) -> Strategy:
 @bp.get("/coupons/<coupon_id:coupon_id>/issues/<user_id>")
 def issue_status(coupon_id: int, user_id: str) -> Response:
     """Tell a client where its request stands: issued, pending (queued), failed, or none."""
-    user = inputs.canonical_id(user_id)
-    if user is None:
-        raise InputError(f"user_id must be an integer between 1 and {inputs.MAX_ID}", "user_id")
+    user = inputs.path_user_id(user_id)
     _describe(coupon_id)  # 404 for an unknown coupon
     runtime = current()
     with runtime.services.engine.connect() as conn:
