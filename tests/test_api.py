@@ -11,6 +11,7 @@ from werkzeug.test import TestResponse
 
 from coupon.core.config import ConfigError
 from coupon.core.models import coupon as coupon_table
+from coupon.core.rules import Outcome
 from coupon.runtime import Runtime
 from strategies import FAMILY_OF, LAB_ONLY, REGISTRY
 
@@ -133,6 +134,16 @@ def test_the_far_ends_of_the_range_work_with_every_strategy(make_client: Any) ->
         assert coupon["issue_end"] == "9999-01-01T23:58:59.999999+00:00"
         response = issue(client, coupon["id"], user)
         assert response.status_code == 201, (strategy, response.get_json())
+
+
+@pytest.mark.parametrize("strategy", ["redis_counter", "lua"])
+def test_a_bound_stored_at_the_last_microsecond_still_works(
+    runtime: Runtime, make_coupon: Any, strategy: str
+) -> None:
+    # Such a coupon could be created before the API checked the range: its end once came back
+    # from Redis through a float as year 10000, and every redis_counter issue answered 500.
+    coupon_id = make_coupon(quantity=1, issue_end=datetime.max, strategy=strategy)
+    assert runtime.strategies[strategy].issue(coupon_id, 1) is Outcome.ISSUED
 
 
 @pytest.mark.parametrize(
