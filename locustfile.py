@@ -67,6 +67,8 @@ def _create_coupon(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner) or options.ping or options.coupon_id:
         return
     body = {"name": f"locust {options.strategy or 'default'}", "total_quantity": options.coupon_quantity}
+    if options.strategy:  # the coupon is issued by this strategy's family only
+        body["strategy"] = options.strategy
     created = _call(f"{environment.host}/coupons", "POST", body, options.admin_token)
     # Set before the master dispatches users: workers receive the parsed options with it.
     options.coupon_id = created["id"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import redis
@@ -29,15 +29,13 @@ def load_script(client: redis.Redis, name: str) -> Script:
 
 
 def _epoch_text(moment: datetime | None) -> str:
-    epoch = rules.to_epoch(moment)
-    return "" if epoch is None else repr(epoch)
+    # Exact decimal seconds, never a float: see rules.epoch_text.
+    return rules.epoch_text(moment)
 
 
 def from_epoch_text(text: str | None) -> datetime | None:
-    """Turn a stored epoch back into a naive UTC datetime ('' means open-ended)."""
-    if not text:
-        return None
-    return datetime.fromtimestamp(float(text), timezone.utc).replace(tzinfo=None)
+    """Turn a stored epoch back into a naive UTC datetime, exactly ('' means open-ended)."""
+    return rules.from_epoch_text(text)
 
 
 class RedisState:

@@ -59,6 +59,24 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture()
+def make_client(backend: Backend, redis_server: str) -> Iterator[Callable[..., FlaskClient]]:
+    """Build test clients of apps with their own settings (dead servers, lab strategies...)."""
+    apps: list[Flask] = []
+
+    def make(
+        database_url: str | None = None, redis_url: str | None = None, **overrides: object
+    ) -> FlaskClient:
+        database, redis = database_url or backend.url, redis_url or redis_server
+        config = test_config(database, redis, **overrides)
+        apps.append(create_app(config))
+        return apps[-1].test_client()
+
+    yield make
+    for app in apps:
+        app.extensions["coupon"].close()
+
+
+@pytest.fixture()
 def make_coupon(runtime: Runtime) -> MakeCoupon:
     """Create a coupon (database row and Redis state) and return its id."""
 
@@ -67,7 +85,8 @@ def make_coupon(runtime: Runtime) -> MakeCoupon:
         issue_start: datetime | None = None,
         issue_end: datetime | None = None,
         name: str = "test coupon",
+        strategy: str | None = None,
     ) -> int:
-        return runtime.create_coupon(name, quantity, issue_start, issue_end)
+        return runtime.create_coupon(name, quantity, issue_start, issue_end, strategy)
 
     return make

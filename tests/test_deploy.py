@@ -124,16 +124,16 @@ def test_a_missing_admin_token_refuses_to_start(urls: dict[str, str]) -> None:
 def test_admin_token_is_compared_in_constant_time(
     backend: Backend, redis_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from coupon.api import views
+    from coupon.api import auth
 
     compared: list[tuple[bytes, bytes]] = []
-    real = views.hmac.compare_digest
+    real = auth.hmac.compare_digest
 
     def spy(given: bytes, expected: bytes) -> bool:
         compared.append((given, expected))
         return real(given, expected)
 
-    monkeypatch.setattr(views.hmac, "compare_digest", spy)
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
     app = create_app(config_for(backend.url, redis_server))
     try:
         body = {"name": "c", "total_quantity": 1}

@@ -1,16 +1,20 @@
-"""The hot path answers well-formed issues without Flask, and hands everything else to Flask.
+"""The hot path answers issues without Flask, and hands what it cannot read to Flask.
 
 Its promise is one contract: whatever it answers, the Flask view would have answered alike, and
-whatever it cannot read at a glance reaches the view with its body intact.
+whatever it hands on reaches the view with its body unread.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 
-from coupon.api.hotpath import HotPath, coupon_id_of, strategy_of, user_id_of
+from coupon.api import inputs
+from coupon.api.hotpath import HotPath, coupon_id_of, quick_user_id, strategy_of
 from tests.test_api import AUTH
 
 Exchange = Callable[..., tuple[int, Any]]
@@ -46,7 +50,7 @@ def exchange(app: Flask, hot: bool, path: str, body: bytes, content_type: str) -
 
 def new_coupon(app: Flask, quantity: int) -> int:
     response = app.test_client().post(
-        "/coupons", json={"name": "hot", "total_quantity": quantity}, headers=AUTH
+        "/coupons", json={"name": "hot", "total_quantity": quantity, "strategy": "lua"}, headers=AUTH
     )
     return int(response.get_json()["id"])
 
@@ -79,6 +83,10 @@ ODD = [
     ("/coupons/99999999999/issue", b'{"user_id": 1}', "application/json"),
     ("/coupons/99999999999999999999/issue", b'{"user_id": 1}', "application/json"),
     ("/coupons/{id}/issue", b'{"user_id": 1}' + b" " * 70_000, "application/json"),
+    ("/coupons/{id}/issue", b'{"user_id": 1, "x": NaN}', "application/json"),
+    ("/coupons/{id}/issue", b'{"user_id": 1, "x": ' + b"[" * 40 + b"]" * 40 + b"}", "application/json"),
+    ("/coupons/{id}/issue?strategy=atomic_update", b'{"user_id": 1}', "application/json"),
+    ("/coupons/{id}/issue?strategy=none", b'{"user_id": 1}', "application/json"),
 ]
 
 
@@ -93,15 +101,40 @@ def test_what_the_hot_path_answers_or_hands_on_matches_flask_alone(
     assert 400 <= with_hot[0] < 500 and isinstance(with_hot[1]["error"], str)
 
 
-def test_a_handed_on_body_arrives_whole(app: Flask, flask_calls: list[str]) -> None:
+def test_refusals_are_the_hot_paths_own_and_odd_queries_go_to_flask(
+    app: Flask, flask_calls: list[str]
+) -> None:
     coupon_id = new_coupon(app, 5)
-    # NaN is not JSON: the hot path reads the body, declines it and hands it on; Flask's
-    # parser is laxer and issues, which it can only do if it got every byte.
-    response = app.test_client().post(
-        f"/coupons/{coupon_id}/issue", data=b'{"user_id": 3, "x": NaN}', content_type="application/json"
-    )
-    assert response.status_code == 201, response.get_json()
+    client = app.test_client()
+    refused = client.post(f"/coupons/{coupon_id}/issue", json={"user_id": 0})
+    assert (refused.status_code, refused.get_json()["field"]) == (400, "user_id")
+    assert flask_calls == ["/coupons"]
+    # A query it does not read at a glance: Flask gets the request, body unread, and issues.
+    odd_query = client.post(f"/coupons/{coupon_id}/issue?strategy=lua&x=1", json={"user_id": 3})
+    assert odd_query.status_code == 201
     assert flask_calls == ["/coupons", f"/coupons/{coupon_id}/issue"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(
+    body=st.one_of(
+        st.dictionaries(st.sampled_from(["user_id", "x"]), json_values, max_size=2).map(json.dumps),
+        json_values.map(json.dumps),
+        st.text(max_size=30),
+    ).map(str.encode)
+    | st.binary(max_size=40),
+    content_type=st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain"]),
+)
+def test_the_quick_check_accepts_only_what_inputs_accepts(body: bytes, content_type: str) -> None:
+    quick = quick_user_id(body, content_type)
+    if quick is not None:
+        assert inputs.issue_user_id(body, content_type) == quick
 
 
 @pytest.mark.parametrize(
@@ -121,6 +154,7 @@ def test_queries_and_bodies_it_reads_at_a_glance() -> None:
     assert strategy_of("strategy=lua") == (True, "lua")
     assert strategy_of("strategy=l%75a") == (False, None)
     assert strategy_of("strategy=lua&x=1") == (False, None)
-    assert user_id_of(b'{"user_id": 5}') == 5
-    assert user_id_of(b'{"user_id": -5}') is None
-    assert user_id_of(b"[" * 5000) is None
+    assert quick_user_id(b'{"user_id": 5}', "application/json") == 5
+    assert quick_user_id(b'{"user_id": -5}', "application/json") is None
+    assert quick_user_id(b'{"user_id": 5}', "text/plain") is None
+    assert quick_user_id(b"[" * 5000, "application/json") is None

@@ -67,9 +67,9 @@ class Client:
         for conn in self._opened:
             conn.close()
 
-    def create(self, quantity: int) -> int:
-        """Create a coupon through the admin API and return its id."""
-        body = {"name": "http coupon", "total_quantity": quantity}
+    def create(self, quantity: int, strategy: str) -> int:
+        """Create a coupon through the admin API, issued by strategy, and return its id."""
+        body = {"name": "http coupon", "total_quantity": quantity, "strategy": strategy}
         auth = f"Bearer {self.token}"
         status, answer = self.request("POST", "/coupons", body, Authorization=auth)
         assert status == 201, answer
@@ -90,8 +90,10 @@ def server(
     # Two workers' pools stay well under PostgreSQL's 100 connections. The retry deadline is
     # raised because a loaded 2-core CI box can starve one optimistic retrier past the default
     # 10 s (a 503 busy by design); what this suite checks is exactness, not latency.
+    # The lab's setting: this suite shows process_lock over-issuing across processes.
     config = backends.test_config(
-        backend.url, redis_server, db_pool_size=10, db_max_overflow=10, retry_deadline=30.0
+        backend.url, redis_server, db_pool_size=10, db_max_overflow=10, retry_deadline=30.0,
+        lab_strategies=True,
     )
     log_path = tmp_path_factory.mktemp("gunicorn") / f"{backend.name}.log"
     with Server(config, workers=WORKERS, log_path=log_path) as running:
@@ -145,7 +147,7 @@ def test_the_server_runs_several_worker_processes(server: tuple[Server, Any]) ->
 def test_crowd_over_http_gets_exactly_the_quantity(
     backend: Backend, server: tuple[Server, Any], client: Client, strategy: str
 ) -> None:
-    coupon_id = client.create(QUANTITY)
+    coupon_id = client.create(QUANTITY, strategy)
     calls = [(coupon_id, user, strategy) for user in range(1, CALLS + 1)]
     results = crowd(client.issue, calls, THREADS)
 
@@ -164,7 +166,7 @@ def test_crowd_over_http_gets_exactly_the_quantity(
 def test_process_lock_over_issues_across_processes(backend: Backend, client: Client) -> None:
     seen = []
     for _ in range(RACE_ROUNDS):
-        coupon_id = client.create(RACE_QUANTITY)
+        coupon_id = client.create(RACE_QUANTITY, "process_lock")
         calls = [(coupon_id, user, "process_lock") for user in range(1, RACE_CALLS + 1)]
         results = crowd(client.issue, calls, THREADS)
         assert errors(results) == [], tally(results)

@@ -28,6 +28,7 @@ from tests.crowd import crowd, errors, tally
 QUANTITY = 20
 BATCH = 64
 THREADS = 32
+TOKEN = "test-admin-token"
 
 # What is under test is the metrics path, the same on either database.
 pytestmark = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
@@ -49,8 +50,9 @@ def post_issue(url: str, coupon_id: int, user_id: int, strategy: str = "lua") ->
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Return every sample of /metrics by name and sorted labels."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
+    """Return every sample of /metrics by name and sorted labels (the app's needs the token)."""
+    request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
         text = response.read().decode()
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value

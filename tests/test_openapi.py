@@ -11,11 +11,23 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from coupon.api import openapi
+from coupon.api import inputs, openapi
+from coupon.core import rules
+from strategies import FAMILIES, REGISTRY
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 TOKEN = {"Authorization": "Bearer test-admin-token"}
 DOC = openapi.load()
+
+
+def deref(node: Any) -> Any:
+    """Follow a local `$ref` to the node it names."""
+    while isinstance(node, dict) and "$ref" in node:
+        found: Any = DOC
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            found = found[part]
+        node = found
+    return node
 
 
 def flask_routes(app: Flask) -> set[tuple[str, str]]:
@@ -46,7 +58,10 @@ def check(response: TestResponse, path: str, method: str) -> None:
     """Assert the response's status, media type and body are the ones the document gives."""
     documented = DOC["paths"][path][method]["responses"]
     assert str(response.status_code) in documented, (path, method, response.status_code)
-    content = documented[str(response.status_code)]["content"]
+    answer = deref(documented[str(response.status_code)])
+    for name, header in answer.get("headers", {}).items():
+        assert not header.get("required") or name in response.headers, (path, method, name)
+    content = answer["content"]
     media_type = response.mimetype
     assert media_type in content, (path, method, media_type)
     if media_type == "application/json":
@@ -66,7 +81,7 @@ def test_every_route_is_documented_and_every_documented_path_exists(app: Flask) 
     documented = {(path, method) for path, item in DOC["paths"].items() for method in item}
     assert flask_routes(app) == documented
     for (path, method) in documented:
-        parameters = DOC["paths"][path][method].get("parameters", [])
+        parameters = [deref(p) for p in DOC["paths"][path][method].get("parameters", [])]
         declared = {p["name"] for p in parameters if p["in"] == "path"}
         assert declared == set(re.findall(r"{(\w+)}", path)), path
 
@@ -81,12 +96,15 @@ def test_real_answers_match_the_document(client: FlaskClient) -> None:
     check(client.get("/ping"), "/ping", "get")
     check(client.get("/healthz"), "/healthz", "get")
     check(client.get("/strategies"), "/strategies", "get")
+    check(client.get("/metrics", headers=TOKEN), "/metrics", "get")
     check(client.get("/metrics"), "/metrics", "get")
     created = client.post("/coupons", json={"name": "contract", "total_quantity": 1}, headers=TOKEN)
     check(created, "/coupons", "post")
     assert created.status_code == 201
     check(client.post("/coupons", json={"name": "x", "total_quantity": 1}), "/coupons", "post")
     check(client.post("/coupons", json={"name": ""}, headers=TOKEN), "/coupons", "post")
+    lab_only = {"name": "x", "total_quantity": 1, "strategy": "none"}
+    check(client.post("/coupons", json=lab_only, headers=TOKEN), "/coupons", "post")
     coupon_id = created.get_json()["id"]
     check(client.get(f"/coupons/{coupon_id}"), "/coupons/{coupon_id}", "get")
     check(client.get("/coupons/999999999"), "/coupons/{coupon_id}", "get")
@@ -98,11 +116,43 @@ def test_real_answers_match_the_document(client: FlaskClient) -> None:
         assert answer.status_code == status
         check(answer, issue, "post")
     check(client.post(url, json={"user_id": "one"}), issue, "post")
-    unknown = f"/coupons/{coupon_id}/issue?strategy=nope"
-    check(client.post(unknown, json={"user_id": 3}), issue, "post")
+    for strategy, status in (("nope", 400), ("process_lock", 403), ("atomic_update", 409)):
+        answer = client.post(f"{issue.format(coupon_id=coupon_id)}?strategy={strategy}", json={"user_id": 3})
+        assert answer.status_code == status
+        check(answer, issue, "post")
     check(client.post("/coupons/999999999/issue", json={"user_id": 3}), issue, "post")
 
     status = "/coupons/{coupon_id}/issues/{user_id}"
     for user_id in (1, 2, 0):
         check(client.get(f"/coupons/{coupon_id}/issues/{user_id}"), status, "get")
     check(client.get("/coupons/999999999/issues/1"), status, "get")
+
+
+def test_every_method_a_path_lacks_is_a_documented_405(client: FlaskClient) -> None:
+    for path, item in DOC["paths"].items():
+        concrete = path.format(coupon_id=1, user_id=1)
+        for method in sorted(METHODS - set(item)):
+            answer = client.open(concrete, method=method.upper(), headers=TOKEN)
+            assert answer.status_code == 405, (path, method)
+            for documented in item:
+                check(answer, path, documented)
+            allowed = {name.strip().lower() for name in answer.headers["Allow"].split(",")}
+            assert allowed - {"head", "options"} == set(item), (path, allowed)
+
+
+def test_the_document_states_the_rules_the_server_enforces() -> None:
+    schemas = DOC["components"]["schemas"]
+    new = schemas["NewCoupon"]["properties"]
+    assert new["name"]["pattern"] == inputs.NAME_PATTERN and new["name"]["maxLength"] == inputs.MAX_NAME
+    assert new["issue_start"]["pattern"] == new["issue_end"]["pattern"] == rules.INSTANT_PATTERN
+    assert new["total_quantity"]["maximum"] == inputs.MAX_QUANTITY
+    assert new["strategy"]["enum"] == [*REGISTRY, None]
+    assert schemas["IssueRequest"]["properties"]["user_id"]["minimum"] == 1
+    assert schemas["IssueRequest"]["properties"]["user_id"]["maximum"] == inputs.MAX_ID
+    issue = DOC["paths"]["/coupons/{coupon_id}/issue"]["post"]
+    strategy = next(p for p in issue["parameters"] if deref(p)["name"] == "strategy")
+    assert strategy["schema"]["enum"] == list(REGISTRY)
+    assert schemas["Coupon"]["properties"]["family"]["enum"] == list(FAMILIES)
+    coupon_id = deref({"$ref": "#/components/parameters/CouponId"})["schema"]
+    assert (coupon_id["minimum"], coupon_id["maximum"]) == (1, inputs.MAX_ID)
+    assert DOC["paths"]["/metrics"]["get"]["security"] == [{"adminToken": []}]

@@ -71,13 +71,17 @@ def test_duplicate_user_is_checked_before_the_stock() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("2030-01-01T09:00:00", START),  # no offset: taken as UTC
         ("2030-01-01T09:00:00Z", START),
+        ("2030-01-01t09:00:00z", START),  # RFC 3339 letters are case-insensitive
         ("2030-01-01T09:00:00+00:00", START),
+        ("2030-01-01T09:00:00-00:00", START),
         ("2030-01-01T11:00:00+02:00", START),
         ("2030-01-01T04:30:00-04:30", START),
-        ("2030-01-01T09:00:00.000001", START + TICK),
-        ("2030-01-01", datetime(2030, 1, 1)),
+        ("2030-01-01T09:00:00.000001Z", START + TICK),
+        ("2030-01-01T09:00:00.5Z", START + 500_000 * TICK),
+        ("1001-01-01T00:00:00+23:59", datetime(1000, 12, 31, 0, 1)),
+        ("9998-12-31T23:59:59.999999-23:59", datetime(9999, 1, 1, 23, 58, 59, 999999)),
+        ("2028-02-29T00:00:00Z", datetime(2028, 2, 29)),
     ],
 )
 def test_parse_instant_gives_naive_utc(text: str, expected: datetime) -> None:
@@ -86,8 +90,21 @@ def test_parse_instant_gives_naive_utc(text: str, expected: datetime) -> None:
     assert parsed.tzinfo is None
 
 
-@pytest.mark.parametrize("text", ["", "tomorrow", "2030-13-01T00:00:00", "2030-01-01T25:00:00"])
-def test_parse_instant_refuses_garbage(text: str) -> None:
+@pytest.mark.parametrize(
+    "text",
+    [
+        "", "tomorrow", "2030-13-01T00:00:00Z", "2030-01-01T25:00:00Z", "2030-02-30T00:00:00Z",
+        "2029-02-29T00:00:00Z", "2030-01-01T23:59:60Z",  # no leap second: a datetime cannot hold it
+        "2030-01-01T09:00:00",  # RFC 3339 requires the offset
+        "2030-01-01", "2026-W01-1", "2026-001", "20300101T090000Z", "2030-01-01 09:00:00Z",
+        "2030-01-01T09:00Z", "2030-01-01T09:00:00+0200", "2030-01-01T09:00:00+24:00",
+        "2030-01-01T09:00:00.1234567Z",  # finer than the microsecond every store keeps
+        "0001-01-01T00:00:00+01:00", "1000-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00",
+        "9999-01-01T00:00:00Z", "+12030-01-01T00:00:00Z", "\uff12030-01-01T00:00:00Z",
+        "2030-01-01T09:00:00Z\n",
+    ],
+)  # fmt: skip
+def test_parse_instant_refuses_what_is_not_rfc_3339_within_range(text: str) -> None:
     with pytest.raises(ValueError):
         rules.parse_instant(text)
 
@@ -101,6 +118,28 @@ def test_format_instant_names_utc_and_round_trips() -> None:
 def test_epoch_conversion() -> None:
     assert rules.to_epoch(datetime(1970, 1, 1, 0, 0, 1)) == 1.0
     assert rules.to_epoch(None) is None
+
+
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (datetime(1970, 1, 1, 0, 0, 1), "1.000000"),
+        (datetime(1969, 12, 31, 23, 59, 59, 999999), "-0.000001"),
+        (datetime(9999, 12, 31, 23, 59, 59, 999999), "253402300799.999999"),
+        (datetime(1, 1, 1), "-62135596800.000000"),
+        (None, ""),
+    ],
+)
+def test_epoch_text_is_exact_to_the_microsecond(moment: datetime | None, text: str) -> None:
+    assert rules.epoch_text(moment) == text
+    assert rules.from_epoch_text(text) == moment
+    assert rules.from_epoch_text(text.encode()) == moment
+
+
+def test_epoch_text_reads_the_older_float_encoding() -> None:
+    assert rules.from_epoch_text(repr(1893488400.000001)) == START + TICK
+    # Once written for 9999-12-31T23:59:59.999999: a float rounds it up to year 10000.
+    assert rules.from_epoch_text(repr(253402300799.999999)) == datetime.max
 
 
 def test_utcnow_is_naive_and_close_to_utc() -> None:

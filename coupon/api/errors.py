@@ -1,11 +1,12 @@
 """Every error leaves as a JSON body with the right status, never as a traceback.
 
-One table, ``answer_for``, decides status and message for every exception, so the Flask
-handlers and the hot path (coupon/api/hotpath.py) answer alike.
+One table, ``answer_for``, decides status, body and headers for every exception, so the Flask
+handler and the hot path (coupon/api/hotpath.py) answer alike.
 """
 from __future__ import annotations
 
 import logging
+from typing import Any, NamedTuple
 
 import redis
 from flask import Flask, Response, jsonify
@@ -13,46 +14,70 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from coupon.api.auth import Unauthorized
+from coupon.api.inputs import InputError
 from coupon.core.rules import Busy, CouponNotFound
+from coupon.runtime import FamilyMismatch, LabOnly
 from strategies import UnknownStrategy
 
 log = logging.getLogger(__name__)
 
 
-class BadRequest(ValueError):
-    """Raised by the views for a body or parameter they cannot accept."""
+class Answer(NamedTuple):
+    """What an error is answered with."""
+
+    status: int
+    body: dict[str, Any]
+    headers: list[tuple[str, str]] = []
 
 
-def error(status: int, message: str) -> tuple[Response, int]:
-    """Build the JSON error response used everywhere."""
-    return jsonify(error=message), status
+def _http(exc: HTTPException) -> Answer:
+    # Keep what the exception says beyond its page: Allow on a 405, Retry-After, ...
+    headers = [(name, value) for name, value in exc.get_headers() if name.lower() != "content-type"]
+    return Answer(exc.code or 500, {"error": exc.description or exc.name}, headers)
 
 
-def answer_for(exc: BaseException) -> tuple[int, str]:
-    """Return the status and message that an exception is answered with."""
+def _unavailable(what: str, exc: BaseException) -> Answer:
+    log.warning("%s unavailable: %s", what, exc)
+    return Answer(503, {"error": f"{what} unavailable"})
+
+
+def answer_for(exc: BaseException) -> Answer:
+    """Return the status, JSON body and headers that an exception is answered with."""
     if isinstance(exc, HTTPException):
-        return exc.code or 500, exc.description or exc.name
-    if isinstance(exc, (BadRequest, UnknownStrategy)):
-        return 400, str(exc)
+        return _http(exc)
+    if isinstance(exc, InputError):
+        return Answer(exc.status, exc.body())
+    if isinstance(exc, UnknownStrategy):
+        return Answer(400, {"error": str(exc), "field": "strategy"})
+    if isinstance(exc, Unauthorized):
+        return Answer(401, {"error": "missing or wrong admin token"}, [("WWW-Authenticate", "Bearer")])
+    if isinstance(exc, LabOnly):
+        return Answer(403, {"error": str(exc), "field": "strategy"})
+    if isinstance(exc, FamilyMismatch):
+        body = {"error": str(exc), "field": "strategy", "family": exc.family, "strategy": exc.pinned}
+        return Answer(409, body)
     if isinstance(exc, CouponNotFound):
-        return 404, "coupon not found"
+        return Answer(404, {"error": "coupon not found"})
     if isinstance(exc, Busy):
-        return 503, f"busy, retry later ({exc})"
+        return Answer(503, {"error": f"busy, retry later ({exc})"})
     if isinstance(exc, (DBAPIError, PoolTimeout)):
-        log.warning("database unavailable: %s", exc)
-        return 503, "database unavailable"
+        return _unavailable("database", exc)
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
-        log.warning("redis unavailable: %s", exc)
-        return 503, "redis unavailable"
+        return _unavailable("redis", exc)
     log.error("unhandled error", exc_info=exc)
-    return 500, "internal error"
+    return Answer(500, {"error": "internal error"})
 
 
-def _answer(exc: Exception) -> tuple[Response, int]:
-    status, message = answer_for(exc)
-    return error(status, message)
+def _respond(exc: Exception) -> Response:
+    answer = answer_for(exc)
+    response = jsonify(answer.body)
+    response.status_code = answer.status
+    for name, value in answer.headers:
+        response.headers[name] = value
+    return response
 
 
 def register(app: Flask) -> None:
     """Attach the JSON error handler to the app: every exception goes through answer_for."""
-    app.register_error_handler(Exception, _answer)
+    app.register_error_handler(Exception, _respond)

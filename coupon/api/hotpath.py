@@ -1,22 +1,21 @@
 """The hot path: answer a well-formed issue request in plain WSGI, before Flask.
 
 A flash sale hammers one route, and Flask's per-request machinery (contexts, routing, the
-request object) costs more CPU than the strategy itself. This middleware answers only the
-requests it can read at a glance: POST /coupons/<canonical id>/issue with a JSON body of known
-length, an optional ``strategy=<name>`` query and a valid ``user_id``. Everything else (a bad
-body, an odd query, another route) goes on to Flask untouched, so every refusal's wording is
-the Flask view's: there is one contract. What it does answer goes through the same
-coupon/api/issuing.py and the same error table (coupon/api/errors.py) as the view.
+request object) costs more CPU than the strategy itself. This middleware answers POST
+/coupons/<canonical id>/issue with a body of declared length and an empty or lone
+``strategy=<name>`` query; anything else (another route, an odd query, a chunked body) goes on
+to Flask untouched. What it answers goes through the view's own functions: the body through
+coupon/api/inputs.py (after a quick check that accepts only what inputs would accept), the issue
+through coupon/api/issuing.py, every error through coupon/api/errors.py: one contract.
 """
 from __future__ import annotations
 
-import io
 from http import HTTPStatus
 from typing import Any, Callable, Iterable
 
 import orjson
 
-from coupon.api import issuing
+from coupon.api import inputs, issuing
 from coupon.api.errors import answer_for
 from coupon.core.metrics import IssueObserver
 from coupon.runtime import Runtime
@@ -28,13 +27,10 @@ STATUS_LINES = {status.value: f"{status.value} {status.phrase.upper()}" for stat
 
 
 def coupon_id_of(path: str) -> int | None:
-    """Return the id in /coupons/<id>/issue when it is written canonically (ASCII, no zero pad)."""
+    """Return the id in /coupons/<id>/issue when it is spelled canonically, else None."""
     if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
         return None
-    digits = path[len(PREFIX) : -len(SUFFIX)]
-    if not (digits.isascii() and digits.isdigit()) or digits[0] == "0" or len(digits) > 19:
-        return None
-    return int(digits)
+    return inputs.canonical_id(path[len(PREFIX) : -len(SUFFIX)])
 
 
 def strategy_of(query: str) -> tuple[bool, str | None]:
@@ -47,14 +43,23 @@ def strategy_of(query: str) -> tuple[bool, str | None]:
     return True, name
 
 
-def user_id_of(body: bytes) -> int | None:
-    """Return the body's user_id when the body is a JSON object with a valid one."""
+def quick_user_id(body: bytes, content_type: str) -> int | None:
+    """Return user_id from a plain body, or None where only inputs.issue_user_id can tell.
+
+    Accepts a subset of what inputs accepts: application/json, strict UTF-8 JSON (orjson refuses
+    NaN, lone surrogates and integers past 64 bits), an object with no more brackets than the
+    depth bound (so it cannot nest deeper), and an integer user_id in range.
+    """
+    if content_type.partition(";")[0].strip().lower() != "application/json":
+        return None
+    if body.count(b"{") + body.count(b"[") > inputs.MAX_DEPTH:
+        return None
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    user_id = parsed.get("user_id") if isinstance(parsed, dict) else None
-    if type(user_id) is not int or not 0 < user_id <= issuing.MAX_ID:
+    user_id = parsed.get("user_id") if type(parsed) is dict else None
+    if type(user_id) is not int or not 0 < user_id <= inputs.MAX_ID:
         return None
     return user_id
 
@@ -72,32 +77,22 @@ class HotPath:
         coupon_id = None
         if environ.get("REQUEST_METHOD") == "POST":
             coupon_id = coupon_id_of(environ.get("PATH_INFO", ""))
-        if coupon_id is None:
+        plain, requested = strategy_of(environ.get("QUERY_STRING", ""))
+        length = environ.get("CONTENT_LENGTH", "")
+        if coupon_id is None or not plain or not length.isdigit() or int(length) > self.max_body:
             return self.app(environ, start_response)
-        plain, strategy_name = strategy_of(environ.get("QUERY_STRING", ""))
-        body = self._body(environ) if plain else None
-        user_id = None if body is None else user_id_of(body)
-        if user_id is None:
-            if body is not None:  # read already: hand Flask the same bytes
-                environ["wsgi.input"] = io.BytesIO(body)
-            return self.app(environ, start_response)
+        body = environ["wsgi.input"].read(int(length))
+        content_type = environ.get("CONTENT_TYPE", "")
         try:
-            status, answer = issuing.issue(
-                self.runtime, self.observer, coupon_id, user_id, strategy_name
-            )
+            user_id = quick_user_id(body, content_type) or inputs.issue_user_id(body, content_type)
+            name = None if requested is None else inputs.strategy_name(requested)
+            status, answer = issuing.issue(self.runtime, self.observer, coupon_id, user_id, name)
+            headers: list[tuple[str, str]] = []
         except Exception as exc:  # noqa: BLE001 - every error leaves as JSON, never a traceback
-            status, message = answer_for(exc)
-            answer = {"error": message}
+            status, answer, headers = answer_for(exc)
         payload = orjson.dumps(answer) + b"\n"
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        headers = [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(payload))), *headers,
+        ]  # fmt: skip
         start_response(STATUS_LINES[status], headers)
         return [payload]
-
-    def _body(self, environ: dict[str, Any]) -> bytes | None:
-        """Read a JSON body of declared length within the limit; None (unread) otherwise."""
-        if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json":
-            return None
-        length = environ.get("CONTENT_LENGTH", "")
-        if not length.isdigit() or int(length) > self.max_body:
-            return None
-        return environ["wsgi.input"].read(int(length))

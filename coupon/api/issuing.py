@@ -7,20 +7,20 @@ from coupon.core.metrics import IssueObserver
 from coupon.core.rules import CouponNotFound, Outcome
 from coupon.runtime import Runtime
 
-# Ids are BIGINT in the database; anything larger cannot name a row.
-MAX_ID = 2**63 - 1
-
 # Every refusal is 409; only these outcomes have a status of their own.
 STATUS = {Outcome.ISSUED: 201, Outcome.ACCEPTED: 202}
 
 
 def issue(
-    runtime: Runtime, observer: IssueObserver, coupon_id: int, user_id: int, strategy_name: str | None
+    runtime: Runtime, observer: IssueObserver, coupon_id: int, user_id: int, requested: str | None
 ) -> tuple[int, dict[str, Any]]:
-    """Issue through the chosen strategy, observed; return the status and the JSON body."""
-    strategy = runtime.strategy(strategy_name)
-    if coupon_id > MAX_ID:
-        raise CouponNotFound(coupon_id)
+    """Issue through the coupon's strategy (or the requested one of its family), observed."""
+    try:
+        strategy = runtime.strategy_for(coupon_id, requested)
+    except CouponNotFound:
+        # Counted as before the coupon's strategy was looked up: under the one asked for.
+        with observer.observe(requested or runtime.config.default_strategy, coupon_id):
+            raise
     with observer.observe(strategy.name, coupon_id) as seen:
         outcome = strategy.issue(coupon_id, user_id)
         seen.result = outcome.value

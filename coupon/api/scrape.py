@@ -16,6 +16,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from coupon.api.auth import require_admin
 from coupon.core import stream
 from coupon.core.keys import CouponKeys
 from coupon.runtime import Runtime, current
@@ -65,4 +66,7 @@ def exposition(runtime: Runtime) -> bytes:
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    # Admin only: every scrape reads Redis once per queued coupon, which no anonymous caller
+    # should be able to trigger at will, and the counters are the operator's business.
+    require_admin()
     return Response(exposition(current()), content_type=CONTENT_TYPE_LATEST)

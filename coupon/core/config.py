@@ -36,6 +36,15 @@ def _env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _env_flag(name: str) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the service reads from its environment."""
@@ -62,6 +71,9 @@ class Config:
     # One log line per issue (strategy, coupon, result, latency): off by default, since at a
     # flash sale's rates the lines cost more CPU than the issue; /metrics counts every issue.
     log_issues: bool = False
+    # Lab-only: let the API issue with the strategies that are not exact across processes
+    # (none, process_lock). Off in any deployment; the lab turns it on for its own servers.
+    lab_strategies: bool = False
 
     @classmethod
     def from_env(cls) -> Config:
@@ -81,7 +93,8 @@ class Config:
             lock_expire=_env_int("COUPON_LOCK_EXPIRE", 10),
             soldout_ttl=_env_float("COUPON_SOLDOUT_TTL", 1.0),
             fault_pause_seconds=_env_float("COUPON_FAULT_PAUSE_SECONDS", 0.0),
-            log_issues=os.environ.get("COUPON_LOG_ISSUES") == "1",
+            log_issues=_env_flag("COUPON_LOG_ISSUES"),
+            lab_strategies=_env_flag("COUPON_LAB_STRATEGIES"),
         )
 
     @property

@@ -35,6 +35,9 @@ coupon = Table(
     Column("version", Integer, nullable=False, server_default="0"),
     # Highest fencing token that has written to this coupon (the fenced Redis lock).
     Column("fence_token", BigInteger, nullable=False, server_default="0"),
+    # The strategy the coupon is issued through, chosen at creation; a request may name only
+    # one of the same family. NULL for coupons older than migration 0003 (the default's).
+    Column("strategy", String(32), nullable=True),
     Column("created_at", Timestamp, nullable=False),
     CheckConstraint("total_quantity > 0", name="ck_coupon_total_positive"),
 )

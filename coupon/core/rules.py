@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
 
 
 class Outcome(str, enum.Enum):
@@ -70,16 +72,70 @@ def to_epoch(moment: datetime | None) -> float | None:
     return moment.replace(tzinfo=timezone.utc).timestamp()
 
 
+EPOCH = datetime(1970, 1, 1)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_text(moment: datetime | None) -> str:
+    """Write a naive UTC datetime as exact epoch seconds, '<s>.<6 digits>' ('' for None).
+
+    Integer arithmetic only: a float cannot hold a far instant to the microsecond, and one
+    read back through a float may land past year 9999.
+    """
+    if moment is None:
+        return ""
+    micros = (moment - EPOCH) // MICROSECOND
+    sign = "-" if micros < 0 else ""
+    seconds, fraction = divmod(abs(micros), 1_000_000)
+    return f"{sign}{seconds}.{fraction:06d}"
+
+
+def from_epoch_text(text: str | bytes | None) -> datetime | None:
+    """Read epoch seconds back exactly ('' means open-ended); any decimal form is accepted.
+
+    An instant past what a datetime holds (written by an older float encoding) is clamped
+    to the first or last representable one, which decides every window the same way.
+    """
+    if not text:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode()
+    micros = int((Decimal(text) * 1_000_000).to_integral_value(ROUND_HALF_EVEN))
+    try:
+        return EPOCH + micros * MICROSECOND
+    except OverflowError:
+        return datetime.max if micros > 0 else datetime.min
+
+
+# RFC 3339 date-times whose year (1001 to 9998) keeps them, under any offset, within what every
+# store holds: MySQL's DATETIME (years 1000-9999), PostgreSQL, Python's datetime. The offset is
+# required; a leap second (:60) and fractions finer than a microsecond are not accepted. The
+# OpenAPI document states the same pattern (tests/test_openapi.py keeps them equal).
+INSTANT_PATTERN = (
+    r"^(100[1-9]|10[1-9][0-9]|1[1-9][0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+    r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
+    r"(\.[0-9]{1,6})?([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+_INSTANT = re.compile(INSTANT_PATTERN)
+
+
 def parse_instant(text: str) -> datetime:
-    """Parse ISO-8601 into naive UTC; a time without an offset is taken as UTC."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    """Parse an RFC 3339 date-time into naive UTC; raise ValueError for anything else."""
+    match = _INSTANT.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 date-time in years 1001-9998: {text[:40]!r}")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    micros = int((fraction or ".")[1:].ljust(6, "0"))
+    # A day the month does not have (2030-02-30) raises ValueError here.
+    moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros)
+    if offset not in ("Z", "z"):
+        shift = timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))
+        moment = moment - shift if offset[0] == "+" else moment + shift
     return moment
 
 
 def format_instant(moment: datetime | None) -> str | None:
-    """Format a naive UTC datetime as ISO-8601 with its offset."""
+    """Format a naive UTC datetime as RFC 3339 with its offset."""
     if moment is None:
         return None
     return moment.replace(tzinfo=timezone.utc).isoformat()

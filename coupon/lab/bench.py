@@ -25,7 +25,7 @@ def measure(runtime: Runtime, name: str, calls: int, threads: int, quantity: int
         _, latencies, _, seconds = timed_crowd(lambda user: Outcome.ISSUED, calls, threads)
         return Result(name, calls, calls, 0, seconds, latencies, seconds)
     strategy = runtime.strategy(name)
-    coupon_id = runtime.create_coupon(f"bench {name}", quantity)
+    coupon_id = runtime.create_coupon(f"bench {name}", quantity, strategy=name)
     outcomes, latencies, finished, seconds = timed_crowd(
         lambda user: strategy.issue(coupon_id, user), calls, threads
     )

@@ -38,9 +38,10 @@ ISSUE_ROWS = {
 }
 
 
-def issues_counted(url: str, strategy: str) -> float:
+def issues_counted(url: str, token: str, strategy: str) -> float:
     """Sum coupon_issues_total over every result of one strategy, scraped from the server."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+    scrape = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(scrape, timeout=10) as response:
         text = response.read().decode()
     return sum(
         sample.value
@@ -87,7 +88,10 @@ def bench_http(
     runtime = current()
     use_wrk = client == "wrk" or (client == "auto" and shutil.which("wrk") is not None)
     run = Run(seconds, connections, threads, use_wrk)
-    coupons = {row: runtime.create_coupon(f"bench {row}", stock) for row, (_, stock) in ISSUE_ROWS.items()}
+    coupons = {
+        row: runtime.create_coupon(f"bench {row}", stock, strategy=strategy)
+        for row, (strategy, stock) in ISSUE_ROWS.items()
+    }
     logs = Path(tempfile.gettempdir())
     bare = Server(runtime.config, workers, log_path=logs / "coupon-bench-bare.log", target="coupon.lab.bare:app")
     service = Server(runtime.config, workers, log_path=logs / "coupon-bench-gunicorn.log")
@@ -100,7 +104,7 @@ def bench_http(
         for _ in range(rounds):
             for row, url in urls.items():
                 run.load(row, url, post=row in ISSUE_ROWS)
-        counted = issues_counted(service.url, "queued")
+        counted = issues_counted(service.url, runtime.config.admin_token or "", "queued")
     sent = sum(load.requests for row in ("queued", "sold out") for load in run.loads[row])
     sent += run.loads["warm-up"][1].requests
     queued_id = coupons["queued"]

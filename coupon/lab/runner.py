@@ -65,7 +65,9 @@ def drain(runtime: Runtime, strategy: str | None, coupon_id: int) -> int:
 
 def measure(runtime: Runtime, server: Server, run: Run, settings: Settings, out: Path, tick: Tick) -> Result:
     """Load one run on a started server and audit its coupon."""
-    coupon_id = 0 if run.is_ping else runtime.create_coupon(f"lab {run.label}", settings.quantity_for())
+    coupon_id = 0
+    if not run.is_ping:  # pinned to the strategy under measure: the server refuses any other
+        coupon_id = runtime.create_coupon(f"lab {run.label}", settings.quantity_for(), strategy=run.strategy)
     target = load.Target(
         host=server.url,
         strategy=run.strategy,
@@ -89,7 +91,8 @@ def run_all(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, ti
     results: dict[Run, Result] = {}
     for number, (key, group) in enumerate(itertools.groupby(runs, key=lambda run: run.server_key)):
         workers, env = key
-        server_env = {**pool_env(workers), **dict(env)}
+        # The lab's servers may issue with the lab-only strategies (none, process_lock).
+        server_env = {**pool_env(workers), **dict(env), "COUPON_LAB_STRATEGIES": "1"}
         log_path = out / f"gunicorn-{number}.log"
         with Server(runtime.config, workers=workers, extra_env=server_env, log_path=log_path) as server:
             for run in group:

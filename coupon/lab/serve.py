@@ -37,6 +37,8 @@ def config_env(config: Config) -> dict[str, str]:
         "COUPON_LOG_ISSUES": "1" if config.log_issues else "",
         "COUPON_DB_POOL_SIZE": str(config.db_pool_size),
         "COUPON_DB_MAX_OVERFLOW": str(config.db_max_overflow),
+        # Always explicit, so that a parent's own setting never leaks into a child.
+        "COUPON_LAB_STRATEGIES": "1" if config.lab_strategies else "0",
     }
     return {name: value for name, value in env.items() if value}
 

@@ -1,6 +1,8 @@
 -- Reserve one coupon for one user, atomically: window, one per user, stock.
 -- KEYS[1] meta hash (total, start, end)   KEYS[2] users set   KEYS[3] reservation counter
 -- ARGV[1] user id   ARGV[2] now, epoch seconds (the app's clock, as for the SQL strategies)
+-- meta start/end are exact decimal epoch seconds; as doubles they still order every instant
+-- to the microsecond while now is before 2242, and a far bound is far from now.
 -- Returns 0 reserved, 1 sold out, 2 already issued, 3 not started, 4 ended, 5 no state.
 local meta = redis.call('HMGET', KEYS[1], 'total', 'start', 'end')
 if not meta[1] then

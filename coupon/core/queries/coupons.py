@@ -25,6 +25,7 @@ def create_coupon(
     total_quantity: int,
     issue_start: datetime | None,
     issue_end: datetime | None,
+    strategy: str | None = None,
 ) -> int:
     """Insert a coupon and return its id."""
     result = conn.execute(
@@ -35,6 +36,7 @@ def create_coupon(
             issue_start=issue_start,
             issue_end=issue_end,
             version=0,
+            strategy=strategy,
             created_at=utcnow(),
         )
     )
