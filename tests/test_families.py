@@ -38,13 +38,16 @@ def test_every_strategy_has_one_family() -> None:
 
 
 def test_across_families_a_coupon_over_issues(runtime: Runtime, make_coupon: MakeCoupon) -> None:
-    # The issue's table: sold out with atomic_update, then asked with lua: 6 rows for 3.
+    # The issue's table: a coupon of 3 taken by atomic_update, then asked with lua, over-issues.
+    # lua's first call on a coupon reconciles Redis with the rows once (strategies/epoch.py);
+    # from then on Redis counts alone, and the rows another family writes go unseen.
     coupon_id = make_coupon(quantity=3)
-    for user in (1, 2, 3):
+    assert runtime.strategies["lua"].issue(coupon_id, 4) is Outcome.ISSUED
+    for user in (1, 2):
         assert runtime.strategies["atomic_update"].issue(coupon_id, user) is Outcome.ISSUED
-    for user in (4, 5, 6):
+    for user in (5, 6):
         assert runtime.strategies["lua"].issue(coupon_id, user) is Outcome.ISSUED
-    assert database_totals(runtime, coupon_id) == (6, 6, 6)
+    assert database_totals(runtime, coupon_id)[:2] == (5, 5)
     assert FAMILY_OF["atomic_update"] != FAMILY_OF["lua"]
 
 
