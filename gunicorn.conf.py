@@ -10,7 +10,16 @@ worker_connections = int(os.environ.get("COUPON_WORKER_CONNECTIONS", "1000"))
 # Long enough for a request queued behind a hot row lock; a stuck worker is still replaced.
 timeout = 60
 graceful_timeout = 20
-keepalive = 30
+# Bounds both an idle keep-alive connection and the wait for a request's headers (the gevent
+# worker reads headers under this timeout; with keepalive = 0 nothing bounds them). Above
+# nginx's upstream keepalive_timeout (deploy/nginx.conf.template), so nginx closes first.
+keepalive = 5
+# gunicorn's defaults, pinned: a longer line or more or larger headers is refused with 400.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+# Nothing in gunicorn bounds the wait for a request's body: each socket read is given this.
+client_socket_timeout = float(os.environ.get("COUPON_CLIENT_SOCKET_TIMEOUT", "10"))
 # One listening socket per worker (SO_REUSEPORT): the kernel spreads new connections evenly
 # over the workers. With one shared socket, the worker that wins accept() takes a whole burst
 # of connections and its requests queue behind each other while the other worker idles (the
@@ -90,6 +99,11 @@ def on_exit(server) -> None:
     if created:
         shutil.rmtree(created, ignore_errors=True)
     embedded.stop_owned()
+
+
+def pre_request(worker, req) -> None:
+    """Give every read and write on the client's socket a deadline, the body's included."""
+    req.unreader.sock.settimeout(client_socket_timeout)
 
 
 def post_fork(server, worker) -> None:
