@@ -23,7 +23,8 @@ from tests.backends import test_config as config_for
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 SCHEMA = Path(__file__).parent / "data" / "compose_spec.json"
 SERVICES = {
-    "mysql", "redis", "migrate", "app", "nginx", "worker", "locust-master", "locust-worker",
+    "mysql", "redis", "migrate", "app", "nginx", "worker", "prometheus", "grafana",
+    "locust-master", "locust-worker",
 }  # fmt: skip
 
 
