@@ -125,6 +125,7 @@ def test_one_address_gets_only_its_share_of_requests_in_progress(
     ("request_bytes", "status", "error"),
     [
         (b"NOT HTTP\r\n\r\n", 400, "bad request"),
+        (b"GET /metrics HTTP/1.1\r\nHost: e\r\n\r\n", 404, "not found"),
         (b"POST /coupons/1/issue HTTP/1.1\r\nHost: e\r\nContent-Length: 70000\r\n\r\n", 413,
          "request body too large"),
         (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: e\r\n\r\n", 414, "request line too long"),
