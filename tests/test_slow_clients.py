@@ -111,6 +111,7 @@ def test_one_address_gets_only_its_share_of_requests_in_progress(
     with slow_sockets(nginx.port, PER_ADDRESS + extra, SLOW_BODY, addresses=1) as held:
         refused = wait_readable(held, extra, time.monotonic() + 5)
         assert len(refused) == extra
+        assert set(readable(held)) == set(refused)  # the first 100 are still held, unanswered
         assert {read_response(sock) for sock in refused} == {
             (429, b'{"error": "too many requests in progress from this address"}\n')
         }
