@@ -29,14 +29,14 @@ ANSWER_WITHIN = 1.0
 
 
 @pytest.fixture(scope="module")
-def edge(backend: Backend, redis_server: str) -> Iterator[tuple[Nginx, Server]]:
-    """A two-worker gunicorn behind nginx with the repository's config."""
+def nginx(backend: Backend, redis_server: str) -> Iterator[Nginx]:
+    """nginx with the repository's config in front of a two-worker gunicorn."""
     if nginx_binary() is None:
         unavailable("nginx", FileNotFoundError("no nginx binary (apt-get install nginx)"))
     config = backends.test_config(backend.url, redis_server, db_pool_size=5, db_max_overflow=5)
     with open_files(SLOW * 2 + 512), Server(config, workers=2) as app:
-        with Nginx(f"127.0.0.1:{app.port}") as nginx:
-            yield nginx, app
+        with Nginx(f"127.0.0.1:{app.port}") as edge:
+            yield edge
 
 
 def call(
@@ -54,11 +54,12 @@ def call(
         conn.close()
 
 
-def create_coupon(port: int, quantity: int = 10) -> int:
-    """Create a coupon through the admin API, through nginx."""
-    body = {"name": "edge coupon", "total_quantity": quantity}
+@pytest.fixture()
+def coupon_id(nginx: Nginx) -> int:
+    """A coupon of 10, created through the admin API, through nginx."""
+    body = {"name": "edge coupon", "total_quantity": 10}
     auth = "Bearer test-admin-token"
-    status, answer, _ = call(port, "POST", "/coupons", body, Authorization=auth)
+    status, answer, _ = call(nginx.port, "POST", "/coupons", body, Authorization=auth)
     assert status == 201, answer
     return int(answer["id"])
 
@@ -74,10 +75,8 @@ def assert_service_answers(port: int, coupon_id: int, user_id: int) -> None:
 
 @ON_MYSQL
 def test_slow_bodies_from_many_addresses_leave_the_service_answering(
-    edge: tuple[Nginx, Server],
+    nginx: Nginx, coupon_id: int
 ) -> None:
-    nginx, _ = edge
-    coupon_id = create_coupon(nginx.port)
     # 25 sockets per address: under the per-address limit, as in a distributed attack.
     with slow_sockets(nginx.port, SLOW, SLOW_BODY, addresses=SLOW // 25) as held:
         assert_service_answers(nginx.port, coupon_id, user_id=1)
@@ -89,10 +88,8 @@ def test_slow_bodies_from_many_addresses_leave_the_service_answering(
 
 @ON_MYSQL
 def test_slow_headers_and_idle_keepalives_leave_the_service_answering(
-    edge: tuple[Nginx, Server],
+    nginx: Nginx, coupon_id: int
 ) -> None:
-    nginx, _ = edge
-    coupon_id = create_coupon(nginx.port)
     half = SLOW // 2
     with slow_sockets(nginx.port, half, SLOW_HEADER, addresses=1) as headers, slow_sockets(
         nginx.port, half, IDLE_KEEPALIVE, addresses=1
@@ -103,10 +100,8 @@ def test_slow_headers_and_idle_keepalives_leave_the_service_answering(
 
 @ON_MYSQL
 def test_one_address_gets_only_its_share_of_requests_in_progress(
-    edge: tuple[Nginx, Server],
+    nginx: Nginx, coupon_id: int
 ) -> None:
-    nginx, _ = edge
-    coupon_id = create_coupon(nginx.port)
     extra = 20
     with slow_sockets(nginx.port, PER_ADDRESS + extra, SLOW_BODY, addresses=1) as held:
         refused = wait_readable(held, extra, time.monotonic() + 5)
@@ -135,9 +130,9 @@ def test_one_address_gets_only_its_share_of_requests_in_progress(
     ],
 )  # fmt: skip
 def test_nginx_errors_answer_in_the_apps_json_shape(
-    edge: tuple[Nginx, Server], request_bytes: bytes, status: int, error: str
+    nginx: Nginx, request_bytes: bytes, status: int, error: str
 ) -> None:
-    with socket.create_connection(("127.0.0.1", edge[0].port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", nginx.port), timeout=5) as sock:
         sock.sendall(request_bytes)
         answered, body = read_response(sock)
     assert (answered, json.loads(body)) == (status, {"error": error})
@@ -146,6 +141,6 @@ def test_nginx_errors_answer_in_the_apps_json_shape(
 def test_a_down_upstream_answers_502_in_json() -> None:
     if nginx_binary() is None:
         unavailable("nginx", FileNotFoundError("no nginx binary (apt-get install nginx)"))
-    with Nginx(f"127.0.0.1:{free_port()}") as nginx:
-        status, answer, _ = call(nginx.port, "GET", "/ping")
+    with Nginx(f"127.0.0.1:{free_port()}") as edge:
+        status, answer, _ = call(edge.port, "GET", "/ping")
     assert (status, answer) == (502, {"error": "service unavailable"})
