@@ -64,6 +64,11 @@ def test_prometheus_scrapes_services_on_the_ports_they_serve_metrics_on() -> Non
         (discovery,) = job["dns_sd_configs"]
         for name in discovery["names"]:
             assert str(discovery["port"]) in services[name]["expose"], name
+    # The app's /metrics wants the admin token: the file the compose command writes it to.
+    token_file = jobs["app"]["authorization"]["credentials_file"]
+    prometheus = services["prometheus"]
+    assert f'printf %s "$$COUPON_ADMIN_TOKEN" > {token_file} ' in prometheus["command"][0]
+    assert "COUPON_ADMIN_TOKEN" in prometheus["environment"]
     app_port = jobs["app"]["dns_sd_configs"][0]["port"]
     assert services["app"]["environment"]["COUPON_BIND"] == f"0.0.0.0:{app_port}"
     worker_port = jobs["worker"]["dns_sd_configs"][0]["port"]
@@ -100,7 +105,8 @@ def test_every_panel_charts_a_metric_the_app_exports(
         coupon_id = make_coupon(quantity=5)
         answer = client.post(f"/coupons/{coupon_id}/issue?strategy={strategy}", json={"user_id": 1})
         assert answer.status_code in (201, 202), answer.json
-    scraped = client.get("/metrics").get_data(as_text=True)
+    auth = {"Authorization": "Bearer test-admin-token"}
+    scraped = client.get("/metrics", headers=auth).get_data(as_text=True)
     exported = {
         sample.name
         for family in text_string_to_metric_families(scraped)
@@ -115,9 +121,17 @@ def test_every_panel_charts_a_metric_the_app_exports(
 # installed by CI.
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_accepts_the_config_and_every_panel_query(tmp_path: Path) -> None:
+    # promtool wants the token file to exist: the same config, pointed at a stand-in.
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    for job in config["scrape_configs"]:
+        if "authorization" in job:
+            (tmp_path / "token").write_text("stand-in")
+            job["authorization"]["credentials_file"] = str(tmp_path / "token")
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     checked = subprocess.run(
-        ["promtool", "check", "config", str(PROMETHEUS)], capture_output=True, text=True, timeout=60
-    )
+        ["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # Grafana's $__rate_interval is no PromQL: stand in a range, then check each as a rule.
     rules = [
