@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench worker lab migrate clean
+.PHONY: install serve test bench bench-edge worker lab migrate clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ worker: migrate
 bench: migrate
 	$(BIN)/flask --app app bench $(BENCH_ARGS)
 	$(BIN)/flask --app app bench-http $(BENCH_HTTP_ARGS)
+
+# What nginx in front costs: wrk on /ping and queued issues, direct and through deploy/ (needs
+# `apt-get install nginx wrk`).
+bench-edge: migrate
+	$(BIN)/python -m deploy.bench $(BENCH_EDGE_ARGS)
 
 # Every strategy side by side under locust load; LAB_ARGS e.g. --scenario lease-expiry.
 lab: migrate

@@ -10,7 +10,19 @@ worker_connections = int(os.environ.get("COUPON_WORKER_CONNECTIONS", "1000"))
 # Long enough for a request queued behind a hot row lock; a stuck worker is still replaced.
 timeout = 60
 graceful_timeout = 20
+# Bounds both an idle keep-alive connection and the wait for a request's headers (the gevent
+# worker reads headers under this timeout; with keepalive = 0 nothing would bound them). Not
+# shorter: clients that keep a connection between bursts (tests/test_http.py) and do not retry
+# a request on a connection closed under them would fail. nginx in front closes its idle
+# upstream connections first (deploy/nginx.conf.template).
 keepalive = 30
+# gunicorn's defaults, pinned: a longer line or more or larger headers is refused with 400.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+# Nothing in gunicorn bounds the wait for a request's body: while a request is being served,
+# each read and write of its socket is given this.
+client_socket_timeout = float(os.environ.get("COUPON_CLIENT_SOCKET_TIMEOUT", "10"))
 # One listening socket per worker (SO_REUSEPORT): the kernel spreads new connections evenly
 # over the workers. With one shared socket, the worker that wins accept() takes a whole burst
 # of connections and its requests queue behind each other while the other worker idles (the
@@ -90,6 +102,20 @@ def on_exit(server) -> None:
     if created:
         shutil.rmtree(created, ignore_errors=True)
     embedded.stop_owned()
+
+
+def pre_request(worker, req) -> None:
+    """Give each read and write of the client's socket a deadline, the body's included."""
+    req.unreader.sock.settimeout(client_socket_timeout)
+
+
+def post_request(worker, req, environ, resp) -> None:
+    """Lift the deadline, so that between requests keepalive alone closes the connection."""
+    import contextlib
+
+    # A socket timeout while idle would end as a logged error instead of a quiet close.
+    with contextlib.suppress(OSError):
+        req.unreader.sock.settimeout(None)
 
 
 def post_fork(server, worker) -> None:

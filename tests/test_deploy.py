@@ -16,12 +16,16 @@ import yaml
 
 from coupon import create_app
 from coupon.core.config import PROJECT_ROOT, Config, ConfigError
+from deploy import edge
 from tests.backends import Backend
 from tests.backends import test_config as config_for
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 SCHEMA = Path(__file__).parent / "data" / "compose_spec.json"
-SERVICES = {"mysql", "redis", "migrate", "app", "worker", "locust-master", "locust-worker"}
+SERVICES = {
+    "mysql", "redis", "migrate", "app", "nginx", "worker", "prometheus", "grafana",
+    "locust-master", "locust-worker",
+}  # fmt: skip
 
 
 def compose() -> dict[str, Any]:
@@ -74,11 +78,29 @@ def test_services_wait_for_healthy_dependencies() -> None:
         assert services[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"
         }
-    assert services["locust-master"]["depends_on"]["app"] == {"condition": "service_healthy"}
-    # Scalable services name no container and bind no fixed host port.
+    assert services["nginx"]["depends_on"]["app"] == {"condition": "service_healthy"}
+    assert services["locust-master"]["depends_on"]["nginx"] == {"condition": "service_healthy"}
+    # Scalable services name no container and bind no fixed host port; the app is reached
+    # through nginx only.
     assert "container_name" not in services["locust-worker"]
-    assert "ports" not in services["locust-worker"] and "ports" not in services["worker"]
+    for name in ("locust-worker", "worker", "app"):
+        assert "ports" not in services[name], name
     assert services["app"]["environment"]["COUPON_WORKERS"]
+
+
+def test_nginx_gets_its_template_filled_and_proxies_to_the_app() -> None:
+    services = compose()["services"]
+    nginx = services["nginx"]
+    mount = "./deploy/nginx.conf.template:/etc/nginx/templates/nginx.conf.template:ro"
+    assert mount in nginx["volumes"]
+    env = nginx["environment"]
+    assert env["NGINX_ENVSUBST_OUTPUT_DIR"] == "/etc/nginx"  # it replaces the image's config
+    assert "COUPON_EDGE_".startswith(env["NGINX_ENVSUBST_FILTER"])
+    rendered = edge.render({k: v for k, v in env.items() if k.startswith("COUPON_EDGE_")})
+    assert f"server {env['COUPON_EDGE_UPSTREAM']};" in rendered
+    assert env["COUPON_EDGE_UPSTREAM"] == f"app:{services['app']['expose'][0]}"
+    assert nginx["ports"] == [f"8000:{env['COUPON_EDGE_LISTEN']}"]
+    assert "$remote_addr" in rendered  # nginx's own variables are left alone
 
 
 def test_images_run_what_ci_and_the_makefile_run() -> None:

@@ -1,0 +1,146 @@
+"""nginx (deploy/nginx.conf.template) in front of a real gunicorn absorbs slow and idle clients."""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from coupon.lab.serve import Server, free_port
+from deploy.edge import Nginx, nginx_binary
+from tests import backends
+from tests.backends import Backend, unavailable
+from tests.slow import (
+    IDLE_KEEPALIVE, SLOW_BODY, SLOW_HEADER, open_files, read_response, readable, slow_sockets,
+    source, wait_readable,
+)  # fmt: skip
+
+pytestmark = pytest.mark.slow
+# What is under test is the edge, the same on either database.
+ON_MYSQL = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+
+SLOW = 2100  # past the 2 x 1000 gevent slots that such sockets used to fill
+PER_ADDRESS = 100  # limit_conn per_address in the template
+BODY_TIMEOUT = 10.0  # client_body_timeout in the template
+ANSWER_WITHIN = 1.0
+
+
+@pytest.fixture(scope="module")
+def nginx(backend: Backend, redis_server: str) -> Iterator[Nginx]:
+    """nginx with the repository's config in front of a two-worker gunicorn."""
+    if nginx_binary() is None:
+        unavailable("nginx", FileNotFoundError("no nginx binary (apt-get install nginx)"))
+    config = backends.test_config(backend.url, redis_server, db_pool_size=5, db_max_overflow=5)
+    with open_files(SLOW * 2 + 512), Server(config, workers=2) as app:
+        with Nginx(f"127.0.0.1:{app.port}") as edge:
+            yield edge
+
+
+def call(
+    port: int, method: str, path: str, body: Any = None, address: str = "127.0.0.1", **headers: str
+) -> tuple[int, Any, float]:
+    """Send one JSON request on a fresh connection; return status, decoded body and seconds."""
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(address, 0))
+    try:
+        payload = None if body is None else json.dumps(body)
+        conn.request(method, path, payload, {"Content-Type": "application/json", **headers})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read()), time.monotonic() - started
+    finally:
+        conn.close()
+
+
+@pytest.fixture()
+def coupon_id(nginx: Nginx) -> int:
+    """A coupon of 10, created through the admin API, through nginx."""
+    body = {"name": "edge coupon", "total_quantity": 10}
+    auth = "Bearer test-admin-token"
+    status, answer, _ = call(nginx.port, "POST", "/coupons", body, Authorization=auth)
+    assert status == 201, answer
+    return int(answer["id"])
+
+
+def assert_service_answers(port: int, coupon_id: int, user_id: int) -> None:
+    """Check /ping and one issue each answer correctly within a second."""
+    status, answer, took = call(port, "GET", "/ping")
+    assert (status, answer) == (200, {"ok": True}) and took < ANSWER_WITHIN, took
+    path = f"/coupons/{coupon_id}/issue"
+    status, answer, took = call(port, "POST", path, {"user_id": user_id})
+    assert (status, answer["result"]) == (201, "issued") and took < ANSWER_WITHIN, (answer, took)
+
+
+@ON_MYSQL
+def test_slow_bodies_from_many_addresses_leave_the_service_answering(
+    nginx: Nginx, coupon_id: int
+) -> None:
+    # 25 sockets per address: under the per-address limit, as in a distributed attack.
+    with slow_sockets(nginx.port, SLOW, SLOW_BODY, addresses=SLOW // 25) as held:
+        assert_service_answers(nginx.port, coupon_id, user_id=1)
+        assert readable(held) == [], "nginx answered or dropped a slow socket: nothing was held"
+        # client_body_timeout then closes every one of them.
+        deadline = time.monotonic() + BODY_TIMEOUT + 10
+        assert len(wait_readable(held, SLOW, deadline)) == SLOW
+
+
+@ON_MYSQL
+def test_slow_headers_and_idle_keepalives_leave_the_service_answering(
+    nginx: Nginx, coupon_id: int
+) -> None:
+    half = SLOW // 2
+    with slow_sockets(nginx.port, half, SLOW_HEADER, addresses=1) as headers, slow_sockets(
+        nginx.port, half, IDLE_KEEPALIVE, addresses=1
+    ) as idle:
+        assert_service_answers(nginx.port, coupon_id, user_id=2)
+        assert readable(headers + idle) == []
+
+
+@ON_MYSQL
+def test_one_address_gets_only_its_share_of_requests_in_progress(
+    nginx: Nginx, coupon_id: int
+) -> None:
+    extra = 20
+    with slow_sockets(nginx.port, PER_ADDRESS + extra, SLOW_BODY, addresses=1) as held:
+        refused = wait_readable(held, extra, time.monotonic() + 5)
+        assert len(refused) == extra
+        assert set(readable(held)) == set(refused)  # the first 100 are still held, unanswered
+        assert {read_response(sock) for sock in refused} == {
+            (429, b'{"error": "too many requests in progress from this address"}\n')
+        }
+        # That address is at its limit; any other is served.
+        status, answer, _ = call(nginx.port, "GET", "/ping", address=source(0))
+        assert status == 429 and "error" in answer
+        assert_service_answers(nginx.port, coupon_id, user_id=3)
+
+
+@ON_MYSQL
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "error"),
+    [
+        (b"NOT HTTP\r\n\r\n", 400, "bad request"),
+        (b"GET /metrics HTTP/1.1\r\nHost: e\r\n\r\n", 404, "not found"),
+        (b"POST /coupons/1/issue HTTP/1.1\r\nHost: e\r\nContent-Length: 70000\r\n\r\n", 413,
+         "request body too large"),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: e\r\n\r\n", 414, "request line too long"),
+        (b"GET /ping HTTP/1.1\r\nHost: e\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 400,
+         "request header too large"),
+    ],
+)  # fmt: skip
+def test_nginx_errors_answer_in_the_apps_json_shape(
+    nginx: Nginx, request_bytes: bytes, status: int, error: str
+) -> None:
+    with socket.create_connection(("127.0.0.1", nginx.port), timeout=5) as sock:
+        sock.sendall(request_bytes)
+        answered, body = read_response(sock)
+    assert (answered, json.loads(body)) == (status, {"error": error})
+
+
+def test_a_down_upstream_answers_502_in_json() -> None:
+    if nginx_binary() is None:
+        unavailable("nginx", FileNotFoundError("no nginx binary (apt-get install nginx)"))
+    with Nginx(f"127.0.0.1:{free_port()}") as edge:
+        status, answer, _ = call(edge.port, "GET", "/ping")
+    assert (status, answer) == (502, {"error": "service unavailable"})
