@@ -89,12 +89,13 @@ def _audit(runtime: Runtime, run: Run, coupon_id: int, summary: dict[str, Any]) 
     return audit_all(runtime, run.strategy, told)
 
 
-def step(runtime: Runtime, server: Server, run: Run, rate: float, settings: Settings, out: Path) -> Point:
+def step(runtime: Runtime, server: Server, run: Run, rate: float, settings: Settings, out: Path,
+         name: str = "step") -> Point:
     """Offer rate for warm-up + measured seconds on a fresh coupon; audit it; return the point."""
     steps = settings.steps
     stock = math.ceil(STOCK_MARGIN * rate * (steps.warmup + steps.seconds)) + 50
     coupon_id = 0 if run.is_ping else runtime.create_coupon(f"capacity {run.label} {rate:g}", stock)
-    prefix = out / f"step_{safe_name(run.label)}_{rate:g}"
+    prefix = out / f"{name}_{safe_name(run.label)}_{rate:g}"
     summary = _open_loop(server, run, coupon_id, rate, steps.seconds, steps.warmup,
                          steps.max_in_flight, steps.seed, prefix)
     found = _audit(runtime, run, coupon_id, summary)
@@ -112,8 +113,9 @@ def burst(runtime: Runtime, server: Server, run: Run, settings: Settings, out: P
     """Send about steps.burst requests within steps.burst_window seconds for burst_quantity coupons."""
     steps = settings.steps
     coupon_id = runtime.create_coupon(f"burst {run.label}", steps.burst_quantity)
+    # The count drawn is Poisson around steps.burst: room for all of them in flight, none dropped.
     summary = _open_loop(server, run, coupon_id, steps.burst / steps.burst_window, steps.burst_window, 0.0,
-                         steps.burst, steps.seed, out / f"burst_{safe_name(run.label)}")
+                         2 * steps.burst, steps.seed, out / f"burst_{safe_name(run.label)}")
     found = _audit(runtime, run, coupon_id, summary)
     assert found is not None
     return Burst({**summary["all"], "errors": summary["all"]["errors"] + summary["stuck"]}, found)
@@ -124,6 +126,10 @@ def search(runtime: Runtime, server: Server, run: Run, settings: Settings, out: 
     steps = settings.steps
     tried: dict[float, bool] = {}
     points: list[Point] = []
+    # A fresh server's first requests wait seconds for each worker to open its connections:
+    # one unrecorded step at the start rate, so that the first recorded one measures the strategy.
+    say(run, "priming the server")
+    step(runtime, server, run, steps.start_rps, settings, out, name="prime")
     while (rate := capacity.next_rate(tried, steps.start_rps, steps.max_rps)) is not None:
         say(run, f"{rate:g} req/s")
         point = step(runtime, server, run, rate, settings, out)
