@@ -56,7 +56,7 @@ class Window:
     issued: int = 0
     refused: int = 0
     errors: int = 0
-    answered_inside: int = 0  # answers (not faults) that completed inside the window
+    answered_inside: int = 0  # answers (not faults) that completed inside, whenever intended
     last_issued_at: float = 0.0  # when the last 201/202 came back, from the first arrival
     last_done_at: float = 0.0
     histogram: HdrHistogram = field(default_factory=_histogram, repr=False)
@@ -76,13 +76,15 @@ class Window:
         self.last_done_at = max(self.last_done_at, done)
         if outcome == ERROR:
             self.errors += 1
-            return
-        self.answered_inside += self.start <= done < self.end
-        if outcome == ISSUED:
+        elif outcome == ISSUED:
             self.issued += 1
             self.last_issued_at = max(self.last_issued_at, done)
         else:
             self.refused += 1
+
+    def answered(self, done: float, outcome: str) -> None:
+        """Count an answer (of any arrival) toward the throughput if it completed inside."""
+        self.answered_inside += outcome != ERROR and self.start <= done < self.end
 
     def percentile_ms(self, percentile: float) -> float:
         """Return a latency percentile in milliseconds (0 with no answers)."""
@@ -148,4 +150,6 @@ class Scheduler:
         done = self.clock() - start
         for window in covering:
             window.record(offset, done, outcome)
+        for window in self.windows:
+            window.answered(done, outcome)
         self.on_answer(done - offset, outcome)
