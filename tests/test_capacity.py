@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from coupon.lab import capacity, capacity_chart, capacity_report
+from coupon.lab import capacity, capacity_chart, capacity_report, scaling, usl
 from coupon.lab.arrivals import (
     ERROR,
     ISSUED,
@@ -233,3 +233,29 @@ def test_a_short_real_capacity_run(app, tmp_path: Path):
     assert burst["issued"] == 20 and burst["sent"] == burst["issued"] + burst["refused"] + burst["errors"]
     assert 0 < burst["sold_out_after_ms"] <= burst["drained_after_ms"]
     assert (out / "capacity.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_the_usl_fit_recovers_known_contention_and_coherency():
+    truth = usl.Fit(gamma=400, sigma=0.2, kappa=0.02)
+    fitted = usl.fit({n: truth.predict(n) for n in (1, 2, 3, 4)})
+    assert fitted is not None
+    assert (fitted.sigma, fitted.kappa) == (pytest.approx(0.2, abs=1e-6), pytest.approx(0.02, abs=1e-6))
+    assert fitted.peak == pytest.approx(math.sqrt(0.8 / 0.02))
+    assert fitted.as_dict()["predicted_rps"] == {"8": round(truth.predict(8)), "16": round(truth.predict(16))}
+    # One lock: throughput flat with processes, so sigma is 1 and the ceiling is X(1).
+    flat = usl.fit({1: 300, 2: 300, 3: 300, 4: 300})
+    assert flat is not None and flat.sigma == pytest.approx(1) and flat.kappa == 0
+    assert flat.ceiling == pytest.approx(300) and flat.peak is None
+    assert usl.fit({2: 300, 3: 400}) is None and usl.fit({1: 300, 2: 500}) is None
+
+
+def test_scaling_groups_capacities_by_strategy_and_process_count():
+    rows = [Row(Run("/ping", None, 2), [], 3000)] + [
+        Row(Run(f"lua x{n}", "lua", n), [], x) for n, x in ((1, 200), (2, 350), (3, 450), (4, 500))
+    ] + [Row(Run("atomic_update", "atomic_update", 2), [], 150)]
+    found = scaling.as_json(rows)
+    assert list(found) == ["lua"]  # one process count proves nothing about scaling
+    assert found["lua"]["capacity_by_processes"] == {"1": 200, "2": 350, "3": 450, "4": 500}
+    assert found["lua"]["usl"]["sigma"] >= 0 and found["lua"]["usl"]["kappa"] >= 0
+    assert "| lua | x1: 200, x2: 350, x3: 450, x4: 500 |" in scaling.section(rows)
+    assert scaling.section(rows[:1]) == ""

@@ -138,6 +138,8 @@ def test_plans_put_ping_first_and_keep_pools_small():
     assert Settings(scenario="lease-expiry").sellouts_for() == 1
     capacity = plan(Settings(scenario="capacity"), ["none", "process_lock", "lua", "queued"])
     assert [run.label for run in capacity] == ["/ping", "lua", "queued"]
+    scaled = plan(Settings(scenario="scaling"), ["lua"])
+    assert [(run.label, run.workers) for run in scaled[1:]] == [(f"lua x{n}", n) for n in (1, 2, 3, 4)]
     assert SCENARIOS["capacity"].driver == "capacity" and SCENARIOS["all"].driver == "sellouts"
     with pytest.raises(ValueError, match="known: all, workers"):
         plan(Settings(scenario="nope"), [])

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from coupon.lab import scaling
 from coupon.lab.plan import Settings
 from coupon.lab.report import facts_block, markdown
 from coupon.lab.sweep import Row
@@ -83,13 +84,14 @@ def write(out: Path, rows: list[Row], settings: Settings, facts: dict[str, dict[
         **facts,
         "generator_ceiling_rps": top,
         "results": [row.as_dict(settings, top) for row in rows],
+        "scaling": scaling.as_json(rows),
     }
     (out / "report.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     steps, backend = settings.steps, facts["backend"]
     parts = [
-        "# Coupon Lab capacity report",
+        f"# Coupon Lab {settings.scenario} report",
         f"Backend: **{backend['database']}** ({'embedded' if backend['embedded'] else 'external'}), "
-        f"Redis {backend['redis_version']}. Scenario `capacity`: open-loop steps of {steps.warmup:g} s "
+        f"Redis {backend['redis_version']}. Scenario `{settings.scenario}`: open-loop steps of {steps.warmup:g} s "
         f"warm-up + {steps.seconds:g} s measured, doubling from {steps.start_rps:g} req/s, then bisected; "
         f"a step fails on p99 > {steps.slo_p99_ms:g} ms, errors > 1%, achieved < 90% of the rate drawn, "
         f"dropped > 1%, or an inexact count. Latency runs from each request's intended send time.",
@@ -97,6 +99,7 @@ def write(out: Path, rows: list[Row], settings: Settings, facts: dict[str, dict[
         "Capacity is the highest offered rate that passed. The `/ping` row is the load generator's "
         "own ceiling on this machine; a strategy at 70% of it or more is reported as a lower bound.",
         markdown(BURST_COLUMNS, burst_rows(rows)),
+        scaling.section(rows),
         "\n".join(f"![{chart.stem}]({chart.name})" for chart in charts),
         facts_block("Settings", document["settings"]),
         facts_block("Backend", backend),
@@ -104,5 +107,5 @@ def write(out: Path, rows: list[Row], settings: Settings, facts: dict[str, dict[
         facts_block("Versions", facts["versions"]),
     ]
     path = out / "report.md"
-    path.write_text("\n\n".join(parts) + "\n")
+    path.write_text("\n\n".join(part for part in parts if part) + "\n")
     return path

@@ -103,6 +103,11 @@ class Scenario:
 CAPACITY_STRATEGIES = ("atomic_update", "select_for_update", "redis_lock", "lua", "queued")
 
 
+# The scaling scenario's default rows, each at 1..4 worker processes.
+SCALING_STRATEGIES = ("atomic_update", "lua")
+SCALING_PROCESSES = (1, 2, 3, 4)
+
+
 def _each(settings: Settings, names: tuple[str, ...], env: tuple[tuple[str, str], ...] = ()) -> list[Run]:
     return [Run(name, name, settings.workers, env) for name in names]
 
@@ -120,11 +125,17 @@ def _capacity(settings: Settings, registered: list[str]) -> list[Run]:
     return _each(settings, settings.strategies or tuple(n for n in CAPACITY_STRATEGIES if n in registered))
 
 
+def _scaling(settings: Settings, registered: list[str]) -> list[Run]:
+    chosen = settings.strategies or tuple(n for n in SCALING_STRATEGIES if n in registered)
+    return [Run(f"{name} x{n}", name, n) for name in chosen for n in SCALING_PROCESSES]
+
+
 SCENARIOS: dict[str, Scenario] = {
     "all": Scenario("every strategy", lambda s, registered: _each(s, s.strategies or tuple(registered))),
     "workers": Scenario("process_lock at 1 vs 4 workers", _workers),
     "lease-expiry": Scenario("a holder stalls past its Redis lease (redis_lock vs fenced_lock)", _lease_expiry),
     "capacity": Scenario("open-loop steps: the highest rate within the p99 objective", _capacity, "capacity"),
+    "scaling": Scenario("capacity at 1..4 worker processes, with a USL fit", _scaling, "capacity"),
 }
 
 
