@@ -54,7 +54,8 @@ def burst_rows(rows: list[Row]) -> list[list[str]]:
             continue
         b = row.burst.as_dict()
         cells.append([
-            row.run.label, str(b["sent"]), str(b["quantity"]), f"{b['sold_out_after_ms']:.0f} ms",
+            row.run.label, str(b["sent"]), "-" if b["quantity"] is None else str(b["quantity"]),
+            "-" if row.run.is_ping else f"{b['sold_out_after_ms']:.0f} ms",
             f"{b['drained_after_ms']:.0f} ms", f"{b['p99_ms']:.0f} ms", str(b["errors"]), b["verdict"],
         ])
     return cells
@@ -98,6 +99,8 @@ def write(out: Path, rows: list[Row], settings: Settings, facts: dict[str, dict[
         markdown(COLUMNS, capacity_rows(rows, settings)),
         "Capacity is the highest offered rate that passed. The `/ping` row is the load generator's "
         "own ceiling on this machine; a strategy at 70% of it or more is reported as a lower bound.",
+        "Burst: sold out after is from the first arrival to the last 201/202, drained after to the "
+        "last answer; the `/ping` burst is what the load generator alone makes of the burst.",
         markdown(BURST_COLUMNS, burst_rows(rows)),
         scaling.section(rows),
         "\n".join(f"![{chart.stem}]({chart.name})" for chart in charts),
