@@ -11,7 +11,7 @@ from rich.table import Table
 
 from coupon.lab import scaling
 from coupon.lab.plan import Settings
-from coupon.lab.report import facts_block, markdown
+from coupon.lab.report import markdown, write_markdown
 from coupon.lab.sweep import Row
 
 COLUMNS = (
@@ -103,12 +103,5 @@ def write(out: Path, rows: list[Row], settings: Settings, facts: dict[str, dict[
         "last answer; the `/ping` burst is what the load generator alone makes of the burst.",
         markdown(BURST_COLUMNS, burst_rows(rows)),
         scaling.section(rows),
-        "\n".join(f"![{chart.stem}]({chart.name})" for chart in charts),
-        facts_block("Settings", document["settings"]),
-        facts_block("Backend", backend),
-        facts_block("Machine", facts["machine"]),
-        facts_block("Versions", facts["versions"]),
     ]
-    path = out / "report.md"
-    path.write_text("\n\n".join(part for part in parts if part) + "\n")
-    return path
+    return write_markdown(out, parts, charts, document["settings"], facts)

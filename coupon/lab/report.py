@@ -105,12 +105,21 @@ def write(
         "audits each sell-out against the database and Redis and counts how many were exact. "
         "issued/s is answers 201/202 per second from the first such answer to the "
         "last: how fast the stock went.",
+    ]
+    return write_markdown(out, parts, charts, document["settings"], facts)
+
+
+def write_markdown(
+    out: Path, parts: list[str], charts: list[Path], settings: dict[str, Any], facts: dict[str, dict[str, Any]]
+) -> Path:
+    """Write report.md: the given parts, the charts, then the settings and where it ran."""
+    parts = parts + [
         "\n".join(f"![{chart.stem}]({chart.name})" for chart in charts),
-        facts_block("Settings", document["settings"]),
-        facts_block("Backend", backend),
+        facts_block("Settings", settings),
+        facts_block("Backend", facts["backend"]),
         facts_block("Machine", facts["machine"]),
         facts_block("Versions", facts["versions"]),
     ]
     path = out / "report.md"
-    path.write_text("\n\n".join(parts) + "\n")
+    path.write_text("\n\n".join(part for part in parts if part) + "\n")
     return path

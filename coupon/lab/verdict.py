@@ -46,19 +46,22 @@ class SellOuts:
     # Totals over the coupons, named as on one Audit so that the table and charts read either.
     @property
     def quantity(self) -> int:
-        return sum(audit.quantity for audit in self.audits)
+        return self._total("quantity")
 
     @property
     def rows(self) -> int:
-        return sum(audit.rows for audit in self.audits)
+        return self._total("rows")
 
     @property
     def users(self) -> int:
-        return sum(audit.users for audit in self.audits)
+        return self._total("users")
 
     @property
     def told_issued(self) -> int:
-        return sum(audit.told_issued for audit in self.audits)
+        return self._total("told_issued")
+
+    def _total(self, figure: str) -> int:
+        return sum(getattr(audit, figure) for audit in self.audits)
 
     def _others(self) -> list[str]:
         found = []
