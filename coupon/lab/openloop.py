@@ -21,9 +21,13 @@ from coupon.lab import arrivals
 from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
 
 NAMES = {arrivals.ISSUED: ISSUED, arrivals.REFUSED: REFUSED, arrivals.ERROR: FAILED}
+# A request is given up after TIMEOUT_SECONDS: longer than the server's own retry deadline
+# (COUPON_RETRY_DEADLINE, 10 s by default), so that a lock waiter's answer (201, or 503) is
+# heard. Cut off sooner, a request could still write a row that its caller is never told of,
+# and the audit would blame the strategy for a lost success that the generator caused.
+TIMEOUT_SECONDS = 30.0
 # After the last arrival, answers still in flight get this long before they count as faults.
-DRAIN_SECONDS = 15.0
-TIMEOUT_SECONDS = 10.0
+DRAIN_SECONDS = TIMEOUT_SECONDS + 5
 
 
 def _sender(client: HTTPClient, path: str, ping: bool) -> Any:

@@ -48,8 +48,8 @@ class Steps:
     warmup: float = 1.0  # seconds offered before each step's measured seconds
     seconds: float = 3.0  # measured seconds per step
     max_in_flight: int = 256  # the scheduler's pool: an arrival finding it full is dropped
-    burst: int = 1000  # requests within burst_window seconds ...
-    burst_quantity: int = 100  # ... for this many coupons
+    burst: int = 500  # requests within burst_window seconds ...
+    burst_quantity: int = 50  # ... for this many coupons
     burst_window: float = 0.1
     seed: int = 1
 
