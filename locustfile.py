@@ -9,6 +9,12 @@ the API (unless --coupon-id names one); on test stop it is audited through the A
 verdict is logged as PASS or FAIL. Refusals (409) are expected outcomes; 5xx are failures.
 Works distributed (--master/--worker, --processes): only the master creates and audits the
 coupon, and every simulated user counts its ids up from its own random 62-bit start.
+
+The lab adds two modes. --coupon-ids a,b,c: the crowd sells out these coupons one after another
+(it moves on when it hears `sold_out`) and --tally-out gets what callers of each were told.
+--rate R (with -u 1): open loop instead of a crowd; one scheduler offers R requests/s for
+--warmup + --measure seconds, latency counted from each request's intended send time, and writes
+its summary to --arrivals-out (coupon/lab/openloop.py).
 """
 from __future__ import annotations
 
@@ -20,12 +26,16 @@ import random
 import time
 import urllib.request
 from collections import deque
+from pathlib import Path
 from typing import Any
 
+import gevent
 from locust import FastHttpUser, events, task
 from locust.env import Environment
+from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
+from coupon.lab.crowd import Cursor
 from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
 
 log = logging.getLogger("coupon.locust")
@@ -49,6 +59,14 @@ def _options(parser: Any) -> None:
     group.add_argument("--ping", action="store_true", help="Only GET /ping: the reference ceiling")
     group.add_argument("--audit-timeout", type=float, default=30.0, help="Seconds to wait for counts to agree")
     group.add_argument("--no-audit", action="store_true", help="No audit on stop (the lab audits itself)")
+    group.add_argument("--coupon-ids", default="", help="Sell these coupons out one after another")
+    group.add_argument("--tally-out", default="", help="Write per-coupon told-issued counts here (JSON)")
+    group.add_argument("--rate", type=float, default=0.0, help="Open loop: requests/s offered (with -u 1)")
+    group.add_argument("--warmup", type=float, default=1.0, help="Open loop: seconds before measuring")
+    group.add_argument("--measure", type=float, default=3.0, help="Open loop: seconds measured")
+    group.add_argument("--max-in-flight", type=int, default=500, help="Open loop: pool size (full: dropped)")
+    group.add_argument("--seed", type=int, default=1, help="Open loop: seed of the arrival times")
+    group.add_argument("--arrivals-out", default="arrivals.json", help="Open loop: summary file")
 
 
 def _call(url: str, method: str = "GET", body: dict[str, Any] | None = None, token: str = "") -> Any:
@@ -64,7 +82,7 @@ def _call(url: str, method: str = "GET", body: dict[str, Any] | None = None, tok
 @events.test_start.add_listener
 def _create_coupon(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
-    if isinstance(environment.runner, WorkerRunner) or options.ping or options.coupon_id:
+    if isinstance(environment.runner, WorkerRunner) or options.ping or options.coupon_id or options.coupon_ids:
         return
     body = {"name": f"locust {options.strategy or 'default'}", "total_quantity": options.coupon_quantity}
     if options.strategy:  # the coupon is issued by this strategy's family only
@@ -85,6 +103,21 @@ def _finish_in_flight(environment: Environment, **_: Any) -> None:
     # which the audit would count as a lost success: let users finish what they started.
     if not environment.stop_timeout:
         environment.stop_timeout = 30
+
+
+@events.test_start.add_listener
+def _cursor(environment: Environment, **_: Any) -> None:
+    options = environment.parsed_options
+    ids = [int(part) for part in options.coupon_ids.split(",") if part.strip()]
+    # Shared by this process's users; after _create_coupon, which may have set coupon_id.
+    environment.coupon_cursor = Cursor(ids or [options.coupon_id])
+
+
+@events.test_stop.add_listener
+def _write_tally(environment: Environment, **_: Any) -> None:
+    options = environment.parsed_options
+    if options.tally_out and not options.rate and not isinstance(environment.runner, WorkerRunner):
+        environment.coupon_cursor.write(Path(options.tally_out))
 
 
 @events.test_stop.add_listener
@@ -122,8 +155,9 @@ class Crowd(FastHttpUser):
         # another (--processes, --worker), overlap with odds of about 1e-8; and stay below 2**63.
         self.ids = itertools.count(random.getrandbits(62) + 1)
         self.recent: deque[int] = deque(maxlen=RECENT_USERS)
-        query = f"?strategy={options.strategy}" if options.strategy else ""
-        self.path = f"/coupons/{options.coupon_id}/issue{query}"
+        self.query = f"?strategy={options.strategy}" if options.strategy else ""
+        # A worker process may start users before its test_start: then it keeps a cursor of its own.
+        self.cursor: Cursor = getattr(self.environment, "coupon_cursor", None) or Cursor([options.coupon_id])
 
     def _user_id(self) -> int:
         if self.recent and random.random() < self.options.duplicate_share:
@@ -134,16 +168,34 @@ class Crowd(FastHttpUser):
 
     @task
     def ask(self) -> None:
+        if self.options.rate:
+            self._open_loop()
+            return
         if self.options.ping:
             self.client.get("/ping", name=PING)
             return
-        body = {"user_id": self._user_id()}
-        with self.client.post(self.path, json=body, name=FAILED, catch_response=True) as response:
+        coupon_id = self.cursor.current
+        path, body = f"/coupons/{coupon_id}/issue{self.query}", {"user_id": self._user_id()}
+        with self.client.post(path, json=body, name=FAILED, catch_response=True) as response:
             if response.status_code in (201, 202):
                 response.request_meta["name"] = ISSUED
                 response.success()
+                self.cursor.count(coupon_id, "issued")
             elif response.status_code == 409:
                 response.request_meta["name"] = REFUSED
                 response.success()
+                if '"sold_out"' in (response.text or ""):
+                    self.cursor.sold_out(coupon_id)
             else:
                 response.failure(f"status {response.status_code}")
+                self.cursor.count(coupon_id, "errors")
+
+    def _open_loop(self) -> None:
+        from coupon.lab import openloop  # only the open loop needs the HDR histogram
+
+        path = "/ping" if self.options.ping else f"/coupons/{self.cursor.current}/issue{self.query}"
+        openloop.run(self.environment, self.options, path)
+        # Quit from a greenlet of its own: quit() kills the users, and test_stop (the audit)
+        # must not die with this one.
+        gevent.spawn(self.environment.runner.quit)
+        raise StopUser()

@@ -8,9 +8,11 @@ import pytest
 
 from coupon.core import queries
 from coupon.lab import audit
+from coupon.lab.crowd import Cursor, read_tally
 from coupon.lab.load import percentile, read_stats
 from coupon.lab.names import ISSUED, REFUSED
-from coupon.lab.plan import Settings, plan, pool_env
+from coupon.lab.plan import SCENARIOS, Settings, plan, pool_env
+from coupon.lab.verdict import SellOuts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -49,6 +51,40 @@ def test_duplicates_phantoms_lost_and_stranded_are_each_named():
     assert crafted(backlog=5).problems() == ["5 still queued"]
     both = crafted(rows=12, users=11, counter=12, told_issued=11)
     assert both.problems() == ["over-issued +2", "1 duplicate rows", "1 lost successes"]
+
+
+def test_a_row_verdict_counts_its_sell_outs():
+    exact = crafted()
+    assert SellOuts((exact,) * 10).verdict == "exact in 10/10 sell-outs"
+    over = [crafted(rows=10 + n, users=10 + n, counter=10 + n, told_issued=10 + n) for n in (1, 3, 2)]
+    row = SellOuts(tuple(over + [exact] * 7))
+    assert not row.exact and row.verdict == "over-issued in 3/10 (+1 .. +3)"
+    assert (row.rows, row.quantity, row.told_issued) == (106, 100, 106)
+    assert row.as_dict()["over_issued_sellouts"] == 3 and row.as_dict()["over_issue_total"] == 6
+    assert len(row.as_dict()["coupons"]) == 10
+    assert SellOuts((over[0], over[0])).verdict == "over-issued in 2/2 (+1)"
+    unsold = crafted(rows=4, users=4, counter=4, told_issued=4)
+    assert SellOuts((exact, unsold)).verdict == "exact in 1/2 sell-outs (1 not sold out)"
+    mixed = SellOuts((over[1], crafted(told_issued=12), crafted(told_issued=11), exact))
+    assert mixed.verdict == "over-issued in 1/4 (+3), 3 phantom successes in 2/4"
+
+
+def test_the_crowd_moves_on_only_when_its_current_coupon_sells_out(tmp_path: Path):
+    cursor = Cursor([7, 8, 9])
+    cursor.sold_out(8)  # a late answer about another coupon changes nothing
+    assert cursor.current == 7
+    cursor.count(7, "issued")
+    cursor.sold_out(7)
+    cursor.sold_out(7)
+    assert cursor.current == 8
+    cursor.sold_out(8)
+    cursor.sold_out(9)  # the last coupon stays current: the crowd keeps asking until the time is up
+    assert cursor.current == 9
+    cursor.count(9, "errors")
+    cursor.write(tmp_path / "tally.json")
+    assert read_tally(tmp_path / "tally.json") == {
+        7: {"issued": 1, "errors": 0}, 8: {"issued": 0, "errors": 0}, 9: {"issued": 0, "errors": 1},
+    }
 
 
 def test_audit_reads_the_database_and_redis_not_the_callers(runtime, make_coupon):
@@ -98,6 +134,15 @@ def test_plans_put_ping_first_and_keep_pools_small():
     lease = plan(Settings(scenario="lease-expiry"), [])
     assert [run.strategy for run in lease] == [None, "redis_lock", "fenced_lock"]
     assert dict(lease[1].env)["COUPON_FAULT_PAUSE_SECONDS"] == "3" and lease[0].env == ()
+    assert Settings().sellouts_for() == 10 and Settings().quantity_for() == 20
+    assert Settings(scenario="lease-expiry").sellouts_for() == 1
+    capacity = plan(Settings(scenario="capacity"), ["none", "process_lock", "lua", "queued"])
+    assert [run.label for run in capacity] == ["/ping", "lua", "queued"]
+    scaled = plan(Settings(scenario="scaling"), ["lua"])
+    assert [(run.label, run.workers) for run in scaled[1:]] == [(f"lua x{n}", n) for n in (1, 2, 3, 4)]
+    assert SCENARIOS["capacity"].driver == "capacity" and SCENARIOS["all"].driver == "sellouts"
+    with pytest.raises(ValueError, match="known: all, workers"):
+        plan(Settings(scenario="nope"), [])
     for workers_count in (1, 2, 4, 8):
         env = pool_env(workers_count)
         assert workers_count * (int(env["COUPON_DB_POOL_SIZE"]) + int(env["COUPON_DB_MAX_OVERFLOW"])) <= 48
@@ -105,7 +150,7 @@ def test_plans_put_ping_first_and_keep_pools_small():
 
 def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
     args = ["lab", "--strategies", "atomic_update,none", "--duration", "3", "--users", "10",
-            "--quantity", "30", "--output", str(tmp_path)]
+            "--sellouts", "3", "--quantity", "10", "--output", str(tmp_path)]
     result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code == 0, result.output
 
@@ -115,13 +160,17 @@ def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
     assert list(rows) == ["/ping", "atomic_update", "none"]
     assert rows["/ping"]["audit"] is None and rows["/ping"]["load"]["requests"] > 0
     exact = rows["atomic_update"]["audit"]
-    assert exact["verdict"] == "exact" and exact["rows"] == exact["told_issued"] == 30
+    assert exact["verdict"] == "exact in 3/3 sell-outs" and exact["rows"] == exact["told_issued"] == 30
+    assert [coupon["rows"] for coupon in exact["coupons"]] == [10, 10, 10]
+    assert len(set(rows["atomic_update"]["coupon_ids"])) == 3
     racy = rows["none"]["audit"]
-    assert racy["rows"] > 0 and racy["duplicates"] == 0
-    assert ("over-issued" in racy["verdict"]) == (racy["rows"] > racy["quantity"])
+    assert racy["rows"] > 0 and all(coupon["duplicates"] == 0 for coupon in racy["coupons"])
+    over = sum(coupon["rows"] > coupon["quantity"] for coupon in racy["coupons"])
+    assert racy["over_issued_sellouts"] == over
+    assert (f"over-issued in {over}/3" in racy["verdict"]) == (over > 0)
     assert document["backend"]["database"] in ("mysql", "postgresql")
     markdown = (out / "report.md").read_text()
-    assert "| atomic_update | 2 |" in markdown and "| exact |" in markdown
+    assert "| atomic_update | 2 |" in markdown and "| 3x10 | 30 | 30 | 30 | exact in 3/3 sell-outs |" in markdown
     assert f"Backend: **{document['backend']['database']}**" in markdown
     for chart in ("throughput", "latency", "correctness"):
         assert (out / f"{chart}.png").read_bytes().startswith(PNG_MAGIC)

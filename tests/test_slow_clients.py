@@ -14,8 +14,15 @@ from deploy.edge import Nginx, nginx_binary
 from tests import backends
 from tests.backends import Backend, unavailable
 from tests.slow import (
-    IDLE_KEEPALIVE, SLOW_BODY, SLOW_HEADER, open_files, read_response, readable, slow_sockets,
-    source, wait_readable,
+    IDLE_KEEPALIVE,
+    SLOW_BODY,
+    SLOW_HEADER,
+    open_files,
+    read_response,
+    readable,
+    slow_sockets,
+    source,
+    wait_readable,
 )  # fmt: skip
 
 pytestmark = pytest.mark.slow

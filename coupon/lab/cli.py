@@ -3,17 +3,25 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import click
 from flask.cli import with_appcontext
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from coupon.core import durability, embedded, schema
 from coupon.core.config import PROJECT_ROOT, ConfigError
 from coupon.lab import facts, report, runner
-from coupon.lab.plan import SCENARIOS, Run, Settings, plan
+from coupon.lab.plan import SCENARIOS, Run, Settings, Steps, plan
 from coupon.runtime import Runtime, current
 
 
@@ -42,33 +50,8 @@ def _prepare_backends(runtime: Runtime) -> None:
     click.echo(durability.read(runtime.services.redis).line())
 
 
-@click.command("lab")
-@click.option("--scenario", type=click.Choice(SCENARIOS), default="all", show_default=True,
-              help="all: every strategy; workers: process_lock at 1 vs 4 workers; "
-                   "lease-expiry: a holder stalls past its Redis lease (redis_lock vs fenced_lock).")
-@click.option("--strategies", default="", help="Comma-separated strategies (default: the scenario's).")
-@click.option("--workers", default=2, show_default=True, help="Gunicorn gevent workers per server.")
-@click.option("--duration", default=8.0, show_default=True, help="Seconds of load per row.")
-@click.option("--users", default=50, show_default=True, help="Concurrent locust users.")
-@click.option("--quantity", type=int, default=None,
-              help="Coupon quantity [default: 200; 50 for lease-expiry].")
-@click.option("--duplicate-share", default=0.1, show_default=True, help="Share of repeat attempts.")
-@click.option("--output", default="reports", show_default=True, help="Where reports/<timestamp>/ goes.")
-@with_appcontext
-def lab(scenario: str, strategies: str, workers: int, duration: float, users: int,
-        quantity: int | None, duplicate_share: float, output: str) -> None:
-    """Run every strategy under locust load against a real gunicorn, audit, and report."""
-    runtime = current()
-    _prepare_backends(runtime)
-    known = list(runtime.strategies)
-    settings = Settings(
-        scenario=scenario, strategies=_strategies(strategies, known), workers=workers,
-        duration=duration, users=users, quantity=quantity, duplicate_share=duplicate_share, output=output,
-    )
-    runs = plan(settings, known)
-    out = _out_dir(output)
-    # Wide enough for the table when the output is a file or a CI log rather than a terminal.
-    console = Console(width=None if sys.stdout.isatty() else 160)
+def _sellouts(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, console: Console) -> Path:
+    """The closed-loop scenarios: each row's crowd sells out its coupons; one table of verdicts."""
     columns = (TextColumn("{task.description:<24}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("starting", total=len(runs) * settings.duration)
@@ -84,8 +67,82 @@ def lab(scenario: str, strategies: str, workers: int, duration: float, users: in
         charts,  # matplotlib: loaded by this command only, not by the service
     )
 
-    found = {"backend": facts.backend(runtime), "machine": facts.machine(), "versions": facts.versions()}
     drawn = charts.draw_all(results, out)
-    path = report.write(out, results, settings, found, drawn)
+    path = report.write(out, results, settings, _facts(runtime), drawn)
     report.show(results, console)
-    console.print(f"backend: {found['backend']['database']}; report: {path}")
+    return path
+
+
+def _capacity(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, console: Console) -> Path:
+    """The open-loop scenario: a capacity search per row, then the tables and the chart."""
+    from coupon.lab import (  # matplotlib: this command only
+        capacity_chart,
+        capacity_report,
+        sweep,
+    )
+
+    columns = (TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("starting", total=len(runs))
+        seen: list[Run] = []
+
+        def say(run: Run, doing: str) -> None:
+            if run not in seen:
+                seen.append(run)
+            progress.update(bar, description=f"{run.label}: {doing}", completed=len(seen) - 1)
+
+        rows = sweep.run_all(runtime, runs, settings, out, say)
+        progress.update(bar, description="done", completed=len(runs))
+    drawn = [capacity_chart.draw(rows, settings.steps.slo_p99_ms, out / "capacity.png")]
+    path = capacity_report.write(out, rows, settings, _facts(runtime), drawn)
+    capacity_report.show(rows, settings, console)
+    return path
+
+
+# How each kind of scenario is measured and reported (plan.Scenario.driver names one).
+DRIVERS = {"sellouts": _sellouts, "capacity": _capacity}
+
+
+def _facts(runtime: Runtime) -> dict[str, Any]:
+    return {"backend": facts.backend(runtime), "machine": facts.machine(), "versions": facts.versions()}
+
+
+@click.command("lab")
+@click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="all", show_default=True,
+              help="; ".join(f"{name}: {scenario.description}" for name, scenario in SCENARIOS.items()))
+@click.option("--strategies", default="", help="Comma-separated strategies (default: the scenario's).")
+@click.option("--workers", default=2, show_default=True, help="Gunicorn gevent workers per server.")
+@click.option("--duration", default=8.0, show_default=True, help="Seconds of load per row.")
+@click.option("--users", default=50, show_default=True, help="Concurrent locust users.")
+@click.option("--sellouts", type=int, default=None,
+              help="Coupons each row sells out, one after another [default: 10; 1 for lease-expiry].")
+@click.option("--quantity", type=int, default=None,
+              help="Quantity of each coupon [default: 20; 50 for lease-expiry].")
+@click.option("--duplicate-share", default=0.1, show_default=True, help="Share of repeat attempts.")
+@click.option("--slo-p99-ms", default=Steps.slo_p99_ms, show_default=True, help="capacity: p99 objective.")
+@click.option("--start-rps", default=Steps.start_rps, show_default=True, help="capacity: first step.")
+@click.option("--max-rps", default=Steps.max_rps, show_default=True, help="capacity: highest step.")
+@click.option("--warmup", default=Steps.warmup, show_default=True, help="capacity: warm-up seconds per step.")
+@click.option("--step-seconds", "seconds", default=Steps.seconds, show_default=True, help="capacity: measured seconds per step.")
+@click.option("--max-in-flight", default=Steps.max_in_flight, show_default=True,
+              help="capacity: requests in flight at most (a full pool drops the arrival).")
+@click.option("--burst", default=Steps.burst, show_default=True, help="capacity: requests in the burst.")
+@click.option("--burst-quantity", default=Steps.burst_quantity, show_default=True,
+              help="capacity: the burst's coupon quantity.")
+@click.option("--output", default="reports", show_default=True, help="Where reports/<timestamp>/ goes.")
+@with_appcontext
+def lab(scenario: str, strategies: str, output: str, **options: Any) -> None:
+    """Run every strategy under locust load against a real gunicorn, audit, and report."""
+    runtime = current()
+    _prepare_backends(runtime)
+    known = list(runtime.strategies)
+    steps = Steps(**{field.name: options.pop(field.name) for field in fields(Steps) if field.name in options})
+    settings = Settings(scenario=scenario, strategies=_strategies(strategies, known), output=output,
+                        steps=steps, **options)
+    runs = plan(settings, known)
+    out = _out_dir(output)
+    # Wide enough for the table when the output is a file or a CI log rather than a terminal.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    path = DRIVERS[SCENARIOS[scenario].driver](runtime, runs, settings, out, console)
+    console.print(f"backend: {facts.backend(runtime)['database']}; report: {path}")
+

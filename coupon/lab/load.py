@@ -40,14 +40,18 @@ class Load:
 
 @dataclass(frozen=True)
 class Target:
-    """What one locust run aims at."""
+    """What one locust run aims at: a closed-loop crowd, or an open loop when rate is set."""
 
     host: str
     strategy: str | None  # None: GET /ping
-    coupon_id: int
+    coupon_ids: tuple[int, ...]  # sold out one after another by the crowd
     users: int
     duration: float
-    duplicate_share: float
+    duplicate_share: float = 0.0
+    rate: float = 0.0  # open loop: requests/s offered, over warmup + duration seconds
+    warmup: float = 0.0
+    max_in_flight: int = 500
+    seed: int = 1
 
 
 def command(target: Target, stats_prefix: Path) -> list[str]:
@@ -55,28 +59,39 @@ def command(target: Target, stats_prefix: Path) -> list[str]:
     args = [
         sys.executable, "-m", "locust", "-f", str(PROJECT_ROOT / "locustfile.py"),
         "--headless", "--only-summary", "--loglevel", "WARNING",
-        "-u", str(target.users), "-r", str(target.users), "-t", f"{max(1, round(target.duration))}s",
         "--stop-timeout", str(STOP_TIMEOUT_SECONDS),
         "--host", target.host, "--json-file", str(stats_prefix), "--no-audit",
     ]
+    if target.rate:
+        # One user runs the scheduler and quits; -t only bounds a run that hangs.
+        cap = target.warmup + target.duration + STOP_TIMEOUT_SECONDS + 30
+        args += [
+            "-u", "1", "-r", "1", "-t", f"{round(cap)}s", "--rate", str(target.rate),
+            "--warmup", str(target.warmup), "--measure", str(target.duration),
+            "--max-in-flight", str(target.max_in_flight), "--seed", str(target.seed),
+            "--arrivals-out", f"{stats_prefix}.arrivals.json",
+        ]
+    else:
+        args += ["-u", str(target.users), "-r", str(target.users), "-t", f"{max(1, round(target.duration))}s",
+                 "--tally-out", f"{stats_prefix}.tally.json"]
     if target.strategy is None:
         return args + ["--ping"]
     return args + [
         "--strategy", target.strategy,
-        "--coupon-id", str(target.coupon_id),
+        "--coupon-ids", ",".join(str(coupon_id) for coupon_id in target.coupon_ids),
         "--duplicate-share", str(target.duplicate_share),
     ]
 
 
-def run(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> Load:
-    """Run locust against the target, calling tick with the seconds elapsed while it runs."""
+def spawn(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> float:
+    """Run locust against the target, calling tick with the seconds elapsed; return them all."""
     log_path = stats_prefix.with_suffix(".log")
     started = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command(target, stats_prefix), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT
         )
-        deadline = started + target.duration + STOP_TIMEOUT_SECONDS + 60
+        deadline = started + target.warmup + target.duration + STOP_TIMEOUT_SECONDS + 60
         while True:
             try:
                 process.wait(timeout=0.25)
@@ -87,7 +102,22 @@ def run(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> Lo
                 process.kill()
                 process.wait()
                 raise RuntimeError(f"locust did not finish; see {log_path}")
-    return read_stats(Path(f"{stats_prefix}.json"), time.monotonic() - started)
+    return time.monotonic() - started
+
+
+def run(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> Load:
+    """Run a closed-loop crowd and read back locust's final stats."""
+    seconds = spawn(target, stats_prefix, tick)
+    return read_stats(Path(f"{stats_prefix}.json"), seconds)
+
+
+def run_open(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> dict[str, Any]:
+    """Run an open loop (target.rate set) and read back its summary (coupon/lab/openloop.py)."""
+    spawn(target, stats_prefix, tick)
+    path = Path(f"{stats_prefix}.arrivals.json")
+    if not path.exists():
+        raise RuntimeError(f"the open loop wrote no summary at {path}; see the log beside it")
+    return dict(json.loads(path.read_text()))
 
 
 def percentile(histogram: dict[int, int], share: float) -> float:

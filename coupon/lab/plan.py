@@ -1,9 +1,8 @@
 """What a lab run consists of: its settings, its scenarios, and the runs each one plans."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-SCENARIOS = ("all", "workers", "lease-expiry")
+from dataclasses import dataclass, field
+from typing import Callable
 
 # The lease-expiry scenario: a 1 s lease, a holder stalling 3 s inside it (once per process),
 # and a 1 s acquire timeout so that waiters retry the expired lock instead of waiting for a
@@ -40,6 +39,22 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Steps:
+    """The capacity scenario's choices: open-loop steps, the objective, the burst."""
+
+    slo_p99_ms: float = 100.0
+    start_rps: float = 100.0
+    max_rps: float = 12800.0
+    warmup: float = 1.0  # seconds offered before each step's measured seconds
+    seconds: float = 3.0  # measured seconds per step
+    max_in_flight: int = 256  # the scheduler's pool: an arrival finding it full is dropped
+    burst: int = 500  # requests within burst_window seconds ...
+    burst_quantity: int = 50  # ... for this many coupons
+    burst_window: float = 0.1
+    seed: int = 1
+
+
+@dataclass(frozen=True)
 class Settings:
     """The lab's command-line choices."""
 
@@ -51,12 +66,21 @@ class Settings:
     quantity: int | None = None
     duplicate_share: float = 0.1
     output: str = "reports"
+    sellouts: int | None = None
+    steps: Steps = field(default_factory=Steps)
 
     def quantity_for(self) -> int:
-        """Return the coupon quantity: the flag, else the scenario's default."""
+        """Return each coupon's quantity: the flag, else the scenario's default."""
         if self.quantity is not None:
             return self.quantity
-        return 50 if self.scenario == "lease-expiry" else 200
+        return 50 if self.scenario == "lease-expiry" else 20
+
+    def sellouts_for(self) -> int:
+        """Return how many coupons each row sells out: the flag, else the scenario's default."""
+        if self.sellouts is not None:
+            return self.sellouts
+        # The stall strikes once per worker process, at its first critical section: one coupon.
+        return 1 if self.scenario == "lease-expiry" else 10
 
 
 def pool_env(workers: int) -> dict[str, str]:
@@ -66,15 +90,63 @@ def pool_env(workers: int) -> dict[str, str]:
     return {"COUPON_DB_POOL_SIZE": str(pool), "COUPON_DB_MAX_OVERFLOW": str(per_worker - pool)}
 
 
+def server_env(workers: int) -> dict[str, str]:
+    """Return a lab server's settings: its pool sizes, and the lab-only strategies enabled."""
+    return {**pool_env(workers), "COUPON_LAB_STRATEGIES": "1"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named lab scenario: its rows, and which driver measures them."""
+
+    description: str
+    runs: Callable[[Settings, list[str]], list[Run]]  # the rows after /ping
+    driver: str = "sellouts"  # "sellouts": closed-loop crowd; "capacity": open-loop steps
+
+
+# The capacity scenario's default rows: one exact strategy of each family, to fit ~5 minutes.
+CAPACITY_STRATEGIES = ("atomic_update", "select_for_update", "redis_lock", "lua", "queued")
+
+
+# The scaling scenario's default rows, each at 1..4 worker processes.
+SCALING_STRATEGIES = ("atomic_update", "lua")
+SCALING_PROCESSES = (1, 2, 3, 4)
+
+
+def _each(settings: Settings, names: tuple[str, ...], env: tuple[tuple[str, str], ...] = ()) -> list[Run]:
+    return [Run(name, name, settings.workers, env) for name in names]
+
+
+def _workers(settings: Settings, registered: list[str]) -> list[Run]:
+    chosen = settings.strategies or ("process_lock",)
+    return [Run(f"{name} x{n}", name, n) for name in chosen for n in (1, 4)]
+
+
+def _lease_expiry(settings: Settings, registered: list[str]) -> list[Run]:
+    return _each(settings, settings.strategies or ("redis_lock", "fenced_lock"), tuple(sorted(LEASE_EXPIRY_ENV.items())))
+
+
+def _capacity(settings: Settings, registered: list[str]) -> list[Run]:
+    return _each(settings, settings.strategies or tuple(n for n in CAPACITY_STRATEGIES if n in registered))
+
+
+def _scaling(settings: Settings, registered: list[str]) -> list[Run]:
+    chosen = settings.strategies or tuple(n for n in SCALING_STRATEGIES if n in registered)
+    return [Run(f"{name} x{n}", name, n) for name in chosen for n in SCALING_PROCESSES]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "all": Scenario("every strategy", lambda s, registered: _each(s, s.strategies or tuple(registered))),
+    "workers": Scenario("process_lock at 1 vs 4 workers", _workers),
+    "lease-expiry": Scenario("a holder stalls past its Redis lease (redis_lock vs fenced_lock)", _lease_expiry),
+    "capacity": Scenario("open-loop steps: the highest rate within the p99 objective", _capacity, "capacity"),
+    "scaling": Scenario("capacity at 1..4 worker processes, with a USL fit", _scaling, "capacity"),
+}
+
+
 def plan(settings: Settings, registered: list[str]) -> list[Run]:
     """List the runs of the chosen scenario, the /ping reference row first."""
-    ping = Run("/ping", None, settings.workers)
-    if settings.scenario == "workers":
-        chosen = settings.strategies or ("process_lock",)
-        return [ping] + [Run(f"{name} x{n}", name, n) for name in chosen for n in (1, 4)]
-    if settings.scenario == "lease-expiry":
-        chosen = settings.strategies or ("redis_lock", "fenced_lock")
-        env = tuple(sorted(LEASE_EXPIRY_ENV.items()))
-        return [ping] + [Run(name, name, settings.workers, env) for name in chosen]
-    chosen = settings.strategies or tuple(registered)
-    return [ping] + [Run(name, name, settings.workers) for name in chosen]
+    scenario = SCENARIOS.get(settings.scenario)
+    if scenario is None:
+        raise ValueError(f"unknown scenario {settings.scenario!r}; known: {', '.join(SCENARIOS)}")
+    return [Run("/ping", None, settings.workers)] + scenario.runs(settings, registered)

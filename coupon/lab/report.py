@@ -31,7 +31,7 @@ def table_rows(results: list[Result]) -> list[list[str]]:
         a, load = r.audit, r.load
         share = f"{100 * load.rps / ceiling:.0f}%" if ceiling else "-"
         audit_cells = ["-"] * 5 if a is None else [
-            str(a.quantity), str(a.rows), str(a.users), str(a.told_issued), a.verdict,
+            f"{a.count}x{a.audits[0].quantity}", str(a.rows), str(a.users), str(a.told_issued), a.verdict,
         ]
         rows.append([
             r.run.label, str(r.run.workers), f"{load.rps:.0f}", share,
@@ -53,17 +53,22 @@ def show(results: list[Result], console: Console) -> None:
     console.print(table)
 
 
+def markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    """Return a GitHub markdown table."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
 def markdown_table(results: list[Result]) -> str:
     """Return the table as GitHub markdown; an inexact verdict is set in bold."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for result, cells in zip(results, table_rows(results)):
+    rows = table_rows(results)
+    for result, cells in zip(results, rows):
         if result.audit is not None and not result.audit.exact:
             cells[-1] = f"**{cells[-1].upper()}**"
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown(COLUMNS, rows)
 
 
-def _facts_block(title: str, facts: dict[str, Any]) -> str:
+def facts_block(title: str, facts: dict[str, Any]) -> str:
     return f"## {title}\n\n" + "\n".join(f"- {key}: {value}" for key, value in facts.items())
 
 
@@ -80,6 +85,7 @@ def write(
         "settings": {
             **asdict(settings),
             "quantity": settings.quantity_for(),
+            "sellouts": settings.sellouts_for(),
             "strategies": [r.run.label for r in results],
             "server_env": {name: value for r in results for name, value in r.run.env},
         },
@@ -93,16 +99,27 @@ def write(
         f"Backend: **{backend['database']}** ({'embedded' if backend['embedded'] else 'external'}), "
         f"Redis {backend['redis_version']}. Scenario `{settings.scenario}`.",
         markdown_table(results),
-        "Latencies in ms. rows and users are counted in the database after the run; told is "
-        "how many callers were answered 201/202; the verdict sets them against each other and "
-        "against Redis. issued/s is answers 201/202 per second from the first such answer to the "
+        "Latencies in ms. Each row sells out its coupons one after another under the same load "
+        "(quantity: coupons x units each); rows and users are counted in the database after the "
+        "run, summed over the coupons; told is how many callers were answered 201/202; the verdict "
+        "audits each sell-out against the database and Redis and counts how many were exact. "
+        "issued/s is answers 201/202 per second from the first such answer to the "
         "last: how fast the stock went.",
+    ]
+    return write_markdown(out, parts, charts, document["settings"], facts)
+
+
+def write_markdown(
+    out: Path, parts: list[str], charts: list[Path], settings: dict[str, Any], facts: dict[str, dict[str, Any]]
+) -> Path:
+    """Write report.md: the given parts, the charts, then the settings and where it ran."""
+    parts = parts + [
         "\n".join(f"![{chart.stem}]({chart.name})" for chart in charts),
-        _facts_block("Settings", document["settings"]),
-        _facts_block("Backend", backend),
-        _facts_block("Machine", facts["machine"]),
-        _facts_block("Versions", facts["versions"]),
+        facts_block("Settings", settings),
+        facts_block("Backend", facts["backend"]),
+        facts_block("Machine", facts["machine"]),
+        facts_block("Versions", facts["versions"]),
     ]
     path = out / "report.md"
-    path.write_text("\n\n".join(parts) + "\n")
+    path.write_text("\n\n".join(part for part in parts if part) + "\n")
     return path

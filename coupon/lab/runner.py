@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from coupon.lab import audit, load
-from coupon.lab.plan import Run, Settings, pool_env
+from coupon.lab.crowd import read_tally
+from coupon.lab.plan import Run, Settings, server_env
 from coupon.lab.serve import Server
+from coupon.lab.verdict import SellOuts
 from coupon.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -28,8 +30,8 @@ class Result:
 
     run: Run
     load: load.Load
-    audit: audit.Audit | None  # None for the /ping row
-    coupon_id: int = 0
+    audit: SellOuts | None  # None for the /ping row
+    coupon_ids: tuple[int, ...] = ()
 
     @property
     def issued_per_second(self) -> float:
@@ -42,7 +44,7 @@ class Result:
         """Return every figure of the row."""
         return {
             "label": self.run.label,
-            "coupon_id": self.coupon_id or None,
+            "coupon_ids": list(self.coupon_ids),
             "strategy": self.run.strategy or "/ping",
             "workers": self.run.workers,
             "env": dict(self.run.env),
@@ -53,37 +55,55 @@ class Result:
         }
 
 
-def drain(runtime: Runtime, strategy: str | None, coupon_id: int) -> int:
-    """Let the queued worker persist what it accepted; return what is still left behind."""
+def drain(runtime: Runtime, strategy: str | None, coupon_ids: list[int]) -> dict[int, int]:
+    """Let the queued worker persist what it accepted; return what is still left, per coupon."""
     if strategy != QUEUED:
-        return 0
+        return {coupon_id: 0 for coupon_id in coupon_ids}
     from coupon.queue import worker  # the queued strategy's worker (issue 3)
 
-    worker.drain(runtime, [coupon_id], timeout=DRAIN_TIMEOUT_SECONDS)
-    return worker.backlog(runtime, coupon_id)
+    worker.drain(runtime, coupon_ids, timeout=DRAIN_TIMEOUT_SECONDS)
+    return {coupon_id: worker.backlog(runtime, coupon_id) for coupon_id in coupon_ids}
+
+
+def audit_all(runtime: Runtime, strategy: str | None, told: dict[int, dict[str, int]]) -> SellOuts:
+    """Drain, then audit every coupon against what its callers were told."""
+    backlog = drain(runtime, strategy, list(told))
+    return SellOuts(tuple(
+        audit.read(runtime, coupon_id, tally["issued"], tally["errors"], backlog[coupon_id])
+        for coupon_id, tally in told.items()
+    ))
 
 
 def measure(runtime: Runtime, server: Server, run: Run, settings: Settings, out: Path, tick: Tick) -> Result:
     """Load one run on a started server and audit its coupon."""
-    coupon_id = 0
-    if not run.is_ping:  # pinned to the strategy under measure: the server refuses any other
-        coupon_id = runtime.create_coupon(f"lab {run.label}", settings.quantity_for(), strategy=run.strategy)
+    count = 0 if run.is_ping else settings.sellouts_for()
+    # Pinned to the strategy under measure: the server refuses any other on these coupons.
+    coupon_ids = tuple(
+        runtime.create_coupon(
+            f"lab {run.label} #{number + 1}", settings.quantity_for(), strategy=run.strategy
+        )
+        for number in range(count)
+    )
     target = load.Target(
         host=server.url,
         strategy=run.strategy,
-        coupon_id=coupon_id,
+        coupon_ids=coupon_ids,
         users=settings.users,
         duration=settings.duration,
         duplicate_share=settings.duplicate_share,
     )
-    safe = "".join(ch if ch.isalnum() else "_" for ch in run.label).strip("_") or "ping"
-    measured = load.run(target, out / f"locust_{safe}", lambda seconds: tick(run, seconds))
+    prefix = out / f"locust_{safe_name(run.label)}"
+    measured = load.run(target, prefix, lambda seconds: tick(run, seconds))
     if run.is_ping:
         return Result(run, measured, None)
-    backlog = drain(runtime, run.strategy, coupon_id)
-    found = audit.read(runtime, coupon_id, measured.issued, measured.failures, backlog)
+    found = audit_all(runtime, run.strategy, read_tally(Path(f"{prefix}.tally.json")))
     log.info("%s: %s", run.label, found.verdict)
-    return Result(run, measured, found, coupon_id)
+    return Result(run, measured, found, coupon_ids)
+
+
+def safe_name(label: str) -> str:
+    """Turn a run's label into a file name."""
+    return "".join(ch if ch.isalnum() else "_" for ch in label).strip("_") or "ping"
 
 
 def run_all(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, tick: Tick) -> list[Result]:
@@ -92,9 +112,9 @@ def run_all(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, ti
     for number, (key, group) in enumerate(itertools.groupby(runs, key=lambda run: run.server_key)):
         workers, env = key
         # The lab's servers may issue with the lab-only strategies (none, process_lock).
-        server_env = {**pool_env(workers), **dict(env), "COUPON_LAB_STRATEGIES": "1"}
+        merged = {**server_env(workers), **dict(env)}
         log_path = out / f"gunicorn-{number}.log"
-        with Server(runtime.config, workers=workers, extra_env=server_env, log_path=log_path) as server:
+        with Server(runtime.config, workers=workers, extra_env=merged, log_path=log_path) as server:
             for run in group:
                 results[run] = measure(runtime, server, run, settings, out, tick)
     return [results[run] for run in runs]

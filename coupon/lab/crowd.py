@@ -1,0 +1,43 @@
+"""Sell-outs one after another under the same load: which coupon the crowd asks for now."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class Cursor:
+    """The coupons of one locust process, in order; the crowd moves on when one sells out.
+
+    Over-issue happens at the last unit, so every sell-out is done by the whole crowd at once:
+    side by side, each coupon would see only a share of the concurrency at its last unit.
+    """
+
+    def __init__(self, coupon_ids: list[int]) -> None:
+        if not coupon_ids:
+            raise ValueError("no coupon to ask for")
+        self.coupon_ids = coupon_ids
+        self.index = 0
+        self.tally = {coupon_id: {"issued": 0, "errors": 0} for coupon_id in coupon_ids}
+
+    @property
+    def current(self) -> int:
+        """Return the coupon to ask for now."""
+        return self.coupon_ids[self.index]
+
+    def sold_out(self, coupon_id: int) -> None:
+        """Move on past coupon_id (late answers about an earlier coupon change nothing)."""
+        if coupon_id == self.current and self.index + 1 < len(self.coupon_ids):
+            self.index += 1
+
+    def count(self, coupon_id: int, key: str) -> None:
+        """Count what a caller of coupon_id was told: 'issued' (201/202) or 'errors'."""
+        self.tally[coupon_id][key] += 1
+
+    def write(self, path: Path) -> None:
+        """Write the per-coupon tally as JSON (keys are coupon ids)."""
+        path.write_text(json.dumps({str(k): v for k, v in self.tally.items()}))
+
+
+def read_tally(path: Path) -> dict[int, dict[str, int]]:
+    """Read a tally written by Cursor.write."""
+    return {int(k): v for k, v in json.loads(path.read_text()).items()}

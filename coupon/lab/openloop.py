@@ -1,0 +1,91 @@
+"""The open loop inside locust: one scheduler, a bounded gevent pool, answers fired into stats.
+
+Imported by locustfile.py only (it needs gevent's monkey-patching, which locust does first).
+"""
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.pool
+from geventhttpclient import URL, HTTPClient
+from locust.env import Environment
+
+from coupon.lab import arrivals
+from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
+
+NAMES = {arrivals.ISSUED: ISSUED, arrivals.REFUSED: REFUSED, arrivals.ERROR: FAILED}
+# A request is given up after TIMEOUT_SECONDS: longer than the server's own retry deadline
+# (COUPON_RETRY_DEADLINE, 10 s by default), so that a lock waiter's answer (201, or 503) is
+# heard. Cut off sooner, a request could still write a row that its caller is never told of,
+# and the audit would blame the strategy for a lost success that the generator caused.
+TIMEOUT_SECONDS = 30.0
+# After the last arrival, answers still in flight get this long before they count as faults.
+DRAIN_SECONDS = TIMEOUT_SECONDS + 5
+
+
+def _sender(client: HTTPClient, path: str, ping: bool) -> Any:
+    """Return send(): one request, its outcome; every caller is new (the issue path, no repeats)."""
+    ids = itertools.count(random.getrandbits(62) + 1)
+    headers = {"Content-Type": "application/json"}
+
+    def send() -> str:
+        try:
+            if ping:
+                response = client.get(path)
+            else:
+                response = client.post(path, body=f'{{"user_id": {next(ids)}}}', headers=headers)
+            response.read()
+        except Exception:  # noqa: BLE001 - a broken connection or a timeout is a counted fault
+            return arrivals.ERROR
+        status = response.status_code
+        if status in (200, 201, 202):
+            return arrivals.ISSUED
+        return arrivals.REFUSED if status == 409 else arrivals.ERROR
+
+    return send
+
+
+def run(environment: Environment, options: Any, path: str) -> None:
+    """Offer options.rate requests/s for warmup + measure seconds, then write the summary."""
+    seconds = options.warmup + options.measure
+    times = arrivals.intended_times(options.rate, seconds, options.seed)
+    windows = [arrivals.Window(0.0, float("inf")), arrivals.Window(options.warmup, seconds)]
+    client = HTTPClient.from_url(
+        URL(environment.host), concurrency=options.max_in_flight,
+        connection_timeout=TIMEOUT_SECONDS, network_timeout=TIMEOUT_SECONDS,
+    )
+    pool = gevent.pool.Pool(options.max_in_flight)
+    ping = options.ping
+
+    def fire(latency: float, outcome: str) -> None:
+        failed = outcome == arrivals.ERROR
+        environment.events.request.fire(
+            request_type="GET" if ping else "POST", name=PING if ping and not failed else NAMES[outcome],
+            response_time=1000 * latency, response_length=0, context={},
+            exception=RuntimeError("fault") if failed else None,
+        )
+
+    scheduler = arrivals.Scheduler(
+        times, pool, _sender(client, path, ping), windows, time.perf_counter, gevent.sleep, fire
+    )
+    # Locust's own objects need no collecting: keep the collector's pauses out of the latencies.
+    gc.freeze()
+    scheduler.run()
+    pool.join(timeout=DRAIN_SECONDS)
+    stuck = len(pool)
+    pool.kill()
+    client.close()
+    everything, measured = windows
+    document = {
+        "rate": options.rate, "seed": options.seed, "warmup": options.warmup,
+        "measure": options.measure, "max_in_flight": options.max_in_flight, "stuck": stuck,
+        "all": everything.summary(), "measured": measured.summary(),
+    }
+    Path(options.arrivals_out).write_text(json.dumps(document, indent=1))
