@@ -39,12 +39,20 @@ class DatabaseStrategy(Strategy):
 
 
 class NoLock(DatabaseStrategy):
-    """Read the count, check, insert: nothing stops two requests reading the same count."""
+    """Read the count, check, insert: nothing stops two requests reading the same count.
+
+    The control of the lab, unsafe on purpose: its count never passes the total (so the
+    database's CHECK does not refuse it), while its rows may. No guard stops it.
+    """
 
     name = "none"
     description = "No lock: read the count, check, insert. The control that shows the race."
     cross_process = False
     exact_in_process = False
+
+    def take(self, conn: Connection, coupon: CouponRow) -> bool:
+        queries.add_issued_capped(conn, coupon.id)
+        return True
 
 
 class ProcessLock(DatabaseStrategy):

@@ -11,7 +11,8 @@ from coupon.core import queries
 from coupon.core.rules import Outcome
 from coupon.runtime import Runtime
 from strategies import REGISTRY
-from strategies.redis_backed import LuaScript, RedisCounter, RedisStrategy
+from strategies.redis_backed import RedisCounter, RedisStrategy
+from strategies.seated import LuaScript
 from tests.backends import Backend, unavailable
 from tests.backends import test_config as config_for
 from tests.cluster import LocalCluster

@@ -9,6 +9,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from coupon.core.connections import redis_unavailable
+from coupon.core.queries import OverIssue
 from coupon.core.rules import Busy, CouponNotFound
 from strategies import UnknownStrategy
 
@@ -38,6 +40,16 @@ def _redis(exc: Exception) -> tuple[Response, int]:
     return error(503, "redis unavailable")
 
 
+def _redis_reply(exc: Exception) -> tuple[Response, int]:
+    # An error reply: "cannot serve now" (OOM, READONLY, ...) is a 503; anything else a bug.
+    return _redis(exc) if redis_unavailable(exc) else _unexpected(exc)
+
+
+def _over_issue(exc: Exception) -> tuple[Response, int]:
+    log.error("stock guard: %s", exc)
+    return error(409, "sold out: the database refused to issue past the total")
+
+
 def _unexpected(exc: Exception) -> tuple[Response, int]:
     log.exception("unhandled error")
     return error(500, "internal error")
@@ -54,4 +66,6 @@ def register(app: Flask) -> None:
     app.register_error_handler(PoolTimeout, _database)
     app.register_error_handler(redis.exceptions.ConnectionError, _redis)
     app.register_error_handler(redis.exceptions.TimeoutError, _redis)
+    app.register_error_handler(redis.exceptions.RedisError, _redis_reply)
+    app.register_error_handler(OverIssue, _over_issue)
     app.register_error_handler(Exception, _unexpected)

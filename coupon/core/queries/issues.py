@@ -3,13 +3,29 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Connection, bindparam, exists, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError
 
-from coupon.core.models import UNIQUE_ISSUE_KEY, Timestamp, coupon_issue
+from coupon.core.models import (
+    UNIQUE_ISSUE_KEY,
+    UNIQUE_SEAT_KEY,
+    Timestamp,
+    coupon,
+    coupon_issue,
+)
 from coupon.core.queries.coupons import add_issued, get_coupon
 from coupon.core.rules import CouponNotFound, utcnow
 
@@ -30,6 +46,10 @@ class DuplicateIssue(Exception):
     """
 
 
+class SeatTaken(Exception):
+    """Raised when another row already holds this seat: the reservation's seat is not its own."""
+
+
 def insert_issue(conn: Connection, coupon_id: int, user_id: int) -> None:
     """Insert the issue row; raise DuplicateIssue when the user has it already."""
     try:
@@ -37,9 +57,64 @@ def insert_issue(conn: Connection, coupon_id: int, user_id: int) -> None:
             insert(coupon_issue).values(coupon_id=coupon_id, user_id=user_id, issued_at=utcnow())
         )
     except IntegrityError as exc:
-        if UNIQUE_ISSUE_KEY in str(exc.orig):
-            raise DuplicateIssue(coupon_id, user_id) from exc
+        _raise_duplicate(exc, coupon_id, user_id)
+
+
+def _raise_duplicate(exc: IntegrityError, coupon_id: int, user_id: int) -> None:
+    if UNIQUE_ISSUE_KEY in str(exc.orig):
+        raise DuplicateIssue(coupon_id, user_id) from exc
+    if UNIQUE_SEAT_KEY in str(exc.orig):
+        raise SeatTaken(coupon_id, user_id) from exc
+    raise exc
+
+
+def insert_seated_issue(conn: Connection, coupon_id: int, user_id: int, seat: int) -> bool:
+    """Insert the row of a seat reserved in Redis, only while the seat is within the total.
+
+    One INSERT ... SELECT from the coupon row, read without a lock (READ COMMITTED): issuers
+    never queue on the coupon's row. The unique (coupon_id, seat) key admits one row per seat,
+    so at most `total` seated rows exist whatever Redis says. False: the seat is past the total
+    (or no such coupon). Raises DuplicateIssue or SeatTaken.
+    """
+    values = select(
+        literal(coupon_id, BigInteger),
+        literal(user_id, BigInteger),
+        literal(seat, Integer),
+        literal(utcnow(), Timestamp),
+    ).where(coupon.c.id == coupon_id, coupon.c.total_quantity >= seat, literal(seat, Integer) >= 1)
+    statement = insert(coupon_issue).from_select(["coupon_id", "user_id", "seat", "issued_at"], values)
+    try:
+        return conn.execute(statement).rowcount == 1
+    except IntegrityError as exc:
+        _raise_duplicate(exc, coupon_id, user_id)
         raise
+
+
+def seat_of(conn: Connection, coupon_id: int, user_id: int) -> int | None:
+    """Return the seat of the user's row (0 for a row without one), or None when no row."""
+    query = select(func.coalesce(coupon_issue.c.seat, 0)).where(
+        coupon_issue.c.coupon_id == coupon_id, coupon_issue.c.user_id == user_id
+    )
+    found = conn.execute(query).scalar()
+    return None if found is None else int(found)
+
+
+def holders(conn: Connection, coupon_id: int) -> dict[int, int | None]:
+    """Return every user holding this coupon, with the seat of their row (None: no seat)."""
+    query = select(coupon_issue.c.user_id, coupon_issue.c.seat).where(
+        coupon_issue.c.coupon_id == coupon_id
+    )
+    return {int(user): seat for user, seat in conn.execute(query)}
+
+
+def users_with_rows(conn: Connection, coupon_id: int, user_ids: list[int]) -> set[int]:
+    """Return which of these users hold a row of this coupon."""
+    if not user_ids:
+        return set()
+    query = select(coupon_issue.c.user_id).where(
+        coupon_issue.c.coupon_id == coupon_id, coupon_issue.c.user_id.in_(user_ids)
+    )
+    return {int(user) for user in conn.execute(query).scalars()}
 
 
 def issued_users(conn: Connection, coupon_id: int) -> list[int]:
@@ -58,46 +133,74 @@ def count_issues(conn: Connection, coupon_id: int) -> tuple[int, int]:
 
 
 def _insert_ignoring_duplicates(
-    conn: Connection, coupon_id: int, user_ids: list[int], issued_at: datetime
+    conn: Connection, coupon_id: int, seated: list[tuple[int, int | None]], issued_at: datetime
 ) -> int:
-    """Insert issue rows, skipping any (coupon, user) already there; return how many were new.
+    """Insert issue rows, skipping any whose user or seat is taken; return how many were new.
 
     Both forms compile once and are cached: PostgreSQL takes the users as one array parameter
     (unnest), MySQL/MariaDB an executemany that the driver folds into multi-row INSERTs.
     """
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        users = func.unnest(bindparam("users", type_=ARRAY(BigInteger)))
-        batch = users.table_valued("user_id").render_derived(name="batch")
+        users = bindparam("users", type_=ARRAY(BigInteger))
+        seats = bindparam("seats", type_=ARRAY(Integer))
+        batch = func.unnest(users, seats).table_valued("user_id", "seat").render_derived(name="b")
         coupon_column = bindparam("coupon_id", type_=BigInteger)
-        rows = select(coupon_column, batch.c.user_id, bindparam("at", type_=Timestamp))
+        rows = select(coupon_column, batch.c.user_id, batch.c.seat, bindparam("at", type_=Timestamp))
         statement = postgresql_insert(coupon_issue).from_select(
-            ["coupon_id", "user_id", "issued_at"], rows
+            ["coupon_id", "user_id", "seat", "issued_at"], rows
         )
-        statement = statement.on_conflict_do_nothing(constraint=UNIQUE_ISSUE_KEY)
-        params = {"users": user_ids, "coupon_id": coupon_id, "at": issued_at}
+        # No conflict target: a taken user and a taken seat are both skipped (and reported).
+        statement = statement.on_conflict_do_nothing()
+        params = {
+            "users": [user for user, _ in seated],
+            "seats": [seat for _, seat in seated],
+            "coupon_id": coupon_id,
+            "at": issued_at,
+        }
         return int(conn.execute(statement, params).rowcount)
     if dialect in ("mysql", "mariadb"):
         statement = mysql_insert(coupon_issue).prefix_with("IGNORE")
         many = [
-            {"coupon_id": coupon_id, "user_id": user, "issued_at": issued_at} for user in user_ids
+            {"coupon_id": coupon_id, "user_id": user, "seat": seat, "issued_at": issued_at}
+            for user, seat in seated
         ]
         return int(conn.execute(statement, many).rowcount)
     raise NotImplementedError(f"no idempotent insert for {dialect}")
 
 
-def issue_batch(conn: Connection, coupon_id: int, user_ids: list[int]) -> int:
-    """Write issues already reserved in Redis, idempotently; return the rows really inserted.
+def issue_batch(
+    conn: Connection, coupon_id: int, seated: list[tuple[int, int | None]]
+) -> tuple[int, dict[int, str]]:
+    """Write issues reserved in Redis, idempotently and never past the total.
 
-    The coupon row is locked first (see check_and_write in strategies/base.py for the InnoDB
-    deadlock this avoids), then the rows go in with one INSERT IGNORE / ON CONFLICT DO NOTHING,
-    and the issued count grows by what was really inserted: a redelivered batch adds nothing.
+    Returns the rows really inserted and, per user refused, the reason: a seat past the total,
+    no stock left by the coupon's count, or a seat another row holds. Users who already hold
+    a row (a redelivered batch) are neither inserted nor refused. The coupon row is locked
+    first (see check_and_write in strategies/base.py for the InnoDB deadlock this avoids).
     """
-    if get_coupon(conn, coupon_id, for_update=True) is None:
+    found = get_coupon(conn, coupon_id, for_update=True)
+    if found is None:
         raise CouponNotFound(coupon_id)
-    if not user_ids:
-        return 0
-    inserted = _insert_ignoring_duplicates(conn, coupon_id, user_ids, utcnow())
+    held = users_with_rows(conn, coupon_id, [user for user, _ in seated])
+    room = found.total_quantity - found.issued_quantity
+    allowed: list[tuple[int, int | None]] = []
+    refused: dict[int, str] = {}
+    for user, seat in dict(seated).items():
+        if user in held:
+            continue
+        if seat is not None and not 1 <= seat <= found.total_quantity:
+            refused[user] = f"seat {seat} is past the total {found.total_quantity}"
+        elif len(allowed) >= room:
+            refused[user] = f"sold out in the database ({found.total_quantity} counted)"
+        else:
+            allowed.append((user, seat))
+    inserted = _insert_ignoring_duplicates(conn, coupon_id, allowed, utcnow()) if allowed else 0
+    if inserted < len(allowed):
+        written = users_with_rows(conn, coupon_id, [user for user, _ in allowed])
+        for user, seat in allowed:
+            if user not in written:
+                refused[user] = f"seat {seat} is held by another row"
     if inserted:
         add_issued(conn, coupon_id, inserted)
-    return inserted
+    return inserted, refused
