@@ -21,7 +21,7 @@ for i = 5, #ARGV - 1, 2 do
   end
 end
 local seats = redis.call('HVALS', KEYS[5])
-if #seats == 0 then
+if #seats == 0 and redis.call('SCARD', KEYS[4]) == 0 then
   counter = redis.call('SCARD', KEYS[2])
 else
   local held = {}
