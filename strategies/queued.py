@@ -25,6 +25,7 @@ class Queued(LuaScript):
     description = "Lua reserve + XADD to a Redis Stream in one script; 202 now, a worker writes rows."
     cross_process = True
     synchronous = False
+    folds_issued = False  # the worker counts each batch it writes
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
