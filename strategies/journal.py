@@ -54,9 +54,9 @@ class Journal:
         return sorted(int(c) for c in self.client.smembers(journal_registry(self.prefix)))
 
     def release(self, coupon_id: int, user_id: int, *, seen: float | None = None,
-                mode: str = "free") -> bool:  # fmt: skip
+                mode: str = "free", row_seat: int = 0) -> bool:  # fmt: skip
         """Give a reservation back (its row is known absent); with seen, only if still journaled so."""
-        args = [user_id, "" if seen is None else repr(seen), mode]
+        args = [user_id, "" if seen is None else repr(seen), mode, row_seat]
         return bool(self._release(keys=self.keys(coupon_id).release_keys(), args=args))
 
     def clear(self, coupon_id: int, user_id: int) -> None:

@@ -76,12 +76,12 @@ class LuaScript(RedisStrategy):
         try:
             outcome = write_resolved(self.services.engine, coupon_id, user_id, work)
         except queries.DuplicateIssue:
-            # As in RedisCounter: the existing row holds the unit this seat now stands for.
-            self.journal.clear(coupon_id, user_id)
+            self.settle_duplicate(coupon_id, user_id, seat)
             return Outcome.ALREADY_ISSUED
         except queries.SeatTaken:
             log.warning("seat %s of coupon %s is another row's; reserving again", seat, coupon_id)
             self.journal.release(coupon_id, user_id, mode="drop")
+            self.restore_holder(coupon_id, seat)
             return None
         except NotWritten as failed:
             self.release(coupon_id, user_id)
@@ -91,6 +91,24 @@ class LuaScript(RedisStrategy):
         else:
             self.journal.clear(coupon_id, user_id)
         return outcome
+
+    def restore_holder(self, coupon_id: int, seat: int) -> None:
+        """Put the holder of a seat's row back in Redis (a sweep gave its seat back too early)."""
+        with self.services.engine.connect() as conn:
+            holder = queries.holder_of_seat(conn, coupon_id, seat)
+        if holder is not None:
+            keys = self.state.keys(coupon_id)
+            self.redis.pipeline().sadd(keys.users, holder).hset(keys.seats, holder, seat).execute()
+
+    def settle_duplicate(self, coupon_id: int, user_id: int, seat: int) -> None:
+        """The user's row exists: a seated row keeps its own seat and this one goes back; a row
+        without a seat (another family's) keeps this seat as the unit it stands for."""
+        with self.services.engine.connect() as conn:
+            row_seat = queries.seat_of(conn, coupon_id, user_id)
+        if row_seat and row_seat != seat:
+            self.journal.release(coupon_id, user_id, mode="keep", row_seat=row_seat)
+        else:
+            self.journal.clear(coupon_id, user_id)
 
     @staticmethod
     def _insert(coupon_id: int, user_id: int, seat: int, conn: Connection) -> Outcome:

@@ -136,3 +136,26 @@ def test_rebuild_during_a_queued_sale_keeps_every_reservation(runtime, make_coup
     assert rebuilds and errors(results) == [], tally(results)
     accepted = {u for u, r in zip(users, results) if r is Outcome.ACCEPTED}
     assert len(accepted) == 50 and set(holders(runtime, coupon_id)) == accepted
+
+
+def test_a_row_landing_after_its_seat_was_swept_strands_no_seat(runtime, make_coupon):
+    coupon_id = make_coupon(quantity=2)
+    lua = runtime.strategies["lua"]
+    _, seat = lua.reserve(coupon_id, 1)  # the first request's write is slow...
+    assert lua.journal.release(coupon_id, 1, seen=None)  # ...the sweep found no row, gave seat 1 back
+    assert lua.write(coupon_id, 1, seat) is Outcome.ISSUED  # ...then the slow row landed on seat 1
+    assert lua.issue(coupon_id, 2) is Outcome.ISSUED  # seat 1 is the row's: user 1 known again
+    assert lua.issue(coupon_id, 1) is Outcome.ALREADY_ISSUED
+    assert lua.issue(coupon_id, 3) is Outcome.SOLD_OUT
+    assert sorted(holders(runtime, coupon_id).values()) == [1, 2]
+
+
+def test_a_holder_redis_forgot_gives_its_new_seat_back(runtime, make_coupon):
+    coupon_id = make_coupon(quantity=2)
+    lua, client, keys = runtime.strategies["lua"], runtime.services.redis, runtime.state.keys(coupon_id)
+    assert lua.issue(coupon_id, 1) is Outcome.ISSUED  # seat 1
+    client.pipeline().srem(keys.users, 1).hdel(keys.seats, 1).execute()  # Redis forgot user 1
+    assert lua.issue(coupon_id, 1) is Outcome.ALREADY_ISSUED  # seat 2 was taken, then given back
+    assert lua.issue(coupon_id, 2) is Outcome.ISSUED
+    assert lua.issue(coupon_id, 3) is Outcome.SOLD_OUT
+    assert sorted(holders(runtime, coupon_id).values()) == [1, 2]

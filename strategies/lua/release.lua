@@ -5,7 +5,8 @@
 -- KEYS[5] journal sorted set
 -- ARGV[1] user id   ARGV[2] the journal score the caller saw ('' = whatever it is now)
 -- ARGV[3] mode: 'free' the user holds nothing now; 'drop' the seat is not this reservation's
--- to give (another row holds it, or it is past the total): forget the claim, free nothing.
+-- to give (another row holds it, or it is past the total): forget the claim, free nothing;
+-- 'keep' the user's own row holds another seat, ARGV[4]: record that one, free this one.
 -- Returns 1 released, 0 left alone (the journal entry changed: the request path settled it).
 if ARGV[2] ~= '' then
   local score = redis.call('ZSCORE', KEYS[5], ARGV[1])
@@ -22,6 +23,10 @@ if seat then
 elseif ARGV[3] == 'free' and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
   redis.call('DECR', KEYS[2])
 end
-redis.call('SREM', KEYS[1], ARGV[1])
+if ARGV[3] == 'keep' then
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+else
+  redis.call('SREM', KEYS[1], ARGV[1])
+end
 redis.call('ZREM', KEYS[5], ARGV[1])
 return 1

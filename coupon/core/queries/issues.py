@@ -99,6 +99,15 @@ def seat_of(conn: Connection, coupon_id: int, user_id: int) -> int | None:
     return None if found is None else int(found)
 
 
+def holder_of_seat(conn: Connection, coupon_id: int, seat: int) -> int | None:
+    """Return the user whose row holds this seat, or None."""
+    query = select(coupon_issue.c.user_id).where(
+        coupon_issue.c.coupon_id == coupon_id, coupon_issue.c.seat == seat
+    )
+    found = conn.execute(query).scalar()
+    return None if found is None else int(found)
+
+
 def holders(conn: Connection, coupon_id: int) -> dict[int, int | None]:
     """Return every user holding this coupon, with the seat of their row (None: no seat)."""
     query = select(coupon_issue.c.user_id, coupon_issue.c.seat).where(
