@@ -4,6 +4,7 @@ Callers use ``queries.<name>``: the table a statement touches is this package's 
 """
 from __future__ import annotations
 
+from coupon.core.queries.batches import issue_batch
 from coupon.core.queries.coupons import (
     OverIssue,
     add_issued,
@@ -33,7 +34,6 @@ from coupon.core.queries.issues import (
     holders,
     insert_issue,
     insert_seated_issue,
-    issue_batch,
     issued_users,
     seat_of,
     users_with_rows,
