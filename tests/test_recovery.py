@@ -4,10 +4,13 @@ Every stranded reservation ends as a row or a released seat within the recovery 
 repairs an operator may run during traffic (reconcile --fix, rebuild-redis) never over-issue."""
 from __future__ import annotations
 
+import itertools
 import threading
-from typing import Iterator
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from coupon.core import queries
 from coupon.core.rules import Outcome
@@ -25,6 +28,24 @@ BOUND = 0.5  # the recovery bound these tests run the sweep with (the default is
 def holders(runtime: Runtime, coupon_id: int) -> dict[int, int | None]:
     with runtime.services.engine.connect() as conn:
         return queries.holders(conn, coupon_id)
+
+
+@contextmanager
+def repeatedly(action: Callable[[], object]) -> Iterator[list[object]]:
+    """Run action over and over in a thread while the block runs (a repair mid-sale)."""
+    done, results = threading.Event(), []
+
+    def loop() -> None:
+        while not done.is_set():
+            results.append(action())
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield results
+    finally:
+        done.set()
+        thread.join(timeout=30)
 
 
 @pytest.fixture()
@@ -95,20 +116,12 @@ def test_a_lost_script_reply_is_finished_by_the_retry(backend, runtime, make_cou
 def test_reconcile_fix_during_a_sale_never_over_issues(runtime, make_coupon, sweeping, name):
     coupon_id = make_coupon(quantity=20)
     users = list(range(1, 301))
-    done = threading.Event()
-    fixes = []
 
     def repair() -> None:
-        while not done.is_set():
-            report = reconcile.reconcile(runtime.state, coupon_id)
-            reconcile.fix(runtime.state, report, bound=BOUND)
-            fixes.append(report)
+        reconcile.fix(runtime.state, reconcile.reconcile(runtime.state, coupon_id), bound=BOUND)
 
-    repairer = threading.Thread(target=repair, daemon=True)
-    repairer.start()
-    results = crowd(runtime.strategies[name].issue, [(coupon_id, u) for u in users], 16)
-    done.set()
-    repairer.join(timeout=30)
+    with repeatedly(repair) as fixes:
+        results = crowd(runtime.strategies[name].issue, [(coupon_id, u) for u in users], 16)
     assert fixes and errors(results) == [], tally(results)
     rows = holders(runtime, coupon_id)
     assert len(rows) <= 20
@@ -117,21 +130,35 @@ def test_reconcile_fix_during_a_sale_never_over_issues(runtime, make_coupon, swe
     demand_until(runtime, name, coupon_id, 20, first=1000)
 
 
+def test_reconcile_fix_while_lua_writes_fail_never_over_issues(runtime, make_coupon, sweeping,
+                                                              monkeypatch):  # fmt: skip
+    coupon_id = make_coupon(quantity=20)
+    real, calls = queries.insert_seated_issue, itertools.count(1)
+
+    def flaky(*args: object) -> bool:
+        if next(calls) % 4 == 0:  # the database fails a write before its commit
+            raise OperationalError("INSERT", {}, Exception("server has gone away"))
+        return real(*args)
+
+    monkeypatch.setattr(queries, "insert_seated_issue", flaky)
+
+    def repair() -> None:
+        reconcile.fix(runtime.state, reconcile.reconcile(runtime.state, coupon_id), bound=BOUND)
+
+    with repeatedly(repair) as fixes:
+        results = crowd(runtime.strategies["lua"].issue, [(coupon_id, u) for u in range(1, 301)], 16)
+    assert fixes and {type(e) for e in errors(results)} <= {OperationalError}
+    rows = holders(runtime, coupon_id)
+    assert len(rows) <= 20 and {u for u, r in enumerate(results, 1) if r is Outcome.ISSUED} == set(rows)
+    monkeypatch.undo()
+    demand_until(runtime, "lua", coupon_id, 20, first=1000)
+
+
 def test_rebuild_during_a_queued_sale_keeps_every_reservation(runtime, make_coupon):
     coupon_id = make_coupon(quantity=50)
     users = list(range(1, 201))
-    done = threading.Event()
-    rebuilds = []
-
-    def rebuild() -> None:
-        while not done.is_set():
-            rebuilds.append(runtime.state.rebuild(coupon_id, overwrite=True))
-
-    rebuilder = threading.Thread(target=rebuild, daemon=True)
-    rebuilder.start()
-    results = crowd(runtime.strategies["queued"].issue, [(coupon_id, u) for u in users], 16)
-    done.set()
-    rebuilder.join(timeout=30)
+    with repeatedly(lambda: runtime.state.rebuild(coupon_id, overwrite=True)) as rebuilds:
+        results = crowd(runtime.strategies["queued"].issue, [(coupon_id, u) for u in users], 16)
     drain(runtime, [coupon_id], timeout=30)
     assert rebuilds and errors(results) == [], tally(results)
     accepted = {u for u, r in zip(users, results) if r is Outcome.ACCEPTED}
