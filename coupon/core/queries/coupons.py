@@ -115,9 +115,11 @@ def fold_issued(conn: Connection, coupon_id: int) -> int | None:
     """Set the issued count to the coupon's rows, under the row lock; None if no such coupon.
 
     The rows are counted after the lock is held, so a strategy that counts as it writes
-    (atomic_update) cannot commit between the count and the update.
+    (atomic_update) cannot commit between the count and the update. On PostgreSQL the lock is
+    FOR NO KEY UPDATE: the inserts' foreign-key checks (KEY SHARE) do not wait for it.
     """
-    if get_coupon(conn, coupon_id, for_update=True) is None:
+    locked = select(coupon.c.id).where(coupon.c.id == coupon_id).with_for_update(key_share=True)
+    if conn.execute(locked).first() is None:
         return None
     count = select(func.count()).where(coupon_issue.c.coupon_id == coupon_id)
     rows = int(conn.execute(count).scalar_one())
