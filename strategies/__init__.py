@@ -12,7 +12,8 @@ from strategies.database import (
 )
 from strategies.fenced import FencedLock
 from strategies.queued import Queued
-from strategies.redis_backed import LuaScript, RedisCounter, RedisLock
+from strategies.redis_backed import RedisCounter, RedisLock
+from strategies.seated import LuaScript
 
 REGISTRY: dict[str, type[Strategy]] = {
     cls.name: cls

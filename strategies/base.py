@@ -43,6 +43,9 @@ class Strategy:
     # Answers ISSUED once the row is written; False for a strategy that answers ACCEPTED and
     # leaves the row to a worker (the concurrency suite drives those with their worker).
     synchronous: ClassVar[bool] = True
+    # Leaves coupon.issued_quantity to the workers' fold (coupon/queue/sweep.py) instead of
+    # moving it per issue: the request path takes no lock on the coupon row.
+    folds_issued: ClassVar[bool] = False
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -130,14 +133,6 @@ def issue_in_db(
         else:
             conn.rollback()
         return outcome
-
-
-def persist_issue(engine: Engine, coupon_id: int, user_id: int) -> None:
-    """Write an issue already decided elsewhere (in Redis): the row and the count."""
-    with engine.begin() as conn:
-        # Row lock first, then the insert: see check_and_write for the InnoDB deadlock.
-        queries.add_issued(conn, coupon_id)
-        queries.insert_issue(conn, coupon_id, user_id)
 
 
 def take_unchecked(conn: Connection, coupon: CouponRow) -> bool:

@@ -82,9 +82,15 @@ class Coalesced:
         for call in batch:
             pipe.evalsha(self.script.sha, len(call.keys), *call.keys, *call.args)
         results = pipe.execute(raise_on_error=False)
-        if reload and any(isinstance(result, NoScriptError) for result in results):
-            self.client.script_load(self.script.script)  # Redis restarted or flushed its scripts
-            return self._pipeline(batch, reload=False)
+        missed = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if reload and missed:
+            # Redis restarted or flushed its scripts. Re-send only the calls that did not run:
+            # the others' scripts did (a reserve), and running them again would answer
+            # already_issued to a user whose first call reserved.
+            self.client.script_load(self.script.script)
+            again = self._pipeline([batch[i] for i in missed], reload=False)
+            for i, result in zip(missed, again):
+                results[i] = result
         return results
 
 

@@ -39,12 +39,25 @@ class DatabaseStrategy(Strategy):
 
 
 class NoLock(DatabaseStrategy):
-    """Read the count, check, insert: nothing stops two requests reading the same count."""
+    """Read the count, check, insert: nothing stops two requests reading the same count.
+
+    The control of the lab, unsafe on purpose: its count never passes the total (so the
+    database's CHECK does not refuse it), while its rows may. No guard stops it.
+    """
 
     name = "none"
     description = "No lock: read the count, check, insert. The control that shows the race."
     cross_process = False
     exact_in_process = False
+
+    def take(self, conn: Connection, coupon: CouponRow) -> bool:
+        return take_capped(conn, coupon)
+
+
+def take_capped(conn: Connection, coupon: CouponRow) -> bool:
+    """Count the issue, stopping the count at the total (the unsafe strategies' way)."""
+    queries.add_issued_capped(conn, coupon.id)
+    return True
 
 
 class ProcessLock(DatabaseStrategy):
@@ -70,6 +83,11 @@ class ProcessLock(DatabaseStrategy):
             with self._guard:
                 lock = self._locks.setdefault(coupon_id, threading.Lock())
         return lock
+
+    def take(self, conn: Connection, coupon: CouponRow) -> bool:
+        # Across processes the lock serialises nothing: like `none`, it writes around the
+        # database's guard, so what it shows is its own race, not the CHECK's refusal.
+        return take_capped(conn, coupon)
 
     def issue(self, coupon_id: int, user_id: int) -> Outcome:
         with self._lock_for(coupon_id):

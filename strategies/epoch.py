@@ -4,7 +4,7 @@ A Redis restarted from an AOF cut short by a power cut (appendfsync everysec or 
 replica promoted before it had every write, has forgotten reservations it acknowledged; the
 database still holds their rows, so selling their seats again would over-issue. Every coupon's
 state is stamped with the run_id of the Redis process that last reconciled it against the
-database (strategies/lua/epoch.lua); the reserve scripts, wrapped by ``guard``, answer
+database (``restore``, which stamps it); the reserve scripts, wrapped by ``guard``, answer
 "no state" for a coupon stamped by another run, and the strategy calls ``restore`` and retries.
 A restart that lost nothing costs one reconciliation per coupon; one that lost something
 gets back every row (and every accepted request still in a stream) before anyone is served.
@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from coupon.core import queries, stream
-from coupon.core.rules import CouponNotFound
-from strategies.redis_state import RedisState, load_script
+from strategies.redis_state import RedisState
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +27,7 @@ NO_STATE = 5
 GUARD = """
 local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
 if redis.call('HGET', KEYS[1], 'epoch') ~= run then
-  return {no_state}
+  return {{{no_state}, 0}}
 end
 return guarded()
 """
@@ -40,27 +38,21 @@ def guard(source: str) -> str:
     return f"local function guarded()\n{source}\nend\n{GUARD.format(no_state=NO_STATE)}"
 
 
-def restore(state: RedisState, coupon_id: int) -> int:
-    """Rebuild a coupon's missing state, merge in the database's truth, stamp it; return count.
+def restore(state: RedisState, coupon_id: int) -> None:
+    """Merge the database's truth into a coupon's Redis state, then stamp it with this run.
 
-    The streams are read before the rows (as RedisState.rebuild does), so an entry a worker
-    persists meanwhile is counted either way.
+    RedisState.rebuild merges rows, their seats and the streams' accepted requests into what
+    Redis holds, never dropping anything present, so a restore racing another one, or a
+    reservation made meanwhile, loses nothing.
     """
     client, keys = state.client, state.keys(coupon_id)
-    stamp, run = client.hget(keys.meta, "epoch"), client.info("server").get("run_id")
-    if stamp is not None and stamp == run:  # a concurrent caller restored it meanwhile
-        return int(client.get(keys.count) or 0)
-    if not client.exists(keys.meta):
-        state.rebuild(coupon_id, overwrite=False)
-    in_flight = stream.in_flight_users(client, keys)
-    with state.engine.connect() as conn:
-        if queries.get_coupon(conn, coupon_id) is None:
-            raise CouponNotFound(coupon_id)
-        users = set(queries.issued_users(conn, coupon_id)) | in_flight
-    merge = load_script(client, "epoch")
-    forgotten, count = merge(keys=[keys.meta, keys.users, keys.count], args=sorted(users))
-    if int(forgotten):
+    run = client.info("server").get("run_id")
+    if client.hget(keys.meta, "epoch") == run:  # a concurrent caller restored it meanwhile
+        return
+    had = client.scard(keys.users)
+    state.rebuild(coupon_id, overwrite=True)
+    client.hset(keys.meta, "epoch", run)
+    gained = client.scard(keys.users) - had
+    if had and gained:
         log.warning("coupon %s: Redis went back in time: it had forgotten %d users holding a "
-                    "row or a queued request; reconciled, counter now %d",
-                    coupon_id, int(forgotten), int(count))
-    return int(count)
+                    "row or a queued request; reconciled", coupon_id, gained)

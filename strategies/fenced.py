@@ -40,25 +40,37 @@ class FencedLock(RedisLock):
         engine = self.services.engine
         with self.held(coupon_id):
             token = self.next_token(coupon_id)
-            with engine.begin() as conn:
-                if not queries.claim_fence(conn, coupon_id, token):
+            if not self.claim(coupon_id, token):
+                # The row has seen this token already: a newer holder claimed it, or the
+                # counter came back behind the row (a restore, a lagging replica). Move the
+                # counter past the row's token and claim once more, instead of burning one
+                # token per request until it catches up.
+                token = self.next_token(coupon_id, past_row=True)
+                if not self.claim(coupon_id, token):
                     raise FencedOut(f"token {token} of coupon {coupon_id} superseded at claim")
             take = partial(self.take_fenced, token)
             attempt = partial(issue_in_db, engine, coupon_id, user_id, take)
             return with_retries(attempt, self.services.config.retry_deadline)
 
-    def next_token(self, coupon_id: int) -> int:
+    def claim(self, coupon_id: int, token: int) -> bool:
+        """Record token as the coupon's newest fence; False when the row has seen it."""
+        with self.services.engine.begin() as conn:
+            return queries.claim_fence(conn, coupon_id, token)
+
+    def next_token(self, coupon_id: int, *, past_row: bool = False) -> int:
         """Take the next fencing token from Redis, above any the row has already seen."""
         fence = self.state.keys(coupon_id).fence
         token = int(self.redis.incr(fence))
-        if token == 1:
+        if token == 1 or past_row:
             # A fresh counter: a new coupon, or Redis lost the key. Jump past the row's token,
             # or every holder from now on would be fenced out by the row's older history.
             with self.services.engine.connect() as conn:
                 row = queries.describe_coupon(conn, coupon_id)
             if row is None:
                 raise CouponNotFound(coupon_id)
-            token = int(self.redis.incrby(fence, int(row["fence_token"])))
+            behind = int(row["fence_token"]) - token + 1
+            if behind > 0:
+                token = int(self.redis.incrby(fence, behind))
         return token
 
     def take_fenced(self, token: int, conn: Connection, coupon: CouponRow) -> bool:

@@ -8,18 +8,11 @@ from coupon.core.connections import Services
 from coupon.core.rules import CouponNotFound, Outcome
 from strategies import epoch
 from strategies.coalesce import coalesce
-from strategies.redis_backed import NO_STATE, RESERVE_CODES, LuaScript
-from strategies.redis_state import LUA_DIR
+from strategies.redis_backed import NO_STATE, RESERVE_CODES, compose
+from strategies.seated import LuaScript
 
 # Which reserve.lua answer means "reserved": the queued script answers accepted for it.
 RESERVED = 0
-
-
-def compose_enqueue_script() -> str:
-    """Return reserve.lua wrapped as a local function, followed by queue.lua."""
-    reserve = (LUA_DIR / "reserve.lua").read_text()
-    queue = (LUA_DIR / "queue.lua").read_text()
-    return f"local function reserve()\n{reserve}\nend\n{queue}"
 
 
 class Queued(LuaScript):
@@ -33,10 +26,11 @@ class Queued(LuaScript):
     description = "Lua reserve + XADD to a Redis Stream in one script; 202 now, a worker writes rows."
     cross_process = True
     synchronous = False
+    folds_issued = False  # the worker counts each batch it writes
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        self._enqueue: Script = self.redis.register_script(epoch.guard(compose_enqueue_script()))
+        self._enqueue: Script = self.redis.register_script(epoch.guard(compose("queue")))
         # Concurrent requests of this process share round trips (strategies/coalesce.py).
         self._enqueue_shared = coalesce(self.redis, self._enqueue)
         self._prefix = services.config.redis_prefix
@@ -46,12 +40,15 @@ class Queued(LuaScript):
     def enqueue(self, coupon_id: int, user_id: int) -> Outcome:
         """Run the reserve-and-enqueue script, rebuilding the coupon's state if Redis lost it."""
         keys = self.state.keys(coupon_id)
-        script_keys = [keys.meta, keys.users, keys.count, keys.stream]
+        script_keys = [*keys.reserve_keys(), keys.stream]
         args = [user_id, rules.to_epoch(rules.utcnow()), stream.GROUP]
-        code = int(self._enqueue_shared(keys=script_keys, args=args))
+        code = int(self._enqueue_shared(keys=script_keys, args=args)[0])
         if code == NO_STATE:
+            # Redis lost its data (the workers' registry with it) or went back in time:
+            # merge the database's truth, stamp this run, register again.
             epoch.restore(self.state, coupon_id)
-            code = int(self._enqueue_shared(keys=script_keys, args=args))
+            stream.register(self.redis, self._prefix, coupon_id)
+            code = int(self._enqueue_shared(keys=script_keys, args=args)[0])
         if code == RESERVED:
             return Outcome.ACCEPTED
         outcome = RESERVE_CODES[code]
@@ -63,12 +60,12 @@ class Queued(LuaScript):
         """Enqueue many users in one pipeline (bulk loads, benchmarks); return how many got in."""
         stream.register(self.redis, self._prefix, coupon_id)
         keys = self.state.keys(coupon_id)
-        script_keys = [keys.meta, keys.users, keys.count, keys.stream]
+        script_keys = [*keys.reserve_keys(), keys.stream]
         now = rules.to_epoch(rules.utcnow())
         pipe = self.redis.pipeline(transaction=False)
         for user_id in user_ids:
             self._enqueue(keys=script_keys, args=[user_id, now, stream.GROUP], client=pipe)
-        return sum(int(code) == RESERVED for code in pipe.execute())
+        return sum(int(code) == RESERVED for code, _ in pipe.execute())
 
     def issue(self, coupon_id: int, user_id: int) -> Outcome:
         if self.soldout.active(coupon_id):

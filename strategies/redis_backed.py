@@ -6,28 +6,18 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Iterator
 
+import redis
 import redis_lock
 from sqlalchemy import Connection
 
-from coupon.core import rules
+from coupon.core import queries, rules
 from coupon.core.connections import Services
-from coupon.core.queries import DuplicateIssue
 from coupon.core.rules import Busy, CouponRow, Outcome
 from strategies import epoch
-from strategies.base import (
-    Strategy,
-    issue_in_db,
-    persist_issue,
-    take_unchecked,
-    with_retries,
-)
-from strategies.redis_state import (
-    RedisState,
-    from_epoch_text,
-    load_script,
-    script_source,
-)
-from strategies.soldout import SoldOut
+from strategies.base import Strategy, issue_in_db, take_unchecked, with_retries
+from strategies.journal import Journal
+from strategies.outcome import NotWritten, holds_row, write_resolved
+from strategies.redis_state import LUA_DIR, RedisState, from_epoch_text
 from strategies.stall import Stall
 
 log = logging.getLogger(__name__)
@@ -41,6 +31,16 @@ RESERVE_CODES = {
     4: Outcome.ENDED,
 }
 NO_STATE = 5
+# journal.lua: this user's reservation is still journaled, its write's outcome unknown.
+HELD = 6
+# How often a reservation whose seat another row holds reserves again before answering 503.
+SEAT_RETRIES = 3
+
+
+def compose(wrapper: str) -> str:
+    """Return reserve.lua wrapped as a local function, followed by the named wrapper script."""
+    reserve = (LUA_DIR / "reserve.lua").read_text()
+    return f"local function reserve()\n{reserve}\nend\n{(LUA_DIR / f'{wrapper}.lua').read_text()}"
 
 
 class RedisStrategy(Strategy):
@@ -50,6 +50,21 @@ class RedisStrategy(Strategy):
         super().__init__(services)
         self.redis = services.redis
         self.state = RedisState(services.redis, services.engine, services.config.redis_prefix)
+        self.journal = Journal(services.redis, services.config.redis_prefix)
+        # Coupons this process has put in the workers' sweep registry (again after state loss).
+        self._journaled: set[int] = set()
+
+    def journaling(self, coupon_id: int) -> None:
+        """Register the coupon for the workers' sweep, once per process (and after a rebuild)."""
+        if coupon_id not in self._journaled:
+            self.journal.register(coupon_id)
+            self._journaled.add(coupon_id)
+
+    def rebuilt(self, coupon_id: int) -> None:
+        """Restore lost or stale state and register the coupon again: its registry entry went too."""
+        epoch.restore(self.state, coupon_id)
+        self._journaled.discard(coupon_id)
+        self.journaling(coupon_id)
 
 
 class RedisLock(RedisStrategy):
@@ -90,6 +105,9 @@ class RedisLock(RedisStrategy):
                 lock.release()
             except redis_lock.NotAcquired:
                 log.warning("lock of coupon %s expired while held: another holder may have run", coupon_id)
+            except redis.exceptions.RedisError as exc:
+                # The outcome is decided (committed or not); the lease expires by itself.
+                log.warning("releasing the lock of coupon %s failed: %s", coupon_id, exc)
 
     def take(self, conn: Connection, coupon: CouponRow) -> bool:
         """Count the issue, after the lab's injected stall (between the read and the write)."""
@@ -103,17 +121,24 @@ class RedisLock(RedisStrategy):
 
 
 class RedisCounter(RedisStrategy):
-    """SADD the user, INCR the counter, write the row; undo in Redis when a step refuses."""
+    """SADD the user and INCR the counter in one MULTI, then take the stock in the database too.
+
+    Commands, not a script: the MULTI makes the SADD and INCR one step (no failure between
+    them), and the journal entry rides along. A user already present still increments inside
+    the MULTI, so a DECR follows; a crash just between them leaves the counter one high (stock
+    looks sold out one early) until `reconcile --fix` recounts. The database re-checks the
+    stock with a conditional UPDATE, so nothing Redis says can push rows past the total.
+    """
 
     name = "redis_counter"
-    description = "Redis SADD (one per user) + INCR (stock) as separate commands, with compensation."
+    description = "Redis SADD + INCR in one MULTI, then a conditional UPDATE in the database."
     cross_process = True
 
     def _window(self, coupon_id: int) -> tuple[int, Outcome | None]:
         keys = self.state.keys(coupon_id)
         total, start, end = self.redis.hmget(keys.meta, "total", "start", "end")
         if total is None:
-            self.state.rebuild(coupon_id, overwrite=False)
+            self.rebuilt(coupon_id)
             total, start, end = self.redis.hmget(keys.meta, "total", "start", "end")
         window = (from_epoch_text(start), from_epoch_text(end))
         return int(total), rules.window_refusal(*window, rules.utcnow())
@@ -123,72 +148,50 @@ class RedisCounter(RedisStrategy):
         total, refusal = self._window(coupon_id)
         if refusal is not None:
             return refusal
-        if not self.redis.sadd(keys.users, user_id):
-            return Outcome.ALREADY_ISSUED
-        if self.redis.incr(keys.count) > total:
-            # Give the counter back and forget the user, who may retry if stock frees up.
-            self.redis.pipeline().decr(keys.count).srem(keys.users, user_id).execute()
-            return Outcome.SOLD_OUT
-        try:
-            persist_issue(self.services.engine, coupon_id, user_id)
-        except DuplicateIssue:
-            # The user's row predates Redis's knowledge of it (written by another family of
-            # strategies, or before a rebuild): it does hold a unit of stock, so the
-            # reservation stays counted and the user stays known.
-            return Outcome.ALREADY_ISSUED
-        except Exception:
-            self.redis.pipeline().decr(keys.count).srem(keys.users, user_id).execute()
-            raise
-        return Outcome.ISSUED
-
-
-class LuaScript(RedisStrategy):
-    """Check the window, the user and the stock and reserve in one Lua script, then write."""
-
-    name = "lua"
-    description = "One Lua script checks window, user and stock and reserves atomically; then the insert."
-    cross_process = True
-
-    def __init__(self, services: Services) -> None:
-        super().__init__(services)
-        # Serves only coupons reconciled by this Redis run (strategies/epoch.py).
-        self._reserve = self.redis.register_script(epoch.guard(script_source("reserve")))
-        self._release = load_script(self.redis, "release")
-        # The sold-out fast path (strategies/soldout.py): per process, bounded by soldout_ttl.
-        self.soldout = SoldOut(services.config.soldout_ttl)
-
-    def reserve(self, coupon_id: int, user_id: int) -> Outcome:
-        """Run the reserve script, rebuilding the coupon's state once if Redis lost it."""
-        keys = self.state.keys(coupon_id)
-        script_keys = [keys.meta, keys.users, keys.count]
+        self.journaling(coupon_id)
         now = rules.to_epoch(rules.utcnow())
-        code = self._reserve(keys=script_keys, args=[user_id, now])
-        if code == NO_STATE:
-            epoch.restore(self.state, coupon_id)
-            code = self._reserve(keys=script_keys, args=[user_id, now])
-        outcome = RESERVE_CODES[int(code)]
-        if outcome is Outcome.SOLD_OUT:
-            self.soldout.mark(coupon_id)
-        return outcome
-
-    def release(self, coupon_id: int, user_id: int) -> None:
-        """Give a reservation back (its database write did not happen); the user may retry."""
-        keys = self.state.keys(coupon_id)
-        self._release(keys=[keys.users, keys.count], args=[user_id])
-        self.soldout.clear(coupon_id)
-
-    def issue(self, coupon_id: int, user_id: int) -> Outcome:
-        if self.soldout.active(coupon_id):
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(keys.users, user_id).incr(keys.count).zadd(keys.journal, {user_id: now}, nx=True)
+        added, count, journaled = pipe.execute()
+        if not added:
+            self.redis.decr(keys.count)
+            if journaled:  # nothing was in flight for this user: a row, or a row on its way
+                self.journal.clear(coupon_id, user_id)
+                return Outcome.ALREADY_ISSUED
+            return self.finish(coupon_id, user_id)
+        if count > total:
+            self.journal.release(coupon_id, user_id)
             return Outcome.SOLD_OUT
-        outcome = self.reserve(coupon_id, user_id)
-        if outcome is not Outcome.ISSUED:
-            return outcome
-        try:
-            persist_issue(self.services.engine, coupon_id, user_id)
-        except DuplicateIssue:
-            # As in RedisCounter: the existing row holds the unit this reservation counted.
+        return self.write(coupon_id, user_id)
+
+    def finish(self, coupon_id: int, user_id: int) -> Outcome:
+        """Finish a reservation an earlier request left journaled (its outcome was unknown)."""
+        if holds_row(self.services.engine, coupon_id, user_id):
+            self.journal.clear(coupon_id, user_id)
             return Outcome.ALREADY_ISSUED
-        except Exception:
-            self.release(coupon_id, user_id)
-            raise
-        return Outcome.ISSUED
+        return self.write(coupon_id, user_id)
+
+    def write(self, coupon_id: int, user_id: int) -> Outcome:
+        """Take the stock in the database and insert the row; resolve what the write did."""
+
+        def work(conn: Connection) -> Outcome:
+            if not queries.add_issued_if_available(conn, coupon_id):
+                return Outcome.SOLD_OUT  # the database's guard: Redis let too many through
+            queries.insert_issue(conn, coupon_id, user_id)
+            return Outcome.ISSUED
+
+        try:
+            outcome = write_resolved(self.services.engine, coupon_id, user_id, work)
+        except queries.DuplicateIssue:
+            # The user's row predates Redis's knowledge of it: it holds a unit of stock, so
+            # the reservation stays counted and the user stays known.
+            self.journal.clear(coupon_id, user_id)
+            return Outcome.ALREADY_ISSUED
+        except NotWritten as failed:
+            self.journal.release(coupon_id, user_id)
+            raise failed.__cause__ or failed
+        if outcome is Outcome.SOLD_OUT:
+            self.journal.release(coupon_id, user_id)
+        else:
+            self.journal.clear(coupon_id, user_id)
+        return outcome

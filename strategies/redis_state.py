@@ -51,37 +51,42 @@ class RedisState:
         """Return the keys of one coupon."""
         return CouponKeys(self.prefix, coupon_id)
 
-    def write(self, coupon: CouponRow, users: list[int], *, overwrite: bool) -> bool:
-        """Write meta, users and counter; without overwrite, only where the meta is absent."""
+    def write(self, coupon: CouponRow, seats: dict[int, int], *, overwrite: bool) -> bool:
+        """Merge users (with their seats, 0 for none) into the state; without overwrite, only
+        where the meta is absent. Nothing present is dropped (see init_state.lua)."""
         keys = self.keys(coupon.id)
         args = [
             "1" if overwrite else "0",
             coupon.total_quantity,
             _epoch_text(coupon.issue_start),
             _epoch_text(coupon.issue_end),
-            *users,
+            *(part for user in sorted(seats) for part in (user, seats[user])),
         ]
-        return bool(self._init(keys=[keys.meta, keys.users, keys.count], args=args))
+        return bool(self._init(keys=keys.reserve_keys(), args=args))
 
     def prepare(self, coupon: CouponRow) -> None:
         """Start a new coupon's state from nothing (any stale keys of that id are reset)."""
         self.client.delete(*self.keys(coupon.id).all())
-        self.write(coupon, [], overwrite=True)
+        self.write(coupon, {}, overwrite=True)
 
     def rebuild(self, coupon_id: int, *, overwrite: bool = True) -> bool:
         """Rebuild a coupon's state from its rows and the requests still in its streams.
 
         The streams (queued) are left as they are: their users keep their reservations and
         the workers persist them as usual. They are read before the rows, so an entry
-        persisted meanwhile is still seen.
+        persisted meanwhile is still seen. What Redis holds now is merged, never dropped: a
+        reservation made while this runs keeps its seat. A write in flight when Redis lost
+        its state may land after the rows were read: its seat may then be handed out again,
+        and the seat's unique key in the database refuses the second row (never over).
         """
-        in_flight = stream.in_flight_users(self.client, self.keys(coupon_id))
+        seats = stream.in_flight_seats(self.client, self.keys(coupon_id))
         with self.engine.connect() as conn:
             coupon = queries.get_coupon(conn, coupon_id)
             if coupon is None:
                 raise CouponNotFound(coupon_id)
-            users = sorted(set(queries.issued_users(conn, coupon_id)) | in_flight)
-        written = self.write(coupon, users, overwrite=overwrite)
+            for user, seat in queries.holders(conn, coupon_id).items():
+                seats[user] = seat or 0
+        written = self.write(coupon, seats, overwrite=overwrite)
         if written:
-            log.warning("rebuilt Redis state of coupon %s from %d rows", coupon_id, len(users))
+            log.warning("rebuilt Redis state of coupon %s from %d holders", coupon_id, len(seats))
         return written

@@ -13,15 +13,20 @@ DEFAULT_PORTS = {"mysql": 3306, "mariadb": 3306, "postgresql": 5432}
 class Proxy:
     """Forward a loopback port to a database's port; cut() refuses and drops every connection."""
 
-    def __init__(self, database_url: str) -> None:
-        url = make_url(database_url)
-        if not url.host:
-            pytest.skip("the database is reached over a unix socket; no TCP port to proxy")
-        self.target = (url.host, url.port or DEFAULT_PORTS[url.get_backend_name()])
+    def __init__(self, database_url: str, target: tuple[str, int] | None = None) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
-        self.url = url.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+        if target is not None:  # any TCP service (Redis): the caller builds its own URL
+            self.target, self.url = target, database_url
+        else:
+            url = make_url(database_url)
+            if not url.host:
+                pytest.skip("the database is reached over a unix socket; no TCP port to proxy")
+            self.target = (url.host, url.port or DEFAULT_PORTS[url.get_backend_name()])
+            self.url = url.set(host="127.0.0.1", port=self.port).render_as_string(
+                hide_password=False
+            )
         self._open: set[socket.socket] = set()
         self._guard = threading.Lock()
         self._listening = threading.Event()
@@ -71,8 +76,12 @@ class Proxy:
                 upstream.settimeout(None)
                 with self._guard:
                     self._open.update((client, upstream))
-                for source, sink in ((client, upstream), (upstream, client)):
-                    threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+                threading.Thread(target=self.forward, args=(client, upstream), daemon=True).start()
+                threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+
+    def forward(self, client: socket.socket, upstream: socket.socket) -> None:
+        """Relay what the client sends (a subclass may interfere)."""
+        _pipe(client, upstream)
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:

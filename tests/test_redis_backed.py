@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from coupon.core import queries
 from coupon.core.rules import Outcome
 from tests.totals import redis_totals
 
@@ -26,14 +27,15 @@ def test_a_row_redis_did_not_know_keeps_its_unit_of_stock(runtime, make_coupon, 
 
 @pytest.mark.parametrize("name", REDIS_GATED)
 def test_a_failed_write_gives_the_reservation_back(runtime, make_coupon, monkeypatch, name):
+    # A write that fails before its commit certainly wrote nothing: the seat goes back at once.
     coupon_id = make_coupon(quantity=1)
     strategy = runtime.strategies[name]
-    module = __import__(type(strategy).__module__, fromlist=["persist_issue"])
 
     def database_down(*args, **kwargs):
         raise OperationalError("INSERT", {}, Exception("server has gone away"))
 
-    monkeypatch.setattr(module, "persist_issue", database_down)
+    monkeypatch.setattr(queries, "insert_issue", database_down)
+    monkeypatch.setattr(queries, "insert_seated_issue", database_down)
     with pytest.raises(OperationalError):
         strategy.issue(coupon_id, 7)
     assert redis_totals(runtime, coupon_id) == (0, 0)

@@ -7,7 +7,7 @@ import pytest
 
 from coupon.core.rules import Outcome
 from strategies.queued import Queued
-from strategies.redis_backed import LuaScript
+from strategies.seated import LuaScript
 from strategies.soldout import SoldOut
 
 

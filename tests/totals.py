@@ -15,7 +15,19 @@ def database_totals(runtime: Runtime, coupon_id: int) -> tuple[int, int, int]:
 
 
 def redis_totals(runtime: Runtime, coupon_id: int) -> tuple[int, int]:
-    """Return the Redis reservation counter and the size of the Redis user set."""
+    """Return the reservations Redis counts (seats handed out less those given back, for the
+    seated strategies) and the size of the Redis user set."""
     keys = runtime.state.keys(coupon_id)
     client = runtime.services.redis
-    return int(client.get(keys.count) or 0), int(client.scard(keys.users))
+    counted = int(client.get(keys.count) or 0) - int(client.scard(keys.free))
+    return counted, int(client.scard(keys.users))
+
+
+def folded_totals(runtime: Runtime, strategy: str, coupon_id: int) -> tuple[int, int, int]:
+    """Return database_totals once the issued count is settled: a strategy that leaves it to
+    the workers' fold must not have moved it at all; fold it here, as the sweep does."""
+    if runtime.strategies[strategy].folds_issued:
+        assert database_totals(runtime, coupon_id)[2] == 0, "the request path moved the counter"
+        with runtime.services.engine.begin() as conn:
+            queries.fold_issued(conn, coupon_id)
+    return database_totals(runtime, coupon_id)

@@ -16,6 +16,8 @@ from werkzeug.exceptions import HTTPException
 
 from coupon.api.auth import Unauthorized
 from coupon.api.inputs import InputError
+from coupon.core.connections import redis_unavailable
+from coupon.core.queries import OverIssue
 from coupon.core.rules import Busy, CouponNotFound
 from coupon.runtime import FamilyMismatch, LabOnly
 from strategies import UnknownStrategy
@@ -63,7 +65,11 @@ def answer_for(exc: BaseException) -> Answer:
         return Answer(503, {"error": f"busy, retry later ({exc})"})
     if isinstance(exc, (DBAPIError, PoolTimeout)):
         return _unavailable("database", exc)
-    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+    if isinstance(exc, OverIssue):
+        log.error("stock guard: %s", exc)
+        return Answer(409, {"error": "sold out: the database refused to issue past the total"})
+    # An error reply that means "cannot serve now" (OOM, READONLY, LOADING, ...) is a 503 too.
+    if isinstance(exc, redis.exceptions.RedisError) and redis_unavailable(exc):
         return _unavailable("redis", exc)
     log.error("unhandled error", exc_info=exc)
     return Answer(500, {"error": "internal error"})

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
 from sqlalchemy import Engine, create_engine, make_url
 
 from coupon.core.config import Config, ConfigError
@@ -18,6 +20,54 @@ CONNECT_TIMEOUT_SECONDS = 5
 
 # COUPON_REDIS_URL=redis-cluster://host:port[,host:port...] names a Redis Cluster.
 CLUSTER_SCHEME = "redis-cluster://"
+
+# Error replies by which Redis says "cannot serve now" (answer 503, retry later), as opposed to
+# a bug in a command. redis-py maps some to classes and strips the code; the rest keep it.
+UNAVAILABLE_CODES = (
+    "OOM", "READONLY", "MISCONF", "BUSY", "LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN",
+    "NOREPLICAS", "UNBLOCKED",
+)  # fmt: skip
+_UNAVAILABLE_CLASSES = (
+    redis.exceptions.ConnectionError,  # BusyLoadingError (LOADING) is one
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ClusterDownError,  # CLUSTERDOWN, MASTERDOWN
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterError,
+)
+
+# Policies that may evict a key without a TTL (a coupon's meta, users, counter): refused.
+EVICTING_POLICIES = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
+
+
+def redis_unavailable(exc: BaseException) -> bool:
+    """Tell whether a Redis error means the server cannot serve now (not a bug)."""
+    if isinstance(exc, _UNAVAILABLE_CLASSES):
+        return True
+    if isinstance(exc, redis.exceptions.ResponseError):
+        text = str(exc)
+        return any(text.startswith(code) or f" {code} " in f" {text}" for code in UNAVAILABLE_CODES)
+    return False
+
+
+def check_eviction(client: redis.Redis) -> None:
+    """Refuse a Redis whose maxmemory-policy may evict coupon state (it would sell stock twice)."""
+    try:
+        reply = client.config_get("maxmemory-policy")
+    except redis.exceptions.ResponseError as exc:  # CONFIG renamed or disabled (managed Redis)
+        log.warning("cannot read Redis maxmemory-policy (%s); make sure it is noeviction", exc)
+        return
+    except redis.exceptions.RedisError as exc:  # down now: every request will say 503
+        log.warning("cannot read Redis maxmemory-policy (%s)", exc)
+        return
+    policies = reply.values() if isinstance(reply, dict) else [reply]
+    for policy in policies:
+        if policy in EVICTING_POLICIES:
+            raise ConfigError(
+                f"Redis maxmemory-policy is {policy}: it can evict coupon state and sell stock "
+                "twice; set it to noeviction (or a volatile-* policy)"
+            )
 
 
 def make_engine(config: Config) -> Engine:
@@ -51,6 +101,9 @@ def make_redis(config: Config) -> redis.Redis:
         socket_timeout=config.retry_deadline + CONNECT_TIMEOUT_SECONDS,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         decode_responses=True,
+        # Never re-send a command by itself: a reserve script whose reply was lost has run,
+        # and running it again answers already_issued to a user who holds nothing yet.
+        retry=Retry(NoBackoff(), 0),
     )
     if config.redis_url.startswith(CLUSTER_SCHEME):
         return make_redis_cluster(config.redis_url, options)  # type: ignore[return-value]
@@ -69,6 +122,8 @@ def make_redis_cluster(url: str, options: dict[str, Any]) -> RedisCluster:
     # One blocking pool per node, as for a single server; the cluster client hands its options
     # to plain clients too, which know no pool timeout (the pool's own default applies).
     node_options = {name: value for name, value in options.items() if name != "timeout"}
+    # The options' retry (none) is also the cluster client's: no re-send on a timeout or a
+    # lost connection (redirections, MOVED and ASK, are still followed).
     return RedisCluster(
         startup_nodes=nodes, connection_pool_class=redis.BlockingConnectionPool, **node_options
     )
@@ -85,7 +140,9 @@ class Services:
     @classmethod
     def open(cls, config: Config) -> Services:
         """Open the engine and the Redis client for resolved settings."""
-        return cls(config=config, engine=make_engine(config), redis=make_redis(config))
+        client = make_redis(config)
+        check_eviction(client)
+        return cls(config=config, engine=make_engine(config), redis=client)
 
     def close(self) -> None:
         """Release every pooled connection."""

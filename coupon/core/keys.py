@@ -13,6 +13,11 @@ def queued_registry(prefix: str) -> str:
     return f"{prefix}queued:coupons"
 
 
+def journal_registry(prefix: str) -> str:
+    """Set of coupon ids whose reservation journal the workers sweep (written outside scripts)."""
+    return f"{prefix}journaled:coupons"
+
+
 @dataclass(frozen=True)
 class CouponKeys:
     """The Redis keys of one coupon."""
@@ -35,8 +40,31 @@ class CouponKeys:
 
     @property
     def count(self) -> str:
-        """Counter of reservations (issued plus in flight)."""
+        """Counter: redis_counter's reservations; for lua and queued, seats handed out by counting."""
         return self._key("count")
+
+    @property
+    def seats(self) -> str:
+        """Hash user id -> seat (1..total) of every seated reservation (lua, queued)."""
+        return self._key("seats")
+
+    @property
+    def free(self) -> str:
+        """Set of seats given back, handed out again before the counter moves on."""
+        return self._key("free")
+
+    @property
+    def journal(self) -> str:
+        """Sorted set user id -> reserve time of reservations whose write is not known done."""
+        return self._key("journal")
+
+    def reserve_keys(self) -> list[str]:
+        """Return the keys reserve.lua takes, in its header's order."""
+        return [self.meta, self.users, self.count, self.free, self.seats]
+
+    def release_keys(self) -> list[str]:
+        """Return the keys release.lua takes, in its header's order."""
+        return [self.users, self.count, self.free, self.seats, self.journal]
 
     @property
     def lock(self) -> str:
@@ -60,4 +88,7 @@ class CouponKeys:
 
     def all(self) -> list[str]:
         """Return every key this coupon may own (for resets and cleanup)."""
-        return [self.meta, self.users, self.count, self.fence, self.stream, self.dead]
+        return [
+            self.meta, self.users, self.count, self.seats, self.free, self.journal,
+            self.fence, self.stream, self.dead,
+        ]  # fmt: skip

@@ -20,6 +20,10 @@ from sqlalchemy.dialects import mysql
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 UNIQUE_ISSUE_KEY = "uq_coupon_issue_coupon_user"
+# One row per seat: a Redis reservation's seat (1..total) can be written once, whatever Redis says.
+UNIQUE_SEAT_KEY = "uq_coupon_issue_coupon_seat"
+# The counter can never pass the stock (migration 0004; MariaDB >= 10.2 and PostgreSQL enforce it).
+ISSUED_WITHIN_TOTAL = "ck_coupon_issued_within_total"
 
 metadata = MetaData()
 
@@ -40,6 +44,7 @@ coupon = Table(
     Column("strategy", String(32), nullable=True),
     Column("created_at", Timestamp, nullable=False),
     CheckConstraint("total_quantity > 0", name="ck_coupon_total_positive"),
+    CheckConstraint("issued_quantity <= total_quantity", name=ISSUED_WITHIN_TOTAL),
 )
 
 coupon_issue = Table(
@@ -49,8 +54,12 @@ coupon_issue = Table(
     Column("coupon_id", BigInteger, ForeignKey("coupon.id"), nullable=False),
     Column("user_id", BigInteger, nullable=False),
     Column("issued_at", Timestamp, nullable=False),
+    # The Redis reservation's seat (lua, queued); NULL for the database strategies' rows.
+    Column("seat", Integer, nullable=True),
     # The database's own last line of defence: one coupon per user, whatever the strategy.
     UniqueConstraint("coupon_id", "user_id", name=UNIQUE_ISSUE_KEY),
+    # And for seated rows, one row per seat: at most `total` of them (seat <= total at insert).
+    UniqueConstraint("coupon_id", "seat", name=UNIQUE_SEAT_KEY),
 )
 
 # Requests the async worker could not persist, with the reason (the dead letters).

@@ -43,6 +43,11 @@ class Entry:
             raise Malformed(f"malformed entry: user {raw[:40]!r} is not a positive 64-bit integer")
         return int(raw)
 
+    def seat(self) -> int | None:
+        """Return the entry's seat (entries enqueued before seats existed have none)."""
+        raw = self.fields.get("seat", "")
+        return int(raw) if raw.isdigit() and int(raw) > 0 else None
+
     def payload(self) -> str:
         """Return the fields as JSON, as the failed_issue table keeps them."""
         return json.dumps(self.fields, sort_keys=True)
@@ -173,3 +178,15 @@ def users_of(found: Iterable[Entry]) -> set[int]:
 def in_flight_users(client: redis.Redis, keys: CouponKeys) -> set[int]:
     """Return the users holding a reservation that is not a row yet: backlog and dead letters."""
     return users_of(entries(client, keys.stream)) | users_of(entries(client, keys.dead))
+
+
+def in_flight_seats(client: redis.Redis, keys: CouponKeys) -> dict[int, int]:
+    """Return the users of the backlog and dead letters with their seats (0: none)."""
+    found: dict[int, int] = {}
+    for name in (keys.stream, keys.dead):
+        for entry in entries(client, name):
+            try:
+                found[entry.user_id()] = entry.seat() or 0
+            except Malformed:
+                pass
+    return found

@@ -24,6 +24,11 @@ ONLY = "Only this coupon's stream (repeatable); default: every registered one."
     help="Seconds an entry stays pending before a live worker claims it from a dead one.",
 )  # fmt: skip
 @click.option("--max-deliveries", default=5, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--recovery", default=15.0, show_default=True, envvar="COUPON_RECOVERY_SECONDS",
+    type=click.FloatRange(0.1),
+    help="Seconds a reservation may wait for its row before the sweep resolves it.",
+)  # fmt: skip
 @click.option("--coupon", "coupon_ids", multiple=True, type=int, help=ONLY)
 @click.option("--pause", default=0.0, hidden=True, help="Fault injection: stall each batch.")
 @click.option("--pause-at", default="read", hidden=True, type=click.Choice(["read", "commit"]))
@@ -34,6 +39,7 @@ def worker_command(
     consumer: str | None,
     claim_idle: float,
     max_deliveries: int,
+    recovery: float,
     coupon_ids: tuple[int, ...],
     pause: float,
     pause_at: str,
@@ -43,6 +49,7 @@ def worker_command(
         batch=batch,
         claim_idle=claim_idle,
         max_deliveries=max_deliveries,
+        recovery=recovery,
         pause=pause,
         pause_at=pause_at,
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from coupon.core import queries, stream
 from coupon.core.rules import CouponNotFound
+from strategies.journal import DEFAULT_RECOVERY_SECONDS, Journal
 from strategies.redis_state import RedisState, load_script
 
 
@@ -23,7 +24,9 @@ class Report:
     rows: int
     issued_quantity: int
     reserved: int  # members of the Redis users set
-    counter: int  # the Redis reservation counter
+    counter: int  # the Redis counter (seats handed out by counting, or reservations)
+    held: int  # reservations the counter stands for: seats held, or the counter itself
+    journaled: int  # reservations being written now (the sweep's, not drift)
     backlog: int  # stream entries not yet persisted
     dead: int  # dead-lettered entries
     missing_in_redis: list[int] = field(default_factory=list)  # rows Redis does not know of
@@ -39,8 +42,8 @@ class Report:
             found.append(f"{len(self.missing_in_redis)} rows whose user Redis does not hold")
         if self.orphans:
             found.append(f"{len(self.orphans)} reservations with no row, entry or dead letter")
-        if self.counter != self.reserved:
-            found.append(f"counter {self.counter} != {self.reserved} reserved users")
+        if self.held != self.reserved:
+            found.append(f"counter stands for {self.held} != {self.reserved} reserved users")
         if self.rows > self.total:
             found.append(f"{self.rows} rows exceed the total {self.total} (not repairable)")
         return found
@@ -50,7 +53,7 @@ class Report:
         head = (
             f"coupon {self.coupon_id}: total {self.total}, rows {self.rows}, issued_quantity "
             f"{self.issued_quantity}, reserved {self.reserved}, counter {self.counter}, "
-            f"backlog {self.backlog}, dead letters {self.dead}"
+            f"in flight {self.journaled}, backlog {self.backlog}, dead letters {self.dead}"
         )
         return [head, *(f"  drift: {item}" for item in self.drift)] or [head]
 
@@ -59,8 +62,11 @@ def reconcile(state: RedisState, coupon_id: int) -> Report:
     """Compare Redis and the database for one coupon, tolerating a worker running meanwhile."""
     client, keys = state.client, state.keys(coupon_id)
     # Redis first, the database last: an entry persisted meanwhile is then seen in one of them.
+    journaled = {int(user) for user in client.zrange(keys.journal, 0, -1)}
     reserved = {int(user) for user in client.smembers(keys.users)}
     counter = int(client.get(keys.count) or 0)
+    seats = int(client.hlen(keys.seats))
+    held = counter - int(client.scard(keys.free)) if seats else counter
     queued = list(stream.entries(client, keys.stream))
     dead = list(stream.entries(client, keys.dead))
     with state.engine.connect() as conn:
@@ -72,7 +78,7 @@ def reconcile(state: RedisState, coupon_id: int) -> Report:
     if missing:  # a reservation made after the users set was read is no drift
         held = client.smismember(keys.users, missing)
         missing = [user for user, known in zip(missing, held) if not known]
-    orphans = reserved - rows - stream.users_of(queued) - stream.users_of(dead)
+    orphans = reserved - rows - stream.users_of(queued) - stream.users_of(dead) - journaled
     return Report(
         coupon_id=coupon_id,
         total=coupon.total_quantity,
@@ -80,6 +86,8 @@ def reconcile(state: RedisState, coupon_id: int) -> Report:
         issued_quantity=coupon.issued_quantity,
         reserved=len(reserved),
         counter=counter,
+        held=held,
+        journaled=len(journaled),
         backlog=len(queued),
         dead=len(dead),
         missing_in_redis=missing,
@@ -87,28 +95,34 @@ def reconcile(state: RedisState, coupon_id: int) -> Report:
     )
 
 
-def fix(state: RedisState, report: Report) -> None:
-    """Repair what the report found, in favour of the users who were told yes.
+def fix(state: RedisState, report: Report, bound: float = DEFAULT_RECOVERY_SECONDS) -> None:
+    """Repair what the report found; safe while requests and workers run.
 
-    Rows Redis forgot are added back to its users set; orphan reservations are enqueued again
-    (the client was answered 202, so the reservation is honoured, not dropped); the counter is
-    set to the users set's size; the issued count to the rows.
+    Redis is rebuilt by merging the rows in (nothing present is dropped, the counter and the
+    free seats follow the seats held). Each orphan is re-checked atomically before it is
+    touched: a queued coupon's orphan is enqueued again with its seat (its client was told 202,
+    and the seat keeps the database's guard); a synchronous strategy's is journaled as overdue
+    and the sweep gives it back after looking for its row. The issued count is folded from the
+    rows under the coupon's row lock.
     """
     client, keys = state.client, state.keys(report.coupon_id)
-    if report.missing_in_redis:
-        client.sadd(keys.users, *report.missing_in_redis)
+    state.rebuild(report.coupon_id, overwrite=True)
+    journal = Journal(client, state.prefix)
     if report.orphans:
-        stream.register(client, state.prefix, report.coupon_id)
-        stream.ensure_group(client, keys)
-        now = repr(time.time())
+        queued = bool(client.exists(keys.stream, keys.dead))
+        if queued:
+            stream.register(client, state.prefix, report.coupon_id)
+            stream.ensure_group(client, keys)
+        else:
+            journal.register(report.coupon_id)
+        orphan = load_script(client, "orphan")
         for user in report.orphans:
-            client.xadd(keys.stream, {"user": user, "at": now, "reconciled": "1"})
-    load_script(client, "recount")(keys=[keys.users, keys.count])
-    if report.issued_quantity != report.rows:
-        with state.engine.begin() as conn:
-            queries.get_coupon(conn, report.coupon_id, for_update=True)
-            rows, _ = queries.count_issues(conn, report.coupon_id)
-            queries.set_issued(conn, report.coupon_id, rows)
+            args = [user, "enqueue" if queued else "journal", repr(time.time())]
+            orphan(keys=[keys.users, keys.journal, keys.stream, keys.seats], args=args)
+        if not queued:
+            journal.sweep(state.engine, report.coupon_id, bound)
+    with state.engine.begin() as conn:
+        queries.fold_issued(conn, report.coupon_id)
 
 
 def retry_failed(state: RedisState, coupon_ids: list[int]) -> tuple[int, int]:

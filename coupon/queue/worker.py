@@ -20,9 +20,11 @@ import uuid
 import redis
 
 from coupon.core import metrics, stream
+from coupon.core.connections import redis_unavailable
 from coupon.core.keys import CouponKeys
 from coupon.core.stream import Entry
-from coupon.queue.writer import Settings, Stopped, Writer
+from coupon.queue.sweep import Sweeper
+from coupon.queue.writer import OUTAGE, Settings, Stopped, Writer
 from coupon.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,6 @@ __all__ = ["Settings", "Worker", "backlog", "default_consumer", "drain"]
 # How often a worker polling every coupon also looks for streams the registry misses (SCAN).
 DISCOVERY_SECONDS = 30.0
 
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def default_consumer() -> str:
@@ -61,6 +62,9 @@ class Worker:
         self._touched: set[int] = set()
         self.writer = Writer(
             self.redis, runtime.services.engine, self.consumer, self.settings, self._stop
+        )
+        self.sweeper = Sweeper(
+            self.redis, runtime.services.engine, self.prefix, self.settings.recovery
         )
 
     @property
@@ -105,8 +109,10 @@ class Worker:
                 delay = self.settings.poll
             except Stopped:
                 break
-            except REDIS_DOWN as exc:
-                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+            except (redis.exceptions.RedisError, *OUTAGE) as exc:
+                if isinstance(exc, redis.exceptions.RedisError) and not redis_unavailable(exc):
+                    raise
+                log.warning("backend unavailable (%s); retrying in %.1fs", exc, delay)
                 handled = 0
                 delay = min(delay * 2 or 0.1, self.settings.backoff_max)
             if not handled:
@@ -122,6 +128,8 @@ class Worker:
             if self._stop.is_set():
                 break
             handled += self.work(coupon_id)
+        if self.coupon_ids is None:
+            self.sweeper.tick()
         return handled
 
     def work(self, coupon_id: int) -> int:

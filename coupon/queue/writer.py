@@ -48,6 +48,8 @@ class Settings:
     backoff_max: float = 5.0
     pause: float = 0.0  # fault injection for the tests: stall this long at pause_at
     pause_at: str = "read"  # "read" (before the transaction) or "commit" (before the ack)
+    # Seconds a journaled reservation may wait for its row before the sweep resolves it.
+    recovery: float = 15.0
 
 
 class Writer:
@@ -87,10 +89,8 @@ class Writer:
             self.dead.bury(coupon_id, keys, failures)
         if not good:
             return
-        ids = [entry.id for entry, _ in good]
-        users = [user for _, user in good]
         try:
-            self.persisted += self.persist_batch(coupon_id, keys, users, ids)
+            refused = self.persist_batch(coupon_id, keys, good)
         except CouponNotFound:
             reason = f"coupon {coupon_id} does not exist"
             self.dead.bury(coupon_id, keys, [(entry, reason) for entry, _ in good])
@@ -100,22 +100,32 @@ class Writer:
             self.isolate(coupon_id, keys, good)
             return
         self.pause("commit")
-        self.ack(keys, ids)
+        self.settle(coupon_id, keys, good, refused)
+
+    def settle(
+        self, coupon_id: int, keys: CouponKeys, good: list[tuple[Entry, int]], refused: dict[int, str]
+    ) -> None:
+        """Dead-letter the entries the database refused (with its reason), acknowledge the rest."""
+        if refused:
+            self.dead.bury(coupon_id, keys, [(e, refused[u]) for e, u in good if u in refused])
+        self.ack(keys, [entry.id for entry, user in good if user not in refused])
 
     def persist_batch(
-        self, coupon_id: int, keys: CouponKeys, users: list[int], ids: list[str]
-    ) -> int:
-        """Write the batch in one transaction; return the rows really inserted."""
-        write = partial(queries.issue_batch, coupon_id=coupon_id, user_ids=users)
-        inserted = self.transact(keys, ids, write)
+        self, coupon_id: int, keys: CouponKeys, good: list[tuple[Entry, int]]
+    ) -> dict[int, str]:
+        """Write the batch in one transaction; return the users refused, with the reason."""
+        seated = [(user, entry.seat()) for entry, user in good]
+        write = partial(queries.issue_batch, coupon_id=coupon_id, seated=seated)
+        inserted, refused = self.transact(keys, [entry.id for entry, _ in good], write)
+        self.persisted += inserted
         metrics.WORKER_ROWS.inc(inserted)
-        return inserted
+        return refused
 
     def isolate(self, coupon_id: int, keys: CouponKeys, good: list[tuple[Entry, int]]) -> None:
         """Persist entries one by one so one bad entry cannot hold back the others."""
         for entry, user in good:
             try:
-                self.persisted += self.persist_batch(coupon_id, keys, [user], [entry.id])
+                refused = self.persist_batch(coupon_id, keys, [(entry, user)])
             except (DBAPIError, CouponNotFound) as exc:
                 reason = f"database refused: {getattr(exc, 'orig', exc)}"[:1000]
                 if entry.deliveries >= self.settings.max_deliveries:
@@ -123,7 +133,7 @@ class Writer:
                 else:
                     log.warning("entry %s: %s; left pending for a retry", entry.id, reason)
                 continue
-            self.ack(keys, [entry.id])
+            self.settle(coupon_id, keys, [(entry, user)], refused)
 
     def ack(self, keys: CouponKeys, ids: list[str]) -> int:
         """Acknowledge committed entries and drop them from the stream."""

@@ -1,17 +1,16 @@
 -- Reserve and enqueue in one atomic step: reserve.lua's checks, then an entry for the worker.
 -- strategies/queued.py loads this after reserve.lua's body, wrapped as `local function reserve()`,
 -- so the window, one-per-user and stock rules are reserve.lua's own, not a copy.
--- KEYS[1] meta hash   KEYS[2] users set   KEYS[3] reservation counter   KEYS[4] stream
+-- KEYS[1..5] as reserve.lua   KEYS[6] stream
 -- ARGV[1] user id   ARGV[2] now, epoch seconds   ARGV[3] the workers' consumer group
--- Returns reserve.lua's codes: 0 reserved and enqueued, 1 sold out, 2 already issued,
--- 3 not started, 4 ended, 5 no state.
-local code = reserve()
-if code ~= 0 then
-  return code
+-- Returns reserve.lua's {code, seat}: 0 reserved and enqueued (the entry carries the seat).
+local result = reserve()
+if result[1] ~= 0 then
+  return result
 end
-if redis.call('EXISTS', KEYS[4]) == 0 then
+if redis.call('EXISTS', KEYS[6]) == 0 then
   -- The group reads from the start, so this first entry is delivered too.
-  redis.call('XGROUP', 'CREATE', KEYS[4], ARGV[3], '0', 'MKSTREAM')
+  redis.call('XGROUP', 'CREATE', KEYS[6], ARGV[3], '0', 'MKSTREAM')
 end
-redis.call('XADD', KEYS[4], '*', 'user', ARGV[1], 'at', ARGV[2])
-return 0
+redis.call('XADD', KEYS[6], '*', 'user', ARGV[1], 'at', ARGV[2], 'seat', result[2])
+return result

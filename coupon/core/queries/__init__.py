@@ -4,14 +4,18 @@ Callers use ``queries.<name>``: the table a statement touches is this package's 
 """
 from __future__ import annotations
 
+from coupon.core.queries.batches import issue_batch
 from coupon.core.queries.coupons import (
+    OverIssue,
     add_issued,
+    add_issued_capped,
     add_issued_if_available,
     add_issued_if_fenced,
     add_issued_if_version,
     claim_fence,
     create_coupon,
     describe_coupon,
+    fold_issued,
     get_coupon,
     set_issued,
 )
@@ -23,15 +27,29 @@ from coupon.core.queries.failures import (
 )
 from coupon.core.queries.issues import (
     DuplicateIssue,
+    SeatTaken,
     count_issues,
     has_issue,
+    holder_of_seat,
+    holders,
     insert_issue,
-    issue_batch,
+    insert_seated_issue,
     issued_users,
+    seat_of,
+    users_with_rows,
 )
 
 __all__ = [
     "DuplicateIssue",
+    "OverIssue",
+    "SeatTaken",
+    "add_issued_capped",
+    "fold_issued",
+    "holder_of_seat",
+    "holders",
+    "insert_seated_issue",
+    "seat_of",
+    "users_with_rows",
     "add_issued",
     "add_issued_if_available",
     "add_issued_if_fenced",

@@ -4,10 +4,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Executable,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
 
-from coupon.core.models import coupon
+from coupon.core.models import ISSUED_WITHIN_TOTAL, coupon, coupon_issue
 from coupon.core.rules import CouponRow, utcnow
+
+
+class OverIssue(Exception):
+    """Raised when the database's CHECK refuses an issued count above the total (the guard)."""
+
+
+def _counted(conn: Connection, statement: Executable) -> CursorResult:  # type: ignore[type-arg]
+    """Run an update of the issued count, turning the stock CHECK's refusal into OverIssue."""
+    try:
+        return conn.execute(statement)
+    except DBAPIError as exc:
+        if ISSUED_WITHIN_TOTAL in str(exc.orig):
+            raise OverIssue(f"the database refused to count past the total: {exc.orig}") from exc
+        raise
 
 _ROW_COLUMNS = (
     coupon.c.id,
@@ -53,18 +76,57 @@ def get_coupon(conn: Connection, coupon_id: int, *, for_update: bool = False) ->
 
 
 def describe_coupon(conn: Connection, coupon_id: int) -> dict[str, Any] | None:
-    """Read every column of a coupon for the API, or None."""
-    row = conn.execute(select(coupon).where(coupon.c.id == coupon_id)).mappings().first()
+    """Read every column of a coupon for the API, or None; issued_quantity counts the rows.
+
+    Issues decided in Redis (lua) do not move the coupon's counter per issue (a hot-row lock):
+    the counter is folded from the rows later (fold_issued), so the truth to show is the rows.
+    """
+    rows = (
+        select(func.count())
+        .where(coupon_issue.c.coupon_id == coupon.c.id)
+        .scalar_subquery()
+        .label("issued_quantity")
+    )
+    columns = [column for column in coupon.c if column.name != "issued_quantity"]
+    query = select(*columns, rows).where(coupon.c.id == coupon_id)
+    row = conn.execute(query).mappings().first()
     return None if row is None else dict(row)
 
 
 def add_issued(conn: Connection, coupon_id: int, count: int = 1) -> None:
-    """Add to the issued count unconditionally (the caller has already decided)."""
-    conn.execute(
+    """Add to the issued count (the caller has decided); OverIssue if it would pass the total."""
+    _counted(
+        conn,
         update(coupon)
         .where(coupon.c.id == coupon_id)
-        .values(issued_quantity=coupon.c.issued_quantity + count)
+        .values(issued_quantity=coupon.c.issued_quantity + count),
     )
+
+
+def add_issued_capped(conn: Connection, coupon_id: int) -> None:
+    """Add one to the issued count, never past the total (`none`: it writes around the guard)."""
+    _counted(
+        conn,
+        update(coupon)
+        .where(coupon.c.id == coupon_id)
+        .values(issued_quantity=func.least(coupon.c.issued_quantity + 1, coupon.c.total_quantity)),
+    )
+
+
+def fold_issued(conn: Connection, coupon_id: int) -> int | None:
+    """Set the issued count to the coupon's rows, under the row lock; None if no such coupon.
+
+    The rows are counted after the lock is held, so a strategy that counts as it writes
+    (atomic_update) cannot commit between the count and the update. On PostgreSQL the lock is
+    FOR NO KEY UPDATE: the inserts' foreign-key checks (KEY SHARE) do not wait for it.
+    """
+    locked = select(coupon.c.id).where(coupon.c.id == coupon_id).with_for_update(key_share=True)
+    if conn.execute(locked).first() is None:
+        return None
+    count = select(func.count()).where(coupon_issue.c.coupon_id == coupon_id)
+    rows = int(conn.execute(count).scalar_one())
+    _counted(conn, update(coupon).where(coupon.c.id == coupon_id).values(issued_quantity=rows))
+    return rows
 
 
 def add_issued_if_available(conn: Connection, coupon_id: int) -> bool:
@@ -103,14 +165,15 @@ def claim_fence(conn: Connection, coupon_id: int, token: int) -> bool:
 
 def add_issued_if_fenced(conn: Connection, coupon_id: int, token: int) -> bool:
     """Add to the issued count only while token is still the newest fence; False if fenced out."""
-    result = conn.execute(
+    result = _counted(
+        conn,
         update(coupon)
         .where(coupon.c.id == coupon_id, coupon.c.fence_token == token)
-        .values(issued_quantity=coupon.c.issued_quantity + 1)
+        .values(issued_quantity=coupon.c.issued_quantity + 1),
     )
     return result.rowcount == 1
 
 
 def set_issued(conn: Connection, coupon_id: int, issued: int) -> None:
     """Set the issued count outright (reconcile --fix: make it match the rows)."""
-    conn.execute(update(coupon).where(coupon.c.id == coupon_id).values(issued_quantity=issued))
+    _counted(conn, update(coupon).where(coupon.c.id == coupon_id).values(issued_quantity=issued))

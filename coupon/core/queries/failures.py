@@ -10,16 +10,24 @@ from coupon.core.rules import utcnow
 
 
 def record_failures(conn: Connection, failures: list[dict[str, Any]]) -> None:
-    """Insert failed_issue rows (coupon_id, user_id, entry_id, payload, reason), once per entry."""
+    """Insert failed_issue rows (coupon_id, user_id, entry_id, payload, reason), once per entry.
+
+    An entry is known by its coupon and its id together: two coupons' streams hand out the same
+    id when both get an entry in the same millisecond.
+    """
     if not failures:
         return
     ids = [failure["entry_id"] for failure in failures]
-    known = set(
-        conn.execute(select(failed_issue.c.entry_id).where(failed_issue.c.entry_id.in_(ids)))
-        .scalars()
+    query = select(failed_issue.c.coupon_id, failed_issue.c.entry_id).where(
+        failed_issue.c.entry_id.in_(ids)
     )
+    known = {(coupon, entry) for coupon, entry in conn.execute(query)}
     now = utcnow()
-    fresh = [{**row, "failed_at": now} for row in failures if row["entry_id"] not in known]
+    fresh = [
+        {**row, "failed_at": now}
+        for row in failures
+        if (row["coupon_id"], row["entry_id"]) not in known
+    ]
     if fresh:
         conn.execute(insert(failed_issue), fresh)
 

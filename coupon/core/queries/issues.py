@@ -1,17 +1,26 @@
 """SQL on the issue table: one row per (coupon, user), written one by one or in batches."""
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import BigInteger, Connection, bindparam, exists, func, insert, select
-from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 
-from coupon.core.models import UNIQUE_ISSUE_KEY, Timestamp, coupon_issue
-from coupon.core.queries.coupons import add_issued, get_coupon
-from coupon.core.rules import CouponNotFound, utcnow
+from coupon.core.models import (
+    UNIQUE_ISSUE_KEY,
+    UNIQUE_SEAT_KEY,
+    Timestamp,
+    coupon,
+    coupon_issue,
+)
+from coupon.core.rules import utcnow
 
 
 def has_issue(conn: Connection, coupon_id: int, user_id: int) -> bool:
@@ -30,6 +39,10 @@ class DuplicateIssue(Exception):
     """
 
 
+class SeatTaken(Exception):
+    """Raised when another row already holds this seat: the reservation's seat is not its own."""
+
+
 def insert_issue(conn: Connection, coupon_id: int, user_id: int) -> None:
     """Insert the issue row; raise DuplicateIssue when the user has it already."""
     try:
@@ -37,9 +50,73 @@ def insert_issue(conn: Connection, coupon_id: int, user_id: int) -> None:
             insert(coupon_issue).values(coupon_id=coupon_id, user_id=user_id, issued_at=utcnow())
         )
     except IntegrityError as exc:
-        if UNIQUE_ISSUE_KEY in str(exc.orig):
-            raise DuplicateIssue(coupon_id, user_id) from exc
+        _raise_duplicate(exc, coupon_id, user_id)
+
+
+def _raise_duplicate(exc: IntegrityError, coupon_id: int, user_id: int) -> None:
+    if UNIQUE_ISSUE_KEY in str(exc.orig):
+        raise DuplicateIssue(coupon_id, user_id) from exc
+    if UNIQUE_SEAT_KEY in str(exc.orig):
+        raise SeatTaken(coupon_id, user_id) from exc
+    raise exc
+
+
+def insert_seated_issue(conn: Connection, coupon_id: int, user_id: int, seat: int) -> bool:
+    """Insert the row of a seat reserved in Redis, only while the seat is within the total.
+
+    One INSERT ... SELECT from the coupon row, read without a lock (READ COMMITTED): issuers
+    never queue on the coupon's row. The unique (coupon_id, seat) key admits one row per seat,
+    so at most `total` seated rows exist whatever Redis says. False: the seat is past the total
+    (or no such coupon). Raises DuplicateIssue or SeatTaken.
+    """
+    values = select(
+        literal(coupon_id, BigInteger),
+        literal(user_id, BigInteger),
+        literal(seat, Integer),
+        literal(utcnow(), Timestamp),
+    ).where(coupon.c.id == coupon_id, coupon.c.total_quantity >= seat, literal(seat, Integer) >= 1)
+    statement = insert(coupon_issue).from_select(["coupon_id", "user_id", "seat", "issued_at"], values)
+    try:
+        return conn.execute(statement).rowcount == 1
+    except IntegrityError as exc:
+        _raise_duplicate(exc, coupon_id, user_id)
         raise
+
+
+def seat_of(conn: Connection, coupon_id: int, user_id: int) -> int | None:
+    """Return the seat of the user's row (0 for a row without one), or None when no row."""
+    query = select(func.coalesce(coupon_issue.c.seat, 0)).where(
+        coupon_issue.c.coupon_id == coupon_id, coupon_issue.c.user_id == user_id
+    )
+    found = conn.execute(query).scalar()
+    return None if found is None else int(found)
+
+
+def holder_of_seat(conn: Connection, coupon_id: int, seat: int) -> int | None:
+    """Return the user whose row holds this seat, or None."""
+    query = select(coupon_issue.c.user_id).where(
+        coupon_issue.c.coupon_id == coupon_id, coupon_issue.c.seat == seat
+    )
+    found = conn.execute(query).scalar()
+    return None if found is None else int(found)
+
+
+def holders(conn: Connection, coupon_id: int) -> dict[int, int | None]:
+    """Return every user holding this coupon, with the seat of their row (None: no seat)."""
+    query = select(coupon_issue.c.user_id, coupon_issue.c.seat).where(
+        coupon_issue.c.coupon_id == coupon_id
+    )
+    return {int(user): seat for user, seat in conn.execute(query)}
+
+
+def users_with_rows(conn: Connection, coupon_id: int, user_ids: list[int]) -> set[int]:
+    """Return which of these users hold a row of this coupon."""
+    if not user_ids:
+        return set()
+    query = select(coupon_issue.c.user_id).where(
+        coupon_issue.c.coupon_id == coupon_id, coupon_issue.c.user_id.in_(user_ids)
+    )
+    return {int(user) for user in conn.execute(query).scalars()}
 
 
 def issued_users(conn: Connection, coupon_id: int) -> list[int]:
@@ -55,49 +132,3 @@ def count_issues(conn: Connection, coupon_id: int) -> tuple[int, int]:
     )
     rows, users = conn.execute(query).one()
     return int(rows), int(users)
-
-
-def _insert_ignoring_duplicates(
-    conn: Connection, coupon_id: int, user_ids: list[int], issued_at: datetime
-) -> int:
-    """Insert issue rows, skipping any (coupon, user) already there; return how many were new.
-
-    Both forms compile once and are cached: PostgreSQL takes the users as one array parameter
-    (unnest), MySQL/MariaDB an executemany that the driver folds into multi-row INSERTs.
-    """
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        users = func.unnest(bindparam("users", type_=ARRAY(BigInteger)))
-        batch = users.table_valued("user_id").render_derived(name="batch")
-        coupon_column = bindparam("coupon_id", type_=BigInteger)
-        rows = select(coupon_column, batch.c.user_id, bindparam("at", type_=Timestamp))
-        statement = postgresql_insert(coupon_issue).from_select(
-            ["coupon_id", "user_id", "issued_at"], rows
-        )
-        statement = statement.on_conflict_do_nothing(constraint=UNIQUE_ISSUE_KEY)
-        params = {"users": user_ids, "coupon_id": coupon_id, "at": issued_at}
-        return int(conn.execute(statement, params).rowcount)
-    if dialect in ("mysql", "mariadb"):
-        statement = mysql_insert(coupon_issue).prefix_with("IGNORE")
-        many = [
-            {"coupon_id": coupon_id, "user_id": user, "issued_at": issued_at} for user in user_ids
-        ]
-        return int(conn.execute(statement, many).rowcount)
-    raise NotImplementedError(f"no idempotent insert for {dialect}")
-
-
-def issue_batch(conn: Connection, coupon_id: int, user_ids: list[int]) -> int:
-    """Write issues already reserved in Redis, idempotently; return the rows really inserted.
-
-    The coupon row is locked first (see check_and_write in strategies/base.py for the InnoDB
-    deadlock this avoids), then the rows go in with one INSERT IGNORE / ON CONFLICT DO NOTHING,
-    and the issued count grows by what was really inserted: a redelivered batch adds nothing.
-    """
-    if get_coupon(conn, coupon_id, for_update=True) is None:
-        raise CouponNotFound(coupon_id)
-    if not user_ids:
-        return 0
-    inserted = _insert_ignoring_duplicates(conn, coupon_id, user_ids, utcnow())
-    if inserted:
-        add_issued(conn, coupon_id, inserted)
-    return inserted
