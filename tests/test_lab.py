@@ -103,6 +103,18 @@ def test_audit_reads_the_database_and_redis_not_the_callers(runtime, make_coupon
     ]
 
 
+def test_audit_folds_the_count_of_a_strategy_that_does_not_count_as_it_writes(runtime, make_coupon):
+    coupon_id = make_coupon(quantity=3, strategy="lua")
+    for user in (1, 2):
+        assert runtime.strategies["lua"].issue(coupon_id, user).value == "issued"
+
+    unfolded = audit.read(runtime, coupon_id, told_issued=2, errors=0)
+    folded = audit.read(runtime, coupon_id, told_issued=2, errors=0, fold=True)
+
+    assert (unfolded.counter, folded.counter) == (0, 2)  # lua leaves the column to the workers
+    assert folded.exact and not unfolded.exact
+
+
 def test_read_stats_counts_what_callers_were_told(tmp_path: Path):
     def entry(name: str, count: int, times: dict[str, int], failures: int = 0) -> dict[str, object]:
         return {

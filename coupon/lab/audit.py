@@ -88,8 +88,17 @@ class Audit:
         return {**asdict(self), **derived}
 
 
-def read(runtime: Runtime, coupon_id: int, told_issued: int, errors: int, backlog: int = 0) -> Audit:
-    """Audit a coupon straight from the database and Redis."""
+def read(
+    runtime: Runtime, coupon_id: int, told_issued: int, errors: int, backlog: int = 0, fold: bool = False
+) -> Audit:
+    """Audit a coupon straight from the database and Redis.
+
+    With fold, first set the issued count from the rows, as the workers do for a strategy that
+    does not count as it writes (lua): the lab runs no worker beside it.
+    """
+    if fold:
+        with runtime.services.engine.begin() as conn:
+            queries.fold_issued(conn, coupon_id)
     with runtime.services.engine.connect() as conn:
         coupon = queries.get_coupon(conn, coupon_id)
         rows, users = queries.count_issues(conn, coupon_id)

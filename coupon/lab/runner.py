@@ -13,6 +13,7 @@ from coupon.lab.plan import Run, Settings, server_env
 from coupon.lab.serve import Server
 from coupon.lab.verdict import SellOuts
 from coupon.runtime import Runtime
+from strategies import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,9 @@ def drain(runtime: Runtime, strategy: str | None, coupon_ids: list[int]) -> dict
 def audit_all(runtime: Runtime, strategy: str | None, told: dict[int, dict[str, int]]) -> SellOuts:
     """Drain, then audit every coupon against what its callers were told."""
     backlog = drain(runtime, strategy, list(told))
+    fold = strategy is not None and REGISTRY[strategy].folds_issued
     return SellOuts(tuple(
-        audit.read(runtime, coupon_id, tally["issued"], tally["errors"], backlog[coupon_id])
+        audit.read(runtime, coupon_id, tally["issued"], tally["errors"], backlog[coupon_id], fold)
         for coupon_id, tally in told.items()
     ))
 
