@@ -46,12 +46,12 @@ def restore(state: RedisState, coupon_id: int) -> None:
     reservation made meanwhile, loses nothing.
     """
     client, keys = state.client, state.keys(coupon_id)
-    run = client.info("server").get("run_id")
-    if client.hget(keys.meta, "epoch") == run:  # a concurrent caller restored it meanwhile
+    run, stamp = state.stamp(coupon_id)
+    if stamp == run:  # stamped by now (a concurrent caller)
         return
     had = client.scard(keys.users)
     state.rebuild(coupon_id, overwrite=True)
-    client.hset(keys.meta, "epoch", run)
+    state.stamp(coupon_id, run)  # only if no restart came in between
     gained = client.scard(keys.users) - had
     if had and gained:
         log.warning("coupon %s: Redis went back in time: it had forgotten %d users holding a "

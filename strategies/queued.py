@@ -58,6 +58,7 @@ class Queued(LuaScript):
 
     def enqueue_many(self, coupon_id: int, user_ids: list[int]) -> int:
         """Enqueue many users in one pipeline (bulk loads, benchmarks); return how many got in."""
+        epoch.restore(self.state, coupon_id)  # the pipeline cannot restore midway
         stream.register(self.redis, self._prefix, coupon_id)
         keys = self.state.keys(coupon_id)
         script_keys = [*keys.reserve_keys(), keys.stream]

@@ -46,6 +46,7 @@ class RedisState:
         self.engine = engine
         self.prefix = prefix
         self._init = load_script(client, "init_state")
+        self._stamp = load_script(client, "stamp")
 
     def keys(self, coupon_id: int) -> CouponKeys:
         """Return the keys of one coupon."""
@@ -68,6 +69,16 @@ class RedisState:
         """Start a new coupon's state from nothing (any stale keys of that id are reset)."""
         self.client.delete(*self.keys(coupon.id).all())
         self.write(coupon, {}, overwrite=True)
+        self.stamp(coupon.id, "*")  # nothing to reconcile: the rows are none
+
+    def stamp(self, coupon_id: int, run: str = "") -> tuple[str, str]:
+        """Stamp a coupon as reconciled by Redis run ``run`` ('' reads only, '*' the running one).
+
+        Returns (the running Redis's run id, the coupon's stamp). The run id is read inside the
+        script, on the node that holds the coupon's keys (each Cluster node has its own).
+        """
+        run_now, stamp = self._stamp(keys=[self.keys(coupon_id).meta], args=[run])
+        return _text(run_now), _text(stamp)
 
     def rebuild(self, coupon_id: int, *, overwrite: bool = True) -> bool:
         """Rebuild a coupon's state from its rows and the requests still in its streams.
@@ -90,3 +101,7 @@ class RedisState:
         if written:
             log.warning("rebuilt Redis state of coupon %s from %d holders", coupon_id, len(seats))
         return written
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

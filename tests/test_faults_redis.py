@@ -36,10 +36,12 @@ def test_a_redis_that_cannot_serve_answers_503(backend, local_redis):
     app = create_app(backends.test_config(backend.url, local_redis.url))
     http, admin = app.test_client(), local_redis.client()
     try:
-        coupon_id = app.extensions["coupon"].create_coupon("faults", 100)
+        runtime = app.extensions["coupon"]
+        # One coupon per strategy: each is pinned to the family it is issued by.
+        coupons = {name: runtime.create_coupon("faults", 100, strategy=name) for name in REDIS_STRATEGIES}
 
         def issue(name: str, user: int) -> tuple[int, dict]:
-            reply = http.post(f"/coupons/{coupon_id}/issue?strategy={name}", json={"user_id": user})
+            reply = http.post(f"/coupons/{coupons[name]}/issue?strategy={name}", json={"user_id": user})
             return reply.status_code, reply.get_json()
 
         for fault, undo in ((("CONFIG", "SET", "maxmemory", "1"), ("CONFIG", "SET", "maxmemory", "0")),
