@@ -118,14 +118,18 @@ def fold_issued(conn: Connection, coupon_id: int) -> int | None:
 
     The rows are counted after the lock is held, so a strategy that counts as it writes
     (atomic_update) cannot commit between the count and the update. On PostgreSQL the lock is
-    FOR NO KEY UPDATE: the inserts' foreign-key checks (KEY SHARE) do not wait for it.
+    FOR NO KEY UPDATE: the inserts' foreign-key checks (KEY SHARE) do not wait for it. Rows past
+    the total (only a lab-only strategy, or strategies of two families on one coupon, write
+    them) are counted up to the total: the CHECK admits no more, and the rows stay as evidence.
+    Returns the rows counted.
     """
     locked = select(coupon.c.id).where(coupon.c.id == coupon_id).with_for_update(key_share=True)
     if conn.execute(locked).first() is None:
         return None
     count = select(func.count()).where(coupon_issue.c.coupon_id == coupon_id)
     rows = int(conn.execute(count).scalar_one())
-    _counted(conn, update(coupon).where(coupon.c.id == coupon_id).values(issued_quantity=rows))
+    folded = func.least(rows, coupon.c.total_quantity)
+    _counted(conn, update(coupon).where(coupon.c.id == coupon_id).values(issued_quantity=folded))
     return rows
 
 
