@@ -11,7 +11,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from coupon.core.pids import children
+from coupon.core.pids import alive, children
 from coupon.lab.chaos.matrix import FAULTS, appendfsync
 from coupon.lab.chaos.proxy import Proxy, ReplyDropper, is_commit, is_evalsha
 from coupon.lab.chaos.redis_private import aof_settings, cut_to_fsynced, plain_settings
@@ -163,7 +163,7 @@ class AppKill(Fault):
 
     def inject(self, stack: Stack) -> dict[str, Any]:
         assert stack.server.process is not None
-        victims = children(stack.server.process.pid)
+        victims = [pid for pid in children(stack.server.process.pid) if alive(pid)]
         if not victims:
             raise RuntimeError("gunicorn has no worker to kill")
         os.kill(victims[0], signal.SIGKILL)  # a worker of the server this lab started
