@@ -9,16 +9,21 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from coupon.core.pids import alive, children
+from coupon.core.redis_server import RedisServer
 from coupon.lab.chaos.matrix import FAULTS, appendfsync
 from coupon.lab.chaos.proxy import Proxy, ReplyDropper, is_commit, is_evalsha
 from coupon.lab.chaos.redis_private import aof_settings, cut_to_fsynced, plain_settings
-from coupon.lab.serve import free_port
+from coupon.lab.serve import Server, free_port
 
-if TYPE_CHECKING:
-    from coupon.lab.chaos.servers import Stack
+
+class Stack(Protocol):
+    """What a fault acts on: the servers of one row (coupon/lab/chaos/servers.py)."""
+
+    redis: RedisServer
+    server: Server
 
 # A reply-losing proxy drops one matching request in this many while the fault is on.
 DROP_EVERY = 5
