@@ -58,7 +58,8 @@ def _cost(ax: plt.Axes, rows: list[Row]) -> None:
             found = [r.accepted_per_s for r in restarts if r.strategy == strategy and r.appendfsync == mode]
             rates.append(sum(found) / len(found) if found else 0.0)
         ax.bar([i + n * width for i in range(len(MODES))], rates, width, label=strategy)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(MODES))], [f"appendfsync {m}" for m in MODES])
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(MODES))], list(MODES))
+    ax.set_xlabel("appendfsync")
     ax.set_ylabel("accepted/s before the fault")
     ax.set_title("what each appendfsync mode costs (same run)", fontsize=9)
     if strategies:
