@@ -61,6 +61,7 @@ def _options(parser: Any) -> None:
     group.add_argument("--no-audit", action="store_true", help="No audit on stop (the lab audits itself)")
     group.add_argument("--coupon-ids", default="", help="Sell these coupons out one after another")
     group.add_argument("--tally-out", default="", help="Write per-coupon told-issued counts here (JSON)")
+    group.add_argument("--users-out", default="", help="Write per-coupon user ids by answer here (JSON)")
     group.add_argument("--rate", type=float, default=0.0, help="Open loop: requests/s offered (with -u 1)")
     group.add_argument("--warmup", type=float, default=1.0, help="Open loop: seconds before measuring")
     group.add_argument("--measure", type=float, default=3.0, help="Open loop: seconds measured")
@@ -118,6 +119,8 @@ def _write_tally(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if options.tally_out and not options.rate and not isinstance(environment.runner, WorkerRunner):
         environment.coupon_cursor.write(Path(options.tally_out))
+    if options.users_out and not options.rate and not isinstance(environment.runner, WorkerRunner):
+        environment.coupon_cursor.write_users(Path(options.users_out))
 
 
 @events.test_stop.add_listener
@@ -175,20 +178,26 @@ class Crowd(FastHttpUser):
             self.client.get("/ping", name=PING)
             return
         coupon_id = self.cursor.current
-        path, body = f"/coupons/{coupon_id}/issue{self.query}", {"user_id": self._user_id()}
+        user_id = self._user_id()
+        path, body = f"/coupons/{coupon_id}/issue{self.query}", {"user_id": user_id}
+        heard = self.cursor.heard if self.options.users_out else lambda *_: None
         with self.client.post(path, json=body, name=FAILED, catch_response=True) as response:
             if response.status_code in (201, 202):
                 response.request_meta["name"] = ISSUED
                 response.success()
                 self.cursor.count(coupon_id, "issued")
+                heard(coupon_id, user_id, "yes")
             elif response.status_code == 409:
                 response.request_meta["name"] = REFUSED
                 response.success()
-                if '"sold_out"' in (response.text or ""):
+                text = response.text or ""
+                heard(coupon_id, user_id, "already" if '"already_issued"' in text else "no")
+                if '"sold_out"' in text:
                     self.cursor.sold_out(coupon_id)
             else:
                 response.failure(f"status {response.status_code}")
                 self.cursor.count(coupon_id, "errors")
+                heard(coupon_id, user_id, "error")
 
     def _open_loop(self) -> None:
         from coupon.lab import openloop  # only the open loop needs the HDR histogram

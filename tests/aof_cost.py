@@ -2,7 +2,7 @@
 
 A short, noisy measurement (a shared 2-core machine): for each persistence mode, a private
 Redis 7 and 8 threads issuing through the runtime (no HTTP) for a few seconds per strategy;
-then, under `everysec`, what a power cut loses (tests/powerloss.py), a few times.
+then, under `everysec`, what a power cut loses (coupon/lab/chaos/redis_private.py), a few times.
 """
 from __future__ import annotations
 
@@ -12,11 +12,17 @@ import time
 from pathlib import Path
 
 from coupon.core.redis_server import RedisServer
+from coupon.lab.chaos.redis_private import (
+    aof_settings,
+    build_shim,
+    cut_to_fsynced,
+    private_redis,
+    shim_env,
+)
 from coupon.runtime import Runtime
 from tests import backends
-from tests.powerloss import Load, build_shim, cut_to_fsynced
+from tests.powerloss import Load
 from tests.queueing import wait_for
-from tests.redis_private import aof_settings, private_redis
 
 MODES = {
     "no AOF": {"appendonly": "no", "save": '""'},
@@ -45,7 +51,7 @@ def throughput(backend: backends.Backend, server: RedisServer, strategy: str, se
 
 def powerloss_loss(backend: backends.Backend, shim: Path, seconds: float) -> tuple[int, float]:
     """Cut an everysec AOF back to its last fsync after seconds of queued load; return (lost, rate)."""
-    env = {"LD_PRELOAD": str(shim), "FSYNC_SHIM_LOG": "fsync.log"}
+    env = shim_env(shim)
     with private_redis(aof_settings("everysec"), env=env) as server:
         runtime = Runtime.open(backends.test_config(backend.url, server.url))
         try:

@@ -1,11 +1,10 @@
-"""Fault helpers: a proxy that loses replies, a private redis-server, a crowd that retries."""
+"""Fault helpers: a private redis-server with no persistence, a crowd that retries (the proxies
+that lose replies live in coupon/lab/chaos/proxy.py)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -14,64 +13,7 @@ import redis
 
 from coupon.lab.serve import free_port
 from tests.cluster import REDIS_SERVER
-from tests.proxy import Proxy
 from tests.queueing import wait_for
-
-
-def is_commit(chunk: bytes) -> bool:
-    """Tell a COMMIT statement: MySQL's COM_QUERY ends with it, PostgreSQL's Query NUL-ends it."""
-    return chunk.endswith(b"\x03COMMIT") or b"COMMIT\x00" in chunk
-
-
-def is_evalsha(chunk: bytes) -> bool:
-    """Tell a RESP EVALSHA command."""
-    return b"EVALSHA" in chunk.upper()
-
-
-class ReplyDropper(Proxy):
-    """Relay everything, but every `every`-th client chunk that `matches` (is_commit,
-    is_evalsha) is forwarded and then both sockets are dropped before the reply comes back:
-    the server did the work, the client never hears how it ended."""
-
-    def __init__(
-        self,
-        url: str,
-        matches: Callable[[bytes], bool],
-        every: int,
-        target: tuple[str, int] | None = None,
-    ) -> None:
-        super().__init__(url, target)
-        self.matches, self.every = matches, every
-        self.seen = self.dropped = 0
-        self._count = threading.Lock()
-
-    def forward(self, client: socket.socket, upstream: socket.socket) -> None:
-        try:
-            while chunk := client.recv(65536):
-                upstream.sendall(chunk)
-                if self.matches(chunk) and self._drop_now():
-                    break
-        except OSError:
-            pass
-        for sock in (client, upstream):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def _drop_now(self) -> bool:
-        with self._count:
-            self.seen += 1
-            drop = self.seen % self.every == 0
-            self.dropped += drop
-            return drop
-
-
-def redis_dropper(every: int, port: int = 6379) -> ReplyDropper:
-    """A ReplyDropper of EVALSHA replies in front of a Redis on a loopback port (URL: .url)."""
-    dropper = ReplyDropper("", is_evalsha, every, target=("127.0.0.1", port))
-    dropper.url = f"redis://127.0.0.1:{dropper.port}/0"
-    return dropper
 
 
 class LocalRedis:
@@ -130,4 +72,4 @@ def retrying(call: Callable[[int, int], object], tries: int = 8) -> Callable[[in
     return attempt
 
 
-__all__ = ["LocalRedis", "ReplyDropper", "is_commit", "redis_dropper", "retrying"]
+__all__ = ["LocalRedis", "retrying"]

@@ -2,7 +2,7 @@
 
 `redis-kill`: the process dies, its AOF stays as written: every 201/202 must be a row under
 `always` and `no`; under `everysec` Redis postpones its write() while an fsync is running and
-replies meanwhile, so a kill may lose up to 2 s (measured, printed). `redis-powerloss`: the AOF is also cut back to its last fsync (tests/shim),
+replies meanwhile, so a kill may lose up to 2 s (measured, printed). `redis-powerloss`: the AOF is also cut back to its last fsync (coupon/lab/chaos/shim),
 with a torn tail: `always` must still lose nothing; `everysec` may lose up to about a second
 of acceptances, but never over-issue: the strategies notice the restarted Redis
 (strategies/epoch.py) and reconcile each coupon from the database before serving it again.
@@ -19,13 +19,19 @@ import pytest
 
 from coupon.core import queries
 from coupon.core.redis_server import RedisServer
+from coupon.lab.chaos.redis_private import (
+    aof_settings,
+    build_shim,
+    cut_to_fsynced,
+    private_redis,
+    shim_env,
+)
 from coupon.queue.worker import Settings, Worker
 from coupon.runtime import Runtime
 from tests import backends
 from tests.backends import Backend
-from tests.powerloss import Load, build_shim, cut_to_fsynced
+from tests.powerloss import Load
 from tests.queueing import wait_for
-from tests.redis_private import aof_settings, private_redis
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +62,7 @@ def crashed_redis(request: pytest.FixtureRequest, shim: Path) -> Iterator[tuple[
     """A private append-only Redis under the shim, in the case's appendfsync mode."""
     fault, mode = request.param
     # A relative log path lands in the server's own directory (redis-server works in its dir).
-    env = {"LD_PRELOAD": str(shim), "FSYNC_SHIM_LOG": "fsync.log"}
+    env = shim_env(shim)
     with private_redis(aof_settings(mode), env=env) as server:
         yield fault, mode, server
 

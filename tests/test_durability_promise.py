@@ -8,9 +8,9 @@ import pytest
 from coupon import create_app
 from coupon.core import durability
 from coupon.core.redis_server import RedisServer
+from coupon.lab.chaos.redis_private import aof_settings, private_redis
 from tests import backends
 from tests.backends import Backend
-from tests.redis_private import aof_settings, private_redis
 
 EXPECTED = {
     "always": "accepted requests survive a Redis process crash: yes; an OS crash: yes",

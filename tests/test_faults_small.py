@@ -12,11 +12,12 @@ import redis
 from coupon.core import queries, stream
 from coupon.core.keys import queued_registry
 from coupon.core.rules import Outcome
+from coupon.lab.chaos.proxy import ReplyDropper
 from coupon.runtime import Runtime
 from strategies.coalesce import Coalesced, _Call
 from tests import backends
 from tests.crowd import errors, tally
-from tests.faults import LocalRedis, ReplyDropper, retrying
+from tests.faults import LocalRedis, retrying
 from tests.queueing import failures, wait_for
 
 

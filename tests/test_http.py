@@ -4,7 +4,6 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -13,6 +12,7 @@ from sqlalchemy import create_engine
 
 from coupon.core import queries
 from coupon.core.keys import CouponKeys
+from coupon.core.pids import children as worker_pids
 from coupon.lab.serve import Server
 from strategies import REGISTRY
 from tests import backends
@@ -123,19 +123,6 @@ def test_the_suite_covers_the_strategies_it_must() -> None:
     required = {"select_for_update", "atomic_update", "optimistic", "redis_lock"}
     assert required | {"redis_counter", "lua"} <= set(CROSS_PROCESS)
     assert "process_lock" not in CROSS_PROCESS and "none" not in CROSS_PROCESS
-
-
-def worker_pids(master: int) -> list[int]:
-    """Return the pids of a process's children, read from /proc."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master:
-            children.append(int(stat.parent.name))
-    return children
 
 
 def test_the_server_runs_several_worker_processes(server: tuple[Server, Any]) -> None:

@@ -14,12 +14,13 @@ from sqlalchemy.exc import OperationalError
 
 from coupon.core import queries
 from coupon.core.rules import Outcome
+from coupon.lab.chaos.proxy import redis_dropper
 from coupon.queue import reconcile
 from coupon.queue.worker import Settings, Worker, drain
 from coupon.runtime import Runtime
 from tests import backends
 from tests.crowd import crowd, errors, tally
-from tests.faults import redis_dropper, retrying
+from tests.faults import retrying
 from tests.queueing import wait_for
 
 BOUND = 0.5  # the recovery bound these tests run the sweep with (the default is 15 s)

@@ -10,10 +10,10 @@ from flask.testing import FlaskClient
 
 from coupon import create_app
 from coupon.core.redis_server import RedisServer
+from coupon.lab.chaos.redis_private import aof_settings, private_redis
 from tests import backends
 from tests.backends import Backend
 from tests.queueing import wait_for
-from tests.redis_private import aof_settings, private_redis
 
 pytestmark = pytest.mark.slow
 

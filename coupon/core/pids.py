@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 
 def alive(pid: int) -> bool:
@@ -33,3 +34,16 @@ def stop_pid(pid: int, timeout: float = 20.0) -> None:
             time.sleep(0.02)
         if not alive(pid):
             return
+
+
+def children(parent: int) -> list[int]:
+    """Return the pids of a process's children, read from /proc (Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found

@@ -33,6 +33,16 @@ def _strategies(value: str, known: list[str]) -> tuple[str, ...]:
     return names
 
 
+def _faults(value: str) -> tuple[str, ...]:
+    from coupon.lab.chaos.matrix import expand
+
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    try:
+        return expand(names)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--faults") from None
+
+
 def _out_dir(output: str) -> Path:
     base = Path(output) if Path(output).is_absolute() else PROJECT_ROOT / output
     out = base / time.strftime("%Y%m%d-%H%M%S")
@@ -99,8 +109,30 @@ def _capacity(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, 
     return path
 
 
+def _chaos(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, console: Console) -> Path:
+    """The chaos scenario: each (strategy, fault) row on servers of its own, then the table."""
+    from coupon.lab.chaos import report as chaos_report  # matplotlib: this command only
+    from coupon.lab.chaos import run as chaos_run
+
+    rows = [run for run in runs if not run.is_ping]  # each row has its /ping in its probe
+    columns = (TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    results = []
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("starting", total=len(rows))
+        for number, run in enumerate(rows):
+            def say(doing: str, run: Run = run, number: int = number) -> None:
+                progress.update(bar, description=f"{run.label}: {doing}", completed=number)
+
+            assert run.strategy is not None
+            results.append(chaos_run.run_row(runtime.config, run.strategy, run.fault, settings, out, say))
+        progress.update(bar, description="done", completed=len(rows))
+    path = chaos_report.write(out, results, settings, _facts(runtime))
+    chaos_report.show(results, console)
+    return path
+
+
 # How each kind of scenario is measured and reported (plan.Scenario.driver names one).
-DRIVERS = {"sellouts": _sellouts, "capacity": _capacity}
+DRIVERS = {"sellouts": _sellouts, "capacity": _capacity, "chaos": _chaos}
 
 
 def _facts(runtime: Runtime) -> dict[str, Any]:
@@ -129,16 +161,19 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
 @click.option("--burst", default=Steps.burst, show_default=True, help="capacity: requests in the burst.")
 @click.option("--burst-quantity", default=Steps.burst_quantity, show_default=True,
               help="capacity: the burst's coupon quantity.")
+@click.option("--faults", default="", help="chaos: comma-separated faults (default: the scenario's matrix).")
+@click.option("--recovery", default=3.0, show_default=True, type=click.FloatRange(0.1),
+              help="chaos: the workers' recovery bound (COUPON_RECOVERY_SECONDS of its servers).")
 @click.option("--output", default="reports", show_default=True, help="Where reports/<timestamp>/ goes.")
 @with_appcontext
-def lab(scenario: str, strategies: str, output: str, **options: Any) -> None:
+def lab(scenario: str, strategies: str, faults: str, output: str, **options: Any) -> None:
     """Run every strategy under locust load against a real gunicorn, audit, and report."""
     runtime = current()
     _prepare_backends(runtime)
     known = list(runtime.strategies)
     steps = Steps(**{field.name: options.pop(field.name) for field in fields(Steps) if field.name in options})
     settings = Settings(scenario=scenario, strategies=_strategies(strategies, known), output=output,
-                        steps=steps, **options)
+                        steps=steps, faults=_faults(faults), **options)
     runs = plan(settings, known)
     out = _out_dir(output)
     # Wide enough for the table when the output is a file or a CI log rather than a terminal.

@@ -18,6 +18,8 @@ class Cursor:
         self.coupon_ids = coupon_ids
         self.index = 0
         self.tally = {coupon_id: {"issued": 0, "errors": 0} for coupon_id in coupon_ids}
+        # Who was told what, per coupon (the chaos lab's lost and phantom): kind -> user ids.
+        self.users: dict[int, dict[str, set[int]]] = {coupon_id: {} for coupon_id in coupon_ids}
 
     @property
     def current(self) -> int:
@@ -33,6 +35,17 @@ class Cursor:
         """Count what a caller of coupon_id was told: 'issued' (201/202) or 'errors'."""
         self.tally[coupon_id][key] += 1
 
+    def heard(self, coupon_id: int, user_id: int, kind: str) -> None:
+        """Remember that user_id heard kind: 'yes' (201/202), 'no' (a 409 other than
+        already_issued), 'already' (409 already_issued) or 'error' (5xx or no answer)."""
+        self.users[coupon_id].setdefault(kind, set()).add(user_id)
+
+    def write_users(self, path: Path) -> None:
+        """Write who was told what, per coupon, as JSON lists."""
+        path.write_text(json.dumps({
+            str(k): {kind: sorted(ids) for kind, ids in v.items()} for k, v in self.users.items()
+        }))
+
     def write(self, path: Path) -> None:
         """Write the per-coupon tally as JSON (keys are coupon ids)."""
         path.write_text(json.dumps({str(k): v for k, v in self.tally.items()}))
@@ -41,3 +54,10 @@ class Cursor:
 def read_tally(path: Path) -> dict[int, dict[str, int]]:
     """Read a tally written by Cursor.write."""
     return {int(k): v for k, v in json.loads(path.read_text()).items()}
+
+
+def read_users(path: Path) -> dict[int, dict[str, set[int]]]:
+    """Read who was told what, written by Cursor.write_users."""
+    return {
+        int(k): {kind: set(ids) for kind, ids in v.items()} for k, v in json.loads(path.read_text()).items()
+    }

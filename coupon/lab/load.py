@@ -52,6 +52,7 @@ class Target:
     warmup: float = 0.0
     max_in_flight: int = 500
     seed: int = 1
+    users_out: bool = False  # closed loop: also write who heard what, per coupon (.users.json)
 
 
 def command(target: Target, stats_prefix: Path) -> list[str]:
@@ -74,6 +75,8 @@ def command(target: Target, stats_prefix: Path) -> list[str]:
     else:
         args += ["-u", str(target.users), "-r", str(target.users), "-t", f"{max(1, round(target.duration))}s",
                  "--tally-out", f"{stats_prefix}.tally.json"]
+        if target.users_out:
+            args += ["--users-out", f"{stats_prefix}.users.json"]
     if target.strategy is None:
         return args + ["--ping"]
     return args + [

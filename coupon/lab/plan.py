@@ -26,6 +26,7 @@ class Run:
     strategy: str | None  # None: the /ping reference row
     workers: int
     env: tuple[tuple[str, str], ...] = ()
+    fault: str = ""  # chaos: the fault injected mid-load
 
     @property
     def is_ping(self) -> bool:
@@ -68,6 +69,8 @@ class Settings:
     output: str = "reports"
     sellouts: int | None = None
     steps: Steps = field(default_factory=Steps)
+    faults: tuple[str, ...] = ()  # chaos: the faults chosen (default: the matrix's)
+    recovery: float = 3.0  # chaos: the workers' recovery bound, seconds
 
     def quantity_for(self) -> int:
         """Return each coupon's quantity: the flag, else the scenario's default."""
@@ -101,7 +104,7 @@ class Scenario:
 
     description: str
     runs: Callable[[Settings, list[str]], list[Run]]  # the rows after /ping
-    driver: str = "sellouts"  # "sellouts": closed-loop crowd; "capacity": open-loop steps
+    driver: str = "sellouts"  # "sellouts": closed-loop crowd; "capacity": open-loop steps; "chaos"
 
 
 # The capacity scenario's default rows: one exact strategy of each family, to fit ~5 minutes.
@@ -135,12 +138,20 @@ def _scaling(settings: Settings, registered: list[str]) -> list[Run]:
     return [Run(f"{name} x{n}", name, n) for name in chosen for n in SCALING_PROCESSES]
 
 
+def _chaos(settings: Settings, registered: list[str]) -> list[Run]:
+    from coupon.lab.chaos import matrix  # the chaos scenario's own registry of faults
+
+    chosen = matrix.rows(settings.strategies, settings.faults, registered)
+    return [Run(f"{name} / {fault}", name, settings.workers, fault=fault) for name, fault in chosen]
+
+
 SCENARIOS: dict[str, Scenario] = {
     "all": Scenario("every strategy", lambda s, registered: _each(s, s.strategies or tuple(registered))),
     "workers": Scenario("process_lock at 1 vs 4 workers", _workers),
     "lease-expiry": Scenario("a holder stalls past its Redis lease (redis_lock vs fenced_lock)", _lease_expiry),
     "capacity": Scenario("open-loop steps: the highest rate within the p99 objective", _capacity, "capacity"),
     "scaling": Scenario("capacity at 1..4 worker processes, with a USL fit", _scaling, "capacity"),
+    "chaos": Scenario("each strategy under load while a fault is injected (--faults)", _chaos, "chaos"),
 }
 
 

@@ -4,7 +4,7 @@
  * file's size when the call started (everything written before it is then on disk). Cutting
  * the AOF back to the last recorded size emulates a power cut that lost the page cache.
  *
- * Built by tests/test_durability.py: gcc -shared -fPIC -O2 -o libfsyncsize.so fsync_size.c -ldl
+ * Built by coupon/lab/chaos/redis_private.py (build_shim): gcc -shared -fPIC -O2 -o libfsyncsize.so fsync_size.c -ldl
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
