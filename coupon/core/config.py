@@ -55,8 +55,8 @@ class Config:
     default_strategy: str = "lua"
     redis_prefix: str = "coupon:"
     data_dir: Path = field(default=PROJECT_ROOT / ".coupon-data")
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    db_pool_size: int = 20
+    db_max_overflow: int = 5
     db_pool_timeout: float = 30.0
     redis_max_connections: int = 200
     # How long one issue call may keep retrying (optimistic conflicts, deadlocks) before 503.
@@ -85,8 +85,8 @@ class Config:
             default_strategy=os.environ.get("COUPON_DEFAULT_STRATEGY") or "lua",
             redis_prefix=os.environ.get("COUPON_REDIS_PREFIX") or "coupon:",
             data_dir=Path(os.environ.get("COUPON_DATA_DIR") or PROJECT_ROOT / ".coupon-data"),
-            db_pool_size=_env_int("COUPON_DB_POOL_SIZE", 10),
-            db_max_overflow=_env_int("COUPON_DB_MAX_OVERFLOW", 10),
+            db_pool_size=_env_int("COUPON_DB_POOL_SIZE", 20),
+            db_max_overflow=_env_int("COUPON_DB_MAX_OVERFLOW", 5),
             db_pool_timeout=_env_float("COUPON_DB_POOL_TIMEOUT", 30.0),
             redis_max_connections=_env_int("COUPON_REDIS_MAX_CONNECTIONS", 200),
             retry_deadline=_env_float("COUPON_RETRY_DEADLINE", 10.0),
