@@ -175,11 +175,6 @@ def users_of(found: Iterable[Entry]) -> set[int]:
     return users
 
 
-def in_flight_users(client: redis.Redis, keys: CouponKeys) -> set[int]:
-    """Return the users holding a reservation that is not a row yet: backlog and dead letters."""
-    return users_of(entries(client, keys.stream)) | users_of(entries(client, keys.dead))
-
-
 def in_flight_seats(client: redis.Redis, keys: CouponKeys) -> dict[int, int]:
     """Return the users of the backlog and dead letters with their seats (0: none)."""
     found: dict[int, int] = {}
