@@ -1,24 +1,29 @@
-"""Send the script calls that pile up during one Redis round trip together, in one pipeline.
+"""Run the calls that pile up during one round trip together, as the next trip.
 
-Under a crowd, dozens of requests of one process wait on Redis at once; each paying its own
-round trip costs more than the script itself (on two shared cores, a round trip under gevent is
-worth several hundred microseconds of CPU). The first caller leads: it sends whatever is
-pending, then hands the lead to the first caller that arrived meanwhile. A lone caller goes
-straight through. Each script still runs atomically on its own; only the trip is shared.
+Under a crowd, dozens of requests of one process wait on Redis or the database at once; each
+paying its own round trip (or its own commit) costs more than the work itself (on two shared
+cores, a round trip under gevent is worth several hundred microseconds of CPU). The first caller
+leads: it runs whatever is pending as one batch, then hands the lead to the first caller that
+arrived meanwhile. A lone caller goes straight through. ``Batched`` is that hand-over;
+``Coalesced`` sends a registered script's calls in one pipeline (each script still runs
+atomically on its own; only the trip is shared); strategies/group_commit.py commits rows together.
 """
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+# Calls one batch takes at most; the rest wait for the next lead.
+MAX_BATCH = 256
+
 
 class _Call:
-    def __init__(self, keys: Sequence[Any], args: Sequence[Any]) -> None:
-        self.keys, self.args = keys, args
+    def __init__(self, *payload: Any) -> None:
+        self.payload = payload
         self.done = threading.Event()
         self.lead = False
         self.result: Any = None
@@ -29,18 +34,22 @@ class _Call:
         return self.result
 
 
-class Coalesced:
-    """A registered script whose concurrent calls share round trips (plain Redis only)."""
+class Batched:
+    """Hand concurrent calls to ``run`` in batches; each caller gets its own call's result.
 
-    def __init__(self, client: redis.Redis, script: Script) -> None:
-        self.client = client
-        self.script = script
+    run(batch) sets every call's ``result`` (a value, or an exception that call raises); an
+    exception run itself raises reaches every call of the batch.
+    """
+
+    def __init__(self, run: Callable[[list[_Call]], None], max_batch: int = MAX_BATCH) -> None:
+        self._run = run
+        self._max = max_batch
         self._lock = threading.Lock()
         self._pending: list[_Call] = []
         self._busy = False
 
-    def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        call = _Call(keys, args)
+    def __call__(self, *payload: Any) -> Any:
+        call = _Call(*payload)
         with self._lock:
             self._pending.append(call)
             lead, self._busy = not self._busy, True
@@ -49,7 +58,7 @@ class Coalesced:
             if not call.lead:
                 return call.outcome()
         with self._lock:
-            batch, self._pending = self._pending, []
+            batch, self._pending = self._pending[: self._max], self._pending[self._max :]
         try:
             self._send(batch)
         finally:
@@ -64,23 +73,41 @@ class Coalesced:
 
     def _send(self, batch: list[_Call]) -> None:
         try:
-            if len(batch) == 1:
-                results = [self.script(keys=batch[0].keys, args=batch[0].args)]
-            else:
-                results = self._pipeline(batch)
+            self._run(batch)
         except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it, then go on
             for call in batch:
                 call.result = exc
                 call.done.set()
             raise
+        for call in batch:
+            call.done.set()
+
+
+class Coalesced(Batched):
+    """A registered script whose concurrent calls share round trips (plain Redis only)."""
+
+    def __init__(self, client: redis.Redis, script: Script) -> None:
+        super().__init__(self._script_batch)
+        self.client = client
+        self.script = script
+
+    def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:  # type: ignore[override]
+        return super().__call__(keys, args)
+
+    def _script_batch(self, batch: list[_Call]) -> None:
+        if len(batch) == 1:
+            keys, args = batch[0].payload
+            results = [self.script(keys=keys, args=args)]
+        else:
+            results = self._pipeline(batch)
         for call, result in zip(batch, results):
             call.result = result
-            call.done.set()
 
     def _pipeline(self, batch: list[_Call], reload: bool = True) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for call in batch:
-            pipe.evalsha(self.script.sha, len(call.keys), *call.keys, *call.args)
+            keys, args = call.payload
+            pipe.evalsha(self.script.sha, len(keys), *keys, *args)
         results = pipe.execute(raise_on_error=False)
         missed = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if reload and missed:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from coupon.core import queries
 from coupon.core.keys import CouponKeys, journal_registry
+from strategies.coalesce import Batched, _Call
 from strategies.redis_state import load_script
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class Journal:
         self.client = client
         self.prefix = prefix
         self._release = load_script(client, "release")
+        # Concurrent clears of this process share round trips (strategies/coalesce.py).
+        self._clears = Batched(self._clear_batch) if isinstance(client, redis.Redis) else None
 
     def keys(self, coupon_id: int) -> CouponKeys:
         """Return the keys of one coupon."""
@@ -62,9 +65,23 @@ class Journal:
     def clear(self, coupon_id: int, user_id: int) -> None:
         """Take a settled reservation out of the journal; a failure is logged, the sweep retries."""
         try:
-            self.client.zrem(self.keys(coupon_id).journal, user_id)
+            if self._clears is None:  # a cluster client: one ZREM
+                self.client.zrem(self.keys(coupon_id).journal, user_id)
+            else:
+                self._clears(coupon_id, user_id)
         except redis.exceptions.RedisError as exc:
             log.warning("journal of coupon %s keeps user %s for the sweep: %s", coupon_id, user_id, exc)
+
+    def _clear_batch(self, batch: list[_Call]) -> None:
+        """One ZREM per coupon for every clear pending, in one pipeline."""
+        users: dict[int, list[int]] = {}
+        for call in batch:
+            coupon_id, user_id = call.payload
+            users.setdefault(coupon_id, []).append(user_id)
+        pipe = self.client.pipeline(transaction=False)
+        for coupon_id, members in users.items():
+            pipe.zrem(self.keys(coupon_id).journal, *members)
+        pipe.execute()
 
     def sweep(self, engine: Engine, coupon_id: int, bound: float) -> tuple[int, int]:
         """Resolve the coupon's reservations older than bound; return (written, released)."""

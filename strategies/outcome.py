@@ -57,13 +57,14 @@ def write_resolved(
         try:
             conn.commit()
         except (DBAPIError, PoolTimeout) as exc:
-            return _resolve(engine, coupon_id, user_id, exc)
+            return resolve_commit(engine, coupon_id, user_id, exc)
         return Outcome.ISSUED
     finally:
-        _close(conn)
+        close_quietly(conn)
 
 
-def _close(conn: Connection) -> None:
+def close_quietly(conn: Connection) -> None:
+    """Close a connection (rolling back what it left open); a failure is only logged."""
     # Returning a broken connection to the pool must not turn a known outcome into an error.
     try:
         conn.close()
@@ -71,7 +72,8 @@ def _close(conn: Connection) -> None:
         log.warning("closing a database connection failed: %s", exc)
 
 
-def _resolve(engine: Engine, coupon_id: int, user_id: int, exc: Exception) -> Outcome:
+def resolve_commit(engine: Engine, coupon_id: int, user_id: int, exc: Exception) -> Outcome:
+    """A commit did not answer: ISSUED if the user's row is there, else UnknownOutcome."""
     log.warning("commit of coupon %s for user %s did not answer: %s", coupon_id, user_id, exc)
     if holds_row(engine, coupon_id, user_id):
         return Outcome.ISSUED

@@ -41,7 +41,7 @@ class Queued(LuaScript):
         """Run the reserve-and-enqueue script, rebuilding the coupon's state if Redis lost it."""
         keys = self.state.keys(coupon_id)
         script_keys = [*keys.reserve_keys(), keys.stream]
-        args = [user_id, rules.to_epoch(rules.utcnow()), stream.GROUP]
+        args = [user_id, rules.epoch_now(), stream.GROUP]
         code = int(self._enqueue_shared(keys=script_keys, args=args)[0])
         if code == NO_STATE:
             # Redis lost its data (the workers' registry with it) or went back in time:
@@ -62,7 +62,7 @@ class Queued(LuaScript):
         stream.register(self.redis, self._prefix, coupon_id)
         keys = self.state.keys(coupon_id)
         script_keys = [*keys.reserve_keys(), keys.stream]
-        now = rules.to_epoch(rules.utcnow())
+        now = rules.epoch_now()
         pipe = self.redis.pipeline(transaction=False)
         for user_id in user_ids:
             self._enqueue(keys=script_keys, args=[user_id, now, stream.GROUP], client=pipe)

@@ -149,7 +149,7 @@ class RedisCounter(RedisStrategy):
         if refusal is not None:
             return refusal
         self.journaling(coupon_id)
-        now = rules.to_epoch(rules.utcnow())
+        now = rules.epoch_now()
         pipe = self.redis.pipeline(transaction=True)
         pipe.sadd(keys.users, user_id).incr(keys.count).zadd(keys.journal, {user_id: now}, nx=True)
         added, count, journaled = pipe.execute()

@@ -10,6 +10,8 @@ from coupon.core import queries, rules
 from coupon.core.connections import Services
 from coupon.core.rules import Busy, Outcome
 from strategies import epoch
+from strategies.coalesce import coalesce
+from strategies.group_commit import GroupCommit
 from strategies.outcome import NotWritten, holds_row, write_resolved
 from strategies.redis_backed import (
     HELD,
@@ -29,6 +31,8 @@ class LuaScript(RedisStrategy):
 
     The insert takes no lock on the coupon row: the database admits the row only for a seat
     within the total, once (strategies/outcome.py resolves a write that did not answer).
+    Concurrent requests of one process share their Redis round trips (strategies/coalesce.py)
+    and their commits (strategies/group_commit.py).
     """
 
     name = "lua"
@@ -40,6 +44,8 @@ class LuaScript(RedisStrategy):
         super().__init__(services)
         # Serves only coupons reconciled by this Redis run (strategies/epoch.py).
         self._reserve = self.redis.register_script(epoch.guard(compose("journal")))
+        self._reserve_shared = coalesce(self.redis, self._reserve)
+        self.commits = GroupCommit(services.engine)
         # The sold-out fast path (strategies/soldout.py): per process, bounded by soldout_ttl.
         self.soldout = SoldOut(services.config.soldout_ttl)
 
@@ -47,12 +53,12 @@ class LuaScript(RedisStrategy):
         """Run the reserve script, rebuilding the coupon's state once if Redis lost it."""
         keys = self.state.keys(coupon_id)
         script_keys = [*keys.reserve_keys(), keys.journal]
-        now = rules.to_epoch(rules.utcnow())
+        now = rules.epoch_now()
         self.journaling(coupon_id)
-        code, seat = self._reserve(keys=script_keys, args=[user_id, now])
+        code, seat = self._reserve_shared(keys=script_keys, args=[user_id, now])
         if code == NO_STATE:
             self.rebuilt(coupon_id)
-            code, seat = self._reserve(keys=script_keys, args=[user_id, now])
+            code, seat = self._reserve_shared(keys=script_keys, args=[user_id, now])
         if code == 1:
             self.soldout.mark(coupon_id)
         return int(code), int(seat)
@@ -75,8 +81,9 @@ class LuaScript(RedisStrategy):
     def write(self, coupon_id: int, user_id: int, seat: int) -> Outcome | None:
         """Insert the seat's row; None when another row holds the seat (reserve again)."""
         work = partial(self._insert, coupon_id, user_id, seat)
+        alone = partial(write_resolved, self.services.engine, coupon_id, user_id, work)
         try:
-            outcome = write_resolved(self.services.engine, coupon_id, user_id, work)
+            outcome = self.commits.write(coupon_id, user_id, seat, alone)
         except queries.DuplicateIssue:
             self.settle_duplicate(coupon_id, user_id, seat)
             return Outcome.ALREADY_ISSUED

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -42,6 +43,11 @@ class CouponRow:
 def utcnow() -> datetime:
     """Return the current time as a naive UTC datetime, the form the database stores."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def epoch_now() -> float:
+    """Return the current time as epoch seconds (the form Redis keeps): to_epoch(utcnow()), cheaply."""
+    return time.time()
 
 
 def window_refusal(start: datetime | None, end: datetime | None, now: datetime) -> Outcome | None:

@@ -5,11 +5,13 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Integer,
+    cast,
     exists,
     func,
     insert,
     literal,
     select,
+    union_all,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -81,6 +83,32 @@ def insert_seated_issue(conn: Connection, coupon_id: int, user_id: int, seat: in
     except IntegrityError as exc:
         _raise_duplicate(exc, coupon_id, user_id)
         raise
+
+
+def insert_seated_issues(conn: Connection, seats: list[tuple[int, int, int]]) -> int:
+    """Insert the rows of many (coupon_id, user_id, seat) in one statement; return how many.
+
+    The same guard as insert_seated_issue, for every row at once: one INSERT ... SELECT joining
+    the picks to their coupon rows (no lock), admitting only seats within their coupon's total.
+    Fewer rows than picks: some seat was past its total (or no such coupon). A duplicate user
+    or a taken seat fails the whole statement (IntegrityError): the caller rolls back and
+    writes the rows one by one to tell which.
+    """
+    picks = union_all(
+        *(
+            select(
+                cast(literal(coupon_id), BigInteger).label("coupon_id"),
+                cast(literal(user_id), BigInteger).label("user_id"),
+                cast(literal(seat), Integer).label("seat"),
+            )
+            for coupon_id, user_id, seat in seats
+        )
+    ).subquery("picks")
+    values = select(picks.c.coupon_id, picks.c.user_id, picks.c.seat, literal(utcnow(), Timestamp)).where(
+        picks.c.coupon_id == coupon.c.id, picks.c.seat >= 1, picks.c.seat <= coupon.c.total_quantity
+    )
+    statement = insert(coupon_issue).from_select(["coupon_id", "user_id", "seat", "issued_at"], values)
+    return int(conn.execute(statement).rowcount)
 
 
 def seat_of(conn: Connection, coupon_id: int, user_id: int) -> int | None:
