@@ -1,7 +1,8 @@
 """The hot path over real HTTP, in one run: `flask --app app bench-http` (`make bench`).
 
 Two real gunicorns with the project's settings (coupon/lab/serve.py): one serving a bare WSGI
-callable (the ceiling: gunicorn + gevent alone), one serving the service. The same load
+callable (the ceiling: gunicorn + gevent alone, under the same POST requests as the issue rows;
+its GET figure is printed beside it), one serving the service. The same load
 generator takes turns on every row, round after round, so whatever else the machine does weighs
 on all rows alike and the shares of the ceiling are comparable within the run. Then the worker
 drains what `queued` accepted, and its rate is taken in rows per second.
@@ -36,6 +37,11 @@ ISSUE_ROWS = {
     "atomic_update": ("atomic_update", ENDLESS),
     "select_for_update": ("select_for_update", ENDLESS),
 }
+
+
+# The ceiling takes the issue rows' own traffic (the same POST bodies from the same wrk script:
+# gunicorn reads each body, wrk spends the same CPU building it); these rows are plain GETs.
+GET_ROWS = {"ceiling, GET", "/ping"}
 
 
 def issues_counted(url: str, token: str, strategy: str) -> float:
@@ -96,14 +102,14 @@ def bench_http(
     bare = Server(runtime.config, workers, log_path=logs / "coupon-bench-bare.log", target="coupon.lab.bare:app")
     service = Server(runtime.config, workers, log_path=logs / "coupon-bench-gunicorn.log")
     with bare, service:
-        urls = {"ceiling": f"{bare.url}/", "/ping": f"{service.url}/ping"}
+        urls = {"ceiling": f"{bare.url}/", "ceiling, GET": f"{bare.url}/", "/ping": f"{service.url}/ping"}
         for row, (strategy, _) in ISSUE_ROWS.items():
             urls[row] = f"{service.url}/coupons/{coupons[row]}/issue?strategy={strategy}"
         run.load("warm-up", urls["/ping"], post=False)
         run.load("warm-up", urls["sold out"], post=True)  # sells the one coupon out
         for _ in range(rounds):
             for row, url in urls.items():
-                run.load(row, url, post=row in ISSUE_ROWS)
+                run.load(row, url, post=row not in GET_ROWS)
         counted = issues_counted(service.url, runtime.config.admin_token or "", "queued")
     sent = sum(load.requests for row in ("queued", "sold out") for load in run.loads[row])
     sent += run.loads["warm-up"][1].requests

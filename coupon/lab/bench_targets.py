@@ -33,6 +33,7 @@ def report(
         f"bench-http: {generator}, {run.connections} connections, {len(run.loads['ceiling'])} "
         f"rounds of {run.seconds}s per row; database {runtime.services.engine.dialect.name}"
     )
+    click.echo("  the ceiling is the bare app under the issue rows' own POSTs; 'ceiling, GET' under GETs")
     click.echo(f"  {'row':18} {'req/s':>9} {'share':>7} {'p50 ms':>8} {'p99 ms':>8}  answers")
     for name in run.loads:
         if name == "warm-up":
