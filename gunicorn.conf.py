@@ -85,6 +85,14 @@ def _fresh_metrics_dir(server) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.coupon_metrics_dir
 
 
+def worker_exit(server, worker) -> None:
+    """Fold the worker's pending issue counts, so that a graceful stop loses none of them."""
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})  # no app: nothing counted
+    observer = extensions.get("coupon.observer")
+    if observer is not None:
+        observer.fold()
+
+
 def child_exit(server, worker) -> None:
     """Tell prometheus-client a worker died (its counters stay in the sums)."""
     from prometheus_client import multiprocess

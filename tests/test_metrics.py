@@ -1,23 +1,42 @@
-"""GET /metrics from a real two-worker gunicorn, and the one-line issue logs."""
+"""GET /metrics from a real two-worker gunicorn, the one-line issue logs, and the folded counts."""
 from __future__ import annotations
 
+import bisect
+import gc
 import json
+import multiprocessing
 import os
+import runpy
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
 
 import pytest
-from prometheus_client import REGISTRY
+from flask import Flask
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from coupon.api.scrape import StreamCollector
 from coupon.core import stream
 from coupon.core.config import PROJECT_ROOT
-from coupon.core.rules import Outcome
+from coupon.core.metrics import (
+    BOUNDS,
+    FOLD_SECONDS,
+    ISSUE_BUCKETS,
+    ISSUE_SECONDS,
+    ISSUES,
+    IssueObserver,
+    add_to_histogram,
+)
+from coupon.core.rules import Busy, CouponNotFound, Outcome
 from coupon.lab.serve import Server, config_env, free_port
 from coupon.runtime import Runtime
 from tests.backends import Backend
@@ -30,8 +49,11 @@ BATCH = 64
 THREADS = 32
 TOKEN = "test-admin-token"
 
+# Every sample by name and sorted labels.
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
 # What is under test is the metrics path, the same on either database.
-pytestmark = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+mysql_only = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
 
 
 def post_issue(url: str, coupon_id: int, user_id: int, strategy: str = "lua") -> int:
@@ -49,7 +71,7 @@ def post_issue(url: str, coupon_id: int, user_id: int, strategy: str = "lua") ->
         return exc.code
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(url: str) -> Samples:
     """Return every sample of /metrics by name and sorted labels (the app's needs the token)."""
     request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -59,6 +81,20 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def scrape_when_folded(url: str, strategy: str, issues: int) -> Samples:
+    """Scrape until one strategy's issues all count: every worker folds within FOLD_SECONDS."""
+    deadline = time.monotonic() + 30
+    while True:
+        samples = scrape(url)
+        counted = sum(
+            value for (name, labels), value in samples.items()
+            if name == "coupon_issues_total" and ("strategy", strategy) in labels
+        )  # fmt: skip
+        if counted >= issues or time.monotonic() > deadline:
+            return samples
+        time.sleep(FOLD_SECONDS / 2)
 
 
 def pids_with_issues(metrics_dir: Path) -> set[str]:
@@ -71,6 +107,7 @@ def pids_with_issues(metrics_dir: Path) -> set[str]:
 
 
 @pytest.mark.slow
+@mysql_only
 def test_metrics_add_up_across_two_workers(
     runtime: Runtime, make_coupon: MakeCoupon, tmp_path: Path
 ) -> None:
@@ -87,7 +124,7 @@ def test_metrics_add_up_across_two_workers(
             calls = [(server.url, coupon_id, user) for user in range(first, first + BATCH)]
             statuses += crowd(post_issue, calls, THREADS)
         assert post_issue(server.url, coupon_id, 1, strategy="no-such") == 400
-        samples = scrape(server.url)
+        samples = scrape_when_folded(server.url, "lua", len(statuses))
 
     assert errors(statuses) == [], tally(statuses)
     sent = len(statuses)
@@ -108,6 +145,7 @@ def test_metrics_add_up_across_two_workers(
     assert runtime.config.admin_token not in log_path.read_text()
 
 
+@mysql_only
 def test_stream_backlog_and_pending_are_read_at_scrape_time(
     runtime: Runtime, make_coupon: MakeCoupon
 ) -> None:
@@ -127,6 +165,7 @@ def test_stream_backlog_and_pending_are_read_at_scrape_time(
     client.delete(keys.stream)
 
 
+@mysql_only
 def test_worker_and_fast_path_counters_move(
     runtime: Runtime, backend: Backend, redis_server: str, make_coupon: MakeCoupon
 ) -> None:
@@ -152,6 +191,7 @@ def test_worker_and_fast_path_counters_move(
     assert batches >= 1 and (rows, failures, hits) == (3, 1, 3)
 
 
+@mysql_only
 def test_the_worker_command_serves_its_own_metrics(
     runtime: Runtime, make_coupon: MakeCoupon
 ) -> None:
@@ -178,3 +218,247 @@ def test_the_worker_command_serves_its_own_metrics(
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+# The observer counts in memory and folds into prometheus-client (coupon/core/metrics.py).
+
+# A perf_counter reading from long before any fold: a record that says so is never due to fold.
+PAST = -1e9
+# Seconds between folds that no test outlives: only what the test calls folds.
+NEVER = 3600.0
+# Every bucket's edge, either side of it, zero, and past the last bound.
+ELAPSED = [0.0, 0.0004, *ISSUE_BUCKETS, *(b * 1.01 for b in ISSUE_BUCKETS), 11.0, 0.0123]
+
+# One strategy's samples: (name, result or le) -> value.
+Counts = dict[tuple[str, str], float]
+
+
+def issue_samples(strategy: str, registry: CollectorRegistry = REGISTRY) -> Counts:
+    """Return one strategy's issue counts and histogram samples from a registry."""
+    return {
+        (sample.name, sample.labels.get("result") or sample.labels.get("le", "")): sample.value
+        for family in registry.collect()
+        if family.name in ("coupon_issues", "coupon_issue_seconds")
+        for sample in family.samples
+        if sample.labels.get("strategy") == strategy and not sample.name.endswith("_created")
+    }
+
+
+def issued(strategy: str) -> float | None:
+    """Return the strategy's coupon_issues_total{result="issued"} in this process."""
+    labels = {"strategy": strategy, "result": "issued"}
+    return REGISTRY.get_sample_value("coupon_issues_total", labels)
+
+
+def assert_same_counts(folded: Counts, observed: Counts) -> None:
+    """Assert equal samples: every count exactly, the sum within float rounding."""
+    assert folded.keys() == observed.keys()
+    for key, value in observed.items():
+        assert folded[key] == (pytest.approx(value) if key[0].endswith("_sum") else value), key
+
+
+def fresh(name: str) -> str:
+    """Return a strategy label no other test uses."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Poll a condition until it holds or the deadline passes; return whether it held."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def one_pending(strategy: str, fold_seconds: float = NEVER) -> IssueObserver:
+    """Return an observer that has folded one issue of the strategy and holds a second."""
+    observer = IssueObserver(log_lines=False, fold_seconds=fold_seconds)
+    observer.record(strategy, 1, "issued", 0.002)  # the first record folds, starts the thread
+    observer.record(strategy, 1, "issued", 0.002, now=PAST)
+    return observer
+
+
+def test_folded_counts_equal_observing_each_issue() -> None:
+    folded, observed = fresh("folded"), fresh("observed")
+    observer = IssueObserver(log_lines=False, fold_seconds=NEVER)
+    for i, elapsed in enumerate(ELAPSED):
+        result = ("issued", "sold_out")[i % 2]
+        observer.record(folded, 1, result, elapsed)
+        ISSUES.labels(observed, result).inc()
+        ISSUE_SECONDS.labels(observed).observe(elapsed)
+    assert observer.pending()  # only the first record folded
+    assert issue_samples(folded)[("coupon_issue_seconds_count", "")] == 1
+    observer.fold()
+    assert not observer.pending()
+    assert_same_counts(issue_samples(folded), issue_samples(observed))
+    assert issue_samples(folded)[("coupon_issue_seconds_count", "")] == len(ELAPSED)
+
+
+def test_add_to_histogram_writes_what_observe_writes_on_a_fresh_registry() -> None:
+    # Guards the private prometheus-client attributes add_to_histogram writes.
+    registry = CollectorRegistry()
+    histogram = Histogram(
+        "coupon_issue_seconds", "", ["strategy"], buckets=ISSUE_BUCKETS, registry=registry
+    )
+    counts = [0] * len(BOUNDS)
+    for elapsed in ELAPSED:
+        histogram.labels("observed").observe(elapsed)
+        counts[bisect.bisect_left(BOUNDS, elapsed)] += 1
+    add_to_histogram(histogram.labels("folded"), counts, sum(ELAPSED))
+    folded, observed = issue_samples("folded", registry), issue_samples("observed", registry)
+    assert_same_counts(folded, observed)
+    assert observed[("coupon_issue_seconds_bucket", "0.005")] == 7  # not a vacuous comparison
+
+
+def test_the_request_path_folds_once_fold_seconds_passed() -> None:
+    strategy = fresh("request-path")
+    observer = IssueObserver(log_lines=False, fold_seconds=NEVER)
+    observer.record(strategy, 1, "issued", 0.002)  # the first record folds at once
+    observer.record(strategy, 1, "issued", 0.002, now=time.perf_counter())
+    assert observer.pending() and issued(strategy) == 1
+    observer.record(strategy, 1, "issued", 0.002, now=time.perf_counter() + NEVER)
+    assert not observer.pending() and issued(strategy) == 3
+
+
+def test_the_background_thread_folds_with_nobody_calling() -> None:
+    strategy = fresh("background")
+    observer = one_pending(strategy, fold_seconds=0.02)
+    assert wait_for(lambda: issued(strategy) == 2)
+    folder = observer._folder
+    assert folder is not None and folder.is_alive()
+    del observer
+    gc.collect()
+    folder.join(timeout=10)
+    assert not folder.is_alive()  # the thread ends with its observer
+
+
+GEVENT_SCRIPT = """
+from gevent import monkey
+monkey.patch_all()
+import os
+from prometheus_client import CollectorRegistry, multiprocess
+from coupon.core.metrics import ISSUE_SECONDS, ISSUES, IssueObserver
+from tests.test_metrics import ELAPSED, PAST, assert_same_counts, issue_samples, wait_for
+
+observer = IssueObserver(log_lines=False, fold_seconds=0.02)
+for i, elapsed in enumerate(ELAPSED):  # the first folds and starts the thread, the rest wait
+    observer.record("folded", 1, "issued", elapsed, now=None if i == 0 else PAST)
+    ISSUES.labels("observed", "issued").inc()
+    ISSUE_SECONDS.labels("observed").observe(elapsed)
+assert wait_for(lambda: not observer.pending())  # time.sleep is gevent's: the greenlet runs
+assert len(os.listdir("/proc/self/task")) == 1  # one OS thread: the folding thread is a greenlet
+files = CollectorRegistry()
+multiprocess.MultiProcessCollector(files)
+assert_same_counts(issue_samples("folded", files), issue_samples("observed", files))
+"""
+
+
+def test_the_background_thread_folds_under_gevent_into_multiprocess_files(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.glob("histogram_*.db"))  # multiprocess mode indeed
+
+
+def test_observe_counts_each_outcome_and_raises_on() -> None:
+    strategy = fresh("observe")
+    observer = IssueObserver(log_lines=False, fold_seconds=NEVER)
+    with observer.observe(strategy, 1) as seen:
+        seen.result = "issued"
+    with observer.observe(strategy, 1):
+        pass  # nothing said: counted as an error, as before
+    for raised in (CouponNotFound, Busy, ValueError, KeyboardInterrupt):
+        with pytest.raises(raised):
+            with observer.observe(strategy, 1) as seen:
+                seen.result = "issued"  # an exception overrides what the block said
+                raise raised()
+    observer.fold()
+    samples = issue_samples(strategy)
+    counts = {key[1]: value for key, value in samples.items() if key[0] == "coupon_issues_total"}
+    assert counts == {"issued": 1, "error": 3, "not_found": 1, "busy": 1}
+    assert samples[("coupon_issue_seconds_count", "")] == 6
+
+
+def test_no_count_is_lost_when_records_and_folds_race() -> None:
+    strategy, threads, records = fresh("race"), 8, 5000
+    # The request path and the thread fold too, every millisecond.
+    observer = IssueObserver(log_lines=False, fold_seconds=0.001)
+    barrier, done = threading.Barrier(threads + 1), threading.Event()
+
+    def record() -> None:
+        barrier.wait(timeout=60)
+        for i in range(records):
+            observer.record(strategy, 1, ("issued", "sold_out")[i % 2], ELAPSED[i % len(ELAPSED)])
+
+    def fold() -> None:
+        barrier.wait(timeout=60)
+        while not done.is_set():
+            observer.fold()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads every few bytecodes: races show at once
+    try:
+        folder = threading.Thread(target=fold)
+        folder.start()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda _: record(), range(threads)))
+        done.set()
+        folder.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    observer.fold()
+    samples, total = issue_samples(strategy), threads * records
+    assert samples[("coupon_issues_total", "issued")] == total / 2
+    assert samples[("coupon_issues_total", "sold_out")] == total / 2
+    assert samples[("coupon_issue_seconds_count", "")] == total
+    expected = threads * sum(ELAPSED[i % len(ELAPSED)] for i in range(records))
+    assert samples[("coupon_issue_seconds_sum", "")] == pytest.approx(expected)
+
+
+def test_a_forked_child_folds_its_own_counts_only() -> None:
+    strategy = fresh("fork")
+    observer = one_pending(strategy)  # the pending one is the parent's to fold
+    parents = observer._folder
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+
+    def child() -> None:
+        observer.record(strategy, 1, "issued", 0.002, now=time.perf_counter() + NEVER)
+        own = observer._folder
+        answers.put((issued(strategy), own is not parents and own is not None and own.is_alive()))
+
+    process = context.Process(target=child)
+    process.start()
+    counted, own_thread = answers.get(timeout=60)
+    process.join(timeout=60)
+    assert (counted, own_thread) == (2, True)  # the fold it inherited and its own issue only
+    observer.fold()
+    assert issued(strategy) == 2
+
+
+@mysql_only
+def test_a_scrape_folds_first(app: Flask) -> None:
+    strategy = fresh("scrape")
+    app.extensions["coupon.observer"] = one_pending(strategy)
+    assert issued(strategy) == 1
+    answer = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    counted = [
+        sample.value
+        for family in text_string_to_metric_families(answer.get_data(as_text=True))
+        for sample in family.samples
+        if sample.name == "coupon_issues_total" and sample.labels.get("strategy") == strategy
+    ]
+    assert counted == [2]
+
+
+def test_a_gracefully_stopping_worker_folds() -> None:
+    worker_exit = runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))["worker_exit"]
+    strategy = fresh("worker-exit")
+    observer = one_pending(strategy)
+    app = SimpleNamespace(extensions={"coupon.observer": observer})
+    worker_exit(None, SimpleNamespace(wsgi=app))
+    worker_exit(None, SimpleNamespace())  # a worker whose app never loaded
+    assert issued(strategy) == 2

@@ -5,7 +5,7 @@ import os
 from typing import Iterator
 
 import redis
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from coupon.api.auth import require_admin
 from coupon.core import stream
 from coupon.core.keys import CouponKeys
+from coupon.core.metrics import IssueObserver
 from coupon.runtime import Runtime, current
 
 bp = Blueprint("metrics", __name__)
@@ -52,8 +53,9 @@ class StreamCollector(Collector):
         yield pending
 
 
-def exposition(runtime: Runtime) -> bytes:
+def exposition(runtime: Runtime, observer: IssueObserver) -> bytes:
     """Render every metric: this process's or all workers' counters, plus the streams."""
+    observer.fold()  # this process's issues at once; other workers' within FOLD_SECONDS
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         counters = CollectorRegistry()
         multiprocess.MultiProcessCollector(counters)
@@ -69,4 +71,5 @@ def metrics() -> Response:
     # Admin only: every scrape reads Redis once per queued coupon, which no anonymous caller
     # should be able to trigger at will, and the counters are the operator's business.
     require_admin()
-    return Response(exposition(current()), content_type=CONTENT_TYPE_LATEST)
+    observer = current_app.extensions["coupon.observer"]
+    return Response(exposition(current(), observer), content_type=CONTENT_TYPE_LATEST)

@@ -20,6 +20,7 @@ from flask.cli import with_appcontext
 from prometheus_client.parser import text_string_to_metric_families
 
 from coupon.core import queries
+from coupon.core.metrics import FOLD_SECONDS
 from coupon.lab.bench_targets import report
 from coupon.lab.httpload import Run
 from coupon.lab.serve import Server
@@ -110,6 +111,9 @@ def bench_http(
         for _ in range(rounds):
             for row, url in urls.items():
                 run.load(row, url, post=row not in GET_ROWS)
+        # A worker folds its issue counts into the shared files every FOLD_SECONDS: the scrape
+        # waits for the other worker's last fold.
+        time.sleep(3 * FOLD_SECONDS)
         counted = issues_counted(service.url, runtime.config.admin_token or "", "queued")
     sent = sum(load.requests for row in ("queued", "sold out") for load in run.loads[row])
     sent += run.loads["warm-up"][1].requests
