@@ -39,8 +39,7 @@ class Queued(LuaScript):
 
     def enqueue(self, coupon_id: int, user_id: int) -> Outcome:
         """Run the reserve-and-enqueue script, rebuilding the coupon's state if Redis lost it."""
-        keys = self.state.keys(coupon_id)
-        script_keys = [*keys.reserve_keys(), keys.stream]
+        script_keys = self.script_keys(coupon_id, "stream")
         args = [user_id, rules.epoch_now(), stream.GROUP]
         code = int(self._enqueue_shared(keys=script_keys, args=args)[0])
         if code == NO_STATE:

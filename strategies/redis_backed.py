@@ -33,6 +33,8 @@ RESERVE_CODES = {
 NO_STATE = 5
 # journal.lua: this user's reservation is still journaled, its write's outcome unknown.
 HELD = 6
+# Coupons whose script keys a process keeps built (more are built again as needed).
+KEYS_KEPT = 10_000
 # How often a reservation whose seat another row holds reserves again before answering 503.
 SEAT_RETRIES = 3
 
@@ -53,6 +55,17 @@ class RedisStrategy(Strategy):
         self.journal = Journal(services.redis, services.config.redis_prefix)
         # Coupons this process has put in the workers' sweep registry (again after state loss).
         self._journaled: set[int] = set()
+        self._script_keys: dict[tuple[int, str], list[str]] = {}
+
+    def script_keys(self, coupon_id: int, last: str) -> list[str]:
+        """Return reserve.lua's keys and then the named one (journal, stream), built once."""
+        found = self._script_keys.get((coupon_id, last))
+        if found is None:
+            if len(self._script_keys) >= KEYS_KEPT:
+                self._script_keys.clear()
+            keys = self.state.keys(coupon_id)
+            found = self._script_keys[coupon_id, last] = [*keys.reserve_keys(), getattr(keys, last)]
+        return found
 
     def journaling(self, coupon_id: int) -> None:
         """Register the coupon for the workers' sweep, once per process (and after a rebuild)."""

@@ -51,8 +51,7 @@ class LuaScript(RedisStrategy):
 
     def reserve(self, coupon_id: int, user_id: int) -> tuple[int, int]:
         """Run the reserve script, rebuilding the coupon's state once if Redis lost it."""
-        keys = self.state.keys(coupon_id)
-        script_keys = [*keys.reserve_keys(), keys.journal]
+        script_keys = self.script_keys(coupon_id, "journal")
         now = rules.epoch_now()
         self.journaling(coupon_id)
         code, seat = self._reserve_shared(keys=script_keys, args=[user_id, now])
