@@ -40,9 +40,10 @@ def report(
             continue
         load = run.total(name)
         failed = f"{load.failed} non-2xx (409 expected)" if name == "sold out" else f"{load.failed} non-2xx or errors"
+        rounds = " / ".join(f"{each.rate:,.0f}" for each in run.loads[name])
         click.echo(
             f"  {name:18} {load.rate:9,.0f} {load.rate / ceiling:7.1%} {load.p50_ms:8.1f} "
-            f"{load.p99_ms:8.1f}  {load.requests} requests, {failed}"
+            f"{load.p99_ms:8.1f}  {load.requests} requests, {failed}; req/s by round {rounds}"
         )
     click.echo("targets:")
     for name, share in SHARE_TARGETS.items():
