@@ -25,7 +25,10 @@ NO_STATE = 5
 
 # KEYS[1] must be the coupon's meta hash, as in every reserve script.
 GUARD = """
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+local info = redis.call('INFO', 'server')
+-- A plain find, then a match anchored there: scanning the whole text with the pattern cost
+-- 2 us more per call (commandstats: 7.5 against 5.5 us for the guard alone).
+local run = string.match(info, '^%w+', string.find(info, 'run_id:', 1, true) + 7)
 if redis.call('HGET', KEYS[1], 'epoch') ~= run then
   return {{{no_state}, 0}}
 end
