@@ -37,10 +37,16 @@ def runtime(backend: Backend, redis_server: str) -> Iterator[Runtime]:
     """Connections and strategies over one backend, as the app's processes hold them."""
     opened = Runtime.open(test_config(backend.url, redis_server))
     yield opened
-    prefix = opened.config.redis_prefix
-    for key in opened.services.redis.scan_iter(match=f"{prefix}*", count=1000):
-        opened.services.redis.delete(key)
-    opened.close()
+    close(opened)
+
+
+def close(runtime: Runtime, redis_server: str | None = None) -> None:
+    """Delete the keys of the runtime's own prefix on the shared Redis, then close it."""
+    if redis_server is None or runtime.config.redis_url == redis_server:
+        prefix = runtime.config.redis_prefix
+        for key in runtime.services.redis.scan_iter(match=f"{prefix}*", count=1000):
+            runtime.services.redis.delete(key)
+    runtime.close()
 
 
 @pytest.fixture()
@@ -49,7 +55,7 @@ def app(backend: Backend, redis_server: str) -> Iterator[Flask]:
     flask_app = create_app(test_config(backend.url, redis_server))
     flask_app.config["TESTING"] = True
     yield flask_app
-    flask_app.extensions["coupon"].close()
+    close(flask_app.extensions["coupon"], redis_server)
 
 
 @pytest.fixture()
@@ -72,8 +78,8 @@ def make_client(backend: Backend, redis_server: str) -> Iterator[Callable[..., F
         return apps[-1].test_client()
 
     yield make
-    for app in apps:
-        app.extensions["coupon"].close()
+    for app in apps:  # those on a Redis of their own (a dead one, a proxy) keep theirs
+        close(app.extensions["coupon"], redis_server)
 
 
 @pytest.fixture()
