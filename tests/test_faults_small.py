@@ -7,8 +7,6 @@ import itertools
 import threading
 import time
 
-import redis
-
 from coupon.core import queries, stream
 from coupon.core.keys import queued_registry
 from coupon.core.rules import Outcome
@@ -41,32 +39,26 @@ def test_a_coupon_is_registered_again_after_redis_lost_its_data(runtime, make_co
     assert coupon_id in stream.registered(client, runtime.config.redis_prefix)
 
 
-class _FlushMidway:
-    """A pipeline that flushes the scripts after its first call: the rest get NOSCRIPT."""
+def flush_after_first(shared: Coalesced, flushed: list[bool]):
+    """Wrap a Coalesced's round trip: its first one flushes the scripts after its first call."""
+    real = shared._round_trip
 
-    def __init__(self, pipe: redis.client.Pipeline, flushed: list[bool]) -> None:
-        self.pipe, self.flushed, self.flush_at = pipe, flushed, -1
-
-    def evalsha(self, *args: object) -> None:
-        self.pipe.evalsha(*args)
-        if not self.flushed:
-            self.flushed.append(True)
-            self.flush_at = len(self.pipe.command_stack)
-            self.pipe.script_flush()
-
-    def execute(self, raise_on_error: bool = True) -> list[object]:
-        results = self.pipe.execute(raise_on_error=raise_on_error)
-        if self.flush_at >= 0:
-            del results[self.flush_at]
+    def round_trip(commands: list[tuple[object, ...]]) -> list[object]:
+        if flushed:
+            return real(commands)
+        flushed.append(True)
+        results = real([commands[0], ("SCRIPT", "FLUSH"), *commands[1:]])
+        del results[1]  # the flush's own OK
         return results
+
+    return round_trip
 
 
 def test_a_noscript_midway_resends_only_the_calls_that_did_not_run(runtime, make_coupon, monkeypatch):
     coupon_id = make_coupon(quantity=10)
     shared = Coalesced(runtime.services.redis, runtime.strategies["queued"]._enqueue)
     flushed: list[bool] = []
-    real = runtime.services.redis.pipeline
-    monkeypatch.setattr(shared.client, "pipeline", lambda **kw: _FlushMidway(real(**kw), flushed))
+    monkeypatch.setattr(shared, "_round_trip", flush_after_first(shared, flushed))
     keys = runtime.state.keys(coupon_id)
     batch = [_Call([*keys.reserve_keys(), keys.stream], [user, 0, stream.GROUP]) for user in (1, 2, 3)]
     shared._send(batch)

@@ -130,13 +130,13 @@ def test_coalesced_calls_share_round_trips_and_keep_their_own_answers(runtime, m
     )
     shared = Coalesced(client, echo)
     pipelines = []
-    real_pipeline = client.pipeline
+    real_round_trip = shared._round_trip
 
-    def counting_pipeline(*args, **kwargs):
+    def counting_round_trip(commands):
         pipelines.append(1)
-        return real_pipeline(*args, **kwargs)
+        return real_round_trip(commands)
 
-    monkeypatch.setattr(client, "pipeline", counting_pipeline)
+    monkeypatch.setattr(shared, "_round_trip", counting_round_trip)
     key = f"{runtime.config.redis_prefix}{{coalesce}}:k"
 
     results = crowd(lambda n: shared(keys=[key], args=[n]), [(n,) for n in range(400)], threads=32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import redis
 
 from coupon.core.rules import Outcome
 from strategies.queued import Queued
@@ -21,16 +22,21 @@ class FakeClock:
 
 @pytest.fixture()
 def commands(runtime, monkeypatch) -> list[str]:
-    """Record every command this test's Redis client sends (other tests share the server)."""
+    """Record every command this process packs for the wire (other tests share the server).
+
+    At the packer, so that commands sent alone, in redis-py pipelines and in the coalesced
+    round trips (strategies/coalesce.py, which write on their own connection) all count.
+    """
     sent: list[str] = []
-    client = runtime.services.redis
-    real = client.execute_command
+    for serializer in (redis.connection.HiredisRespSerializer, redis.connection.PythonRespSerializer):
+        real = serializer.pack
 
-    def counting(*args: Any, **options: Any) -> Any:
-        sent.append(str(args[0]))
-        return real(*args, **options)
+        def counting(self: Any, *args: Any, real: Any = real) -> Any:
+            name = args[0]
+            sent.append(name.decode() if isinstance(name, bytes) else str(name))
+            return real(self, *args)
 
-    monkeypatch.setattr(client, "execute_command", counting)
+        monkeypatch.setattr(serializer, "pack", counting)
     return sent
 
 
