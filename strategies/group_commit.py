@@ -62,12 +62,14 @@ class GroupCommit:
     def _commit(self, batch: list[_Call]) -> None:
         if len(batch) == 1:
             call = batch[0]
+            alone = call.payload[-1]
             try:
-                call.result = call.payload[3]()  # alone(); what it raises, the caller raises
-            except Exception as exc:  # noqa: BLE001 - handed to the caller as it is
+                call.result = alone()
+            except Exception as exc:  # noqa: BLE001 - what alone() raises, its caller raises
                 call.result = exc
             return
-        for call, result in zip(batch, self._write([call.payload[:3] for call in batch])):
+        seats = [(coupon_id, user_id, seat) for coupon_id, user_id, seat, _ in (c.payload for c in batch)]
+        for call, result in zip(batch, self._write(seats)):
             call.result = result
 
     def _write(self, seats: list[tuple[int, int, int]]) -> list[object]:

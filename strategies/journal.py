@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from coupon.core import queries
 from coupon.core.keys import CouponKeys, journal_registry
-from strategies.coalesce import Batched, _Call
+from strategies.coalesce import Batched, Wire, _Call
 from strategies.redis_state import load_script
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class Journal:
         self._release = load_script(client, "release")
         # Concurrent clears of this process share round trips (strategies/coalesce.py).
         self._clears = Batched(self._clear_batch) if isinstance(client, redis.Redis) else None
+        self._wire = Wire(client)
 
     def keys(self, coupon_id: int) -> CouponKeys:
         """Return the keys of one coupon."""
@@ -73,15 +74,17 @@ class Journal:
             log.warning("journal of coupon %s keeps user %s for the sweep: %s", coupon_id, user_id, exc)
 
     def _clear_batch(self, batch: list[_Call]) -> None:
-        """One ZREM per coupon for every clear pending, in one pipeline."""
+        """One ZREM per coupon for every clear pending, in one write."""
         users: dict[int, list[int]] = {}
         for call in batch:
             coupon_id, user_id = call.payload
             users.setdefault(coupon_id, []).append(user_id)
-        pipe = self.client.pipeline(transaction=False)
-        for coupon_id, members in users.items():
-            pipe.zrem(self.keys(coupon_id).journal, *members)
-        pipe.execute()
+        replies = self._wire.round_trip(
+            [("ZREM", self.keys(coupon_id).journal, *members) for coupon_id, members in users.items()]
+        )
+        for reply in replies:
+            if isinstance(reply, redis.exceptions.RedisError):
+                raise reply
 
     def sweep(self, engine: Engine, coupon_id: int, bound: float) -> tuple[int, int]:
         """Resolve the coupon's reservations older than bound; return (written, released)."""

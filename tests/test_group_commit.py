@@ -122,14 +122,14 @@ def test_concurrent_journal_clears_share_round_trips(runtime, make_coupon, monke
     keys = journal.keys(coupon_id)
     runtime.services.redis.zadd(keys.journal, {user: 1.0 for user in range(1, 101)})
     pipelines = []
-    real = runtime.services.redis.pipeline
+    real = journal._wire.round_trip
     lock = threading.Lock()
 
-    def counting(*args, **kwargs):
+    def counting(commands):
         with lock:
             pipelines.append(1)
-        return real(*args, **kwargs)
+        return real(commands)
 
-    monkeypatch.setattr(journal.client, "pipeline", counting)
+    monkeypatch.setattr(journal._wire, "round_trip", counting)
     crowd(journal.clear, [(coupon_id, user) for user in range(1, 101)], threads=32)
     assert runtime.services.redis.zcard(keys.journal) == 0 and len(pipelines) < 100
