@@ -26,6 +26,8 @@ MAX_BACKOFF_SECONDS = 0.05
 
 # Takes one from the stock inside the transaction; False means none is left.
 TakeStock = Callable[[Connection, CouponRow], bool]
+# Writes one issue inside the transaction: (conn, coupon_id, user_id, take, lock_row).
+Write = Callable[[Connection, int, int, TakeStock, bool], Outcome]
 
 
 class Conflict(Exception):
@@ -115,19 +117,30 @@ def check_and_write(
         return refusal
     if not take(conn, coupon):
         return Outcome.SOLD_OUT
+    return insert_taken(conn, coupon_id, user_id)
+
+
+def insert_taken(conn: Connection, coupon_id: int, user_id: int) -> Outcome:
+    """Insert the row of a unit of stock already taken; a duplicate is the user's earlier row."""
     try:
         queries.insert_issue(conn, coupon_id, user_id)
     except queries.DuplicateIssue:
-        return Outcome.ALREADY_ISSUED
+        return Outcome.ALREADY_ISSUED  # the rollback gives the unit back
     return Outcome.ISSUED
 
 
 def issue_in_db(
-    engine: Engine, coupon_id: int, user_id: int, take: TakeStock, *, lock_row: bool = False
+    engine: Engine,
+    coupon_id: int,
+    user_id: int,
+    take: TakeStock,
+    *,
+    lock_row: bool = False,
+    write: Write | None = None,
 ) -> Outcome:
-    """Run check_and_write in one transaction, committing only an issue."""
+    """Run check_and_write (or write) in one transaction, committing only an issue."""
     with engine.connect() as conn:
-        outcome = check_and_write(conn, coupon_id, user_id, take, lock_row)
+        outcome = (write or check_and_write)(conn, coupon_id, user_id, take, lock_row)
         if outcome is Outcome.ISSUED:
             conn.commit()
         else:

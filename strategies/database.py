@@ -7,12 +7,15 @@ from typing import ClassVar
 
 from sqlalchemy import Connection
 
-from coupon.core import queries
+from coupon.core import queries, rules
 from coupon.core.connections import Services
 from coupon.core.rules import CouponRow, Outcome
 from strategies.base import (
     Conflict,
     Strategy,
+    TakeStock,
+    check_and_write,
+    insert_taken,
     issue_in_db,
     take_unchecked,
     with_retries,
@@ -108,14 +111,31 @@ class SelectForUpdate(DatabaseStrategy):
 
 
 class AtomicUpdate(DatabaseStrategy):
-    """Take the stock with one conditional UPDATE; the database re-checks it under the row lock."""
+    """Take the stock with one conditional UPDATE; the database re-checks it under the row lock.
+
+    The UPDATE comes first and checks the window too, so an issue is one UPDATE and one INSERT:
+    nothing is read before it. Only a refused UPDATE reads the coupon (and the user's row), to
+    answer with the refusal every strategy gives; a duplicate INSERT rolls the unit back.
+    """
 
     name = "atomic_update"
-    description = "Conditional UPDATE ... WHERE issued < total, then the insert, in one transaction."
+    description = "Conditional UPDATE ... WHERE issued < total (window open), then the insert, in one transaction."
     cross_process = True
 
     def take(self, conn: Connection, coupon: CouponRow) -> bool:
         return queries.add_issued_if_available(conn, coupon.id)
+
+    def issue(self, coupon_id: int, user_id: int) -> Outcome:
+        engine = self.services.engine
+        attempt = partial(issue_in_db, engine, coupon_id, user_id, self.take, write=take_first)
+        return with_retries(attempt, self.services.config.retry_deadline)
+
+
+def take_first(conn: Connection, coupon_id: int, user_id: int, take: TakeStock, lock_row: bool) -> Outcome:
+    """Take the stock while the window is open, then insert; on a refusal, read and tell why."""
+    if queries.add_issued_if_available(conn, coupon_id, open_at=rules.utcnow()):
+        return insert_taken(conn, coupon_id, user_id)
+    return check_and_write(conn, coupon_id, user_id, take, lock_row)
 
 
 class Optimistic(DatabaseStrategy):

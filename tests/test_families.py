@@ -18,16 +18,17 @@ AUTH = {"Authorization": "Bearer test-admin-token"}
 # Read the count without a row lock, add to it unconditionally: exact only among themselves.
 UNGUARDED = {"none": "take", "process_lock": "take", "redis_lock": "take", "fenced_lock": "take_fenced"}
 # Re-check the stock in the write itself; select_for_update holds the row, so it cannot be
-# interrupted from the same thread and only ever stands in as the other writer.
-GUARDED = {"atomic_update": "take", "optimistic": "take"}
+# interrupted from the same thread and only ever stands in as the other writer. atomic_update
+# reads nothing before its write (a conditional UPDATE): the other issues just before it.
+GUARDED = {"atomic_update": "add_issued_if_available", "optimistic": "take"}
 
 
 def interloper(runtime: Runtime, coupon_id: int, other: str, original: Callable[..., Any]) -> Any:
     """Wrap a strategy's stock step so that another strategy issues between its read and write."""
 
-    def take(*args: Any) -> Any:
+    def take(*args: Any, **kwargs: Any) -> Any:
         assert runtime.strategies[other].issue(coupon_id, 2) is Outcome.ISSUED
-        return original(*args)
+        return original(*args, **kwargs)
 
     return take
 
@@ -85,15 +86,16 @@ def test_within_the_database_family_a_write_rechecks_the_stock(
 ) -> None:
     coupon_id = make_coupon(quantity=1)
     strategy = runtime.strategies[name]
-    original = strategy.take
+    step_of = queries if name == "atomic_update" else strategy
+    original = getattr(step_of, GUARDED[name])
     calls = []
 
-    def once(*args: Any) -> Any:
+    def once(*args: Any, **kwargs: Any) -> Any:
         take = interloper(runtime, coupon_id, other, original) if not calls else original
         calls.append(1)
-        return take(*args)
+        return take(*args, **kwargs)
 
-    monkeypatch.setattr(strategy, "take", once)
+    monkeypatch.setattr(step_of, GUARDED[name], once)
     assert strategy.issue(coupon_id, 1) is Outcome.SOLD_OUT
     assert database_totals(runtime, coupon_id) == (1, 1, 1)
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Executable,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -133,12 +134,20 @@ def fold_issued(conn: Connection, coupon_id: int) -> int | None:
     return rows
 
 
-def add_issued_if_available(conn: Connection, coupon_id: int) -> bool:
-    """Take one from the stock in one conditional UPDATE; False when none is left."""
+def add_issued_if_available(conn: Connection, coupon_id: int, open_at: datetime | None = None) -> bool:
+    """Take one from the stock in one conditional UPDATE; False when none is left.
+
+    With open_at, the window must be open at that moment too (as rules.window_refusal reads it):
+    False then also for a coupon not started, ended, or not there.
+    """
+    conditions = [coupon.c.id == coupon_id, coupon.c.issued_quantity < coupon.c.total_quantity]
+    if open_at is not None:
+        conditions += [
+            or_(coupon.c.issue_start.is_(None), coupon.c.issue_start <= open_at),
+            or_(coupon.c.issue_end.is_(None), coupon.c.issue_end > open_at),
+        ]
     result = conn.execute(
-        update(coupon)
-        .where(coupon.c.id == coupon_id, coupon.c.issued_quantity < coupon.c.total_quantity)
-        .values(issued_quantity=coupon.c.issued_quantity + 1)
+        update(coupon).where(*conditions).values(issued_quantity=coupon.c.issued_quantity + 1)
     )
     return result.rowcount == 1
 
