@@ -9,15 +9,17 @@ loop), so the callers already runnable join its batch (measured A/B under wrk -c
 queued and 7% more lua requests per second); a lone caller then goes straight through.
 
 ``Batched`` is that hand-over. ``Wire`` is the connection a batcher's leader writes on.
-``Coalesced`` sends a registered script's calls in one write (each script still runs atomically
-on its own; only the trip is shared); strategies/group_commit.py commits rows together and
-strategies/journal.py clears reservations together.
+``Coalesced`` sends a script's calls in one write, those for one coupon as one call of the
+script's batch form (each call still runs whole, one after the other);
+strategies/group_commit.py commits rows together and strategies/journal.py clears reservations
+together.
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
+from itertools import repeat
 from typing import Any, Callable, Sequence
 
 import redis
@@ -92,37 +94,79 @@ class Batched:
             call.done.set()
 
 
-class Coalesced(Batched):
-    """A registered script whose concurrent calls share round trips (plain Redis only)."""
+# A script's batch form: ARGV[1] is how many arguments one call has, then every call's in turn,
+# all with the same KEYS; it answers a list, one answer per call. `prologue` runs once first
+# and may answer for the whole batch (`count` calls) itself. The script's own text reads a
+# local ARGV, filled with each call's arguments in turn.
+MANY = """
+local calls, answers = ARGV, {{}}
+local width = tonumber(calls[1])
+local count = (#calls - 1) / width
+{prologue}
+local ARGV = {{}}
+local function one()
+{source}
+end
+for first = 2, #calls, width do
+  for i = 1, width do
+    ARGV[i] = calls[first + i - 1]
+  end
+  answers[#answers + 1] = one()
+end
+return answers
+"""
 
-    def __init__(self, client: redis.Redis, script: Script) -> None:
+
+def many(source: str, prologue: str = "") -> str:
+    """Return a script's batch form (MANY): its calls with the same keys as one call."""
+    return MANY.format(prologue=prologue, source=source)
+
+
+class Coalesced(Batched):
+    """A script whose concurrent calls share round trips and calls (plain Redis only).
+
+    A batch's calls with the same keys go as one call of the script's batch form (``many``):
+    one EVALSHA runs them one after the other, each as the script alone would, and a prologue
+    (the epoch guard) runs once. A/B under wrk -c64: +5.7% `queued`, +4.3% `lua` requests per
+    second against one EVALSHA per call; Redis's CPU per `queued` request 17.5 -> 11.3 us. An
+    error the batch form raises reaches each of its calls; an error one call answers stays its.
+    """
+
+    def __init__(self, client: redis.Redis, batch_form: str) -> None:
         super().__init__(self._script_batch)
         self.client = client
-        self.script = script
+        self.script = client.register_script(batch_form)
         self._wire = Wire(client)
 
     def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:  # type: ignore[override]
         return super().__call__(keys, args)
 
     def _script_batch(self, batch: list[_Call]) -> None:
-        for call, result in zip(batch, self._pipeline(batch)):
-            call.result = result
+        groups: dict[tuple[Any, ...], list[_Call]] = {}
+        for call in batch:
+            keys, args = call.payload
+            groups.setdefault((*keys, len(args)), []).append(call)
+        for calls, answers in zip(groups.values(), self._pipeline(list(groups.values()))):
+            for call, answer in zip(calls, answers if isinstance(answers, list) else repeat(answers)):
+                call.result = answer
 
-    def _pipeline(self, batch: list[_Call], reload: bool = True) -> list[Any]:
-        commands = [
-            ("EVALSHA", self.script.sha, len(keys), *keys, *args) for keys, args in (call.payload for call in batch)
-        ]  # fmt: skip
-        results = self._round_trip(commands)
+    def _pipeline(self, groups: list[list[_Call]], reload: bool = True) -> list[Any]:
+        results = self._round_trip([self._command(calls) for calls in groups])
         missed = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if reload and missed:
             # Redis restarted or flushed its scripts. Re-send only the calls that did not run:
             # the others' scripts did (a reserve), and running them again would answer
             # already_issued to a user whose first call reserved.
             self.client.script_load(self.script.script)
-            again = self._pipeline([batch[i] for i in missed], reload=False)
+            again = self._pipeline([groups[i] for i in missed], reload=False)
             for i, result in zip(missed, again):
                 results[i] = result
         return results
+
+    def _command(self, calls: list[_Call]) -> tuple[Any, ...]:
+        keys, args = calls[0].payload
+        every = [arg for call in calls for arg in call.payload[1]]
+        return ("EVALSHA", self.script.sha, len(keys), *keys, len(args), *every)
 
     def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         return self._wire.round_trip(commands)
@@ -165,6 +209,6 @@ class Wire:
             raise
 
 
-def coalesce(client: redis.Redis, script: Script) -> Coalesced | Script:
-    """Wrap a script for shared round trips; a cluster client keeps the script as it is."""
-    return Coalesced(client, script) if isinstance(client, redis.Redis) else script
+def coalesce(client: redis.Redis, script: Script, batch_form: str) -> Coalesced | Script:
+    """Share round trips through the script's batch form; a cluster client keeps the script."""
+    return Coalesced(client, batch_form) if isinstance(client, redis.Redis) else script

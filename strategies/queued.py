@@ -7,7 +7,7 @@ from coupon.core import rules, stream
 from coupon.core.connections import Services
 from coupon.core.rules import CouponNotFound, Outcome
 from strategies import epoch
-from strategies.coalesce import coalesce
+from strategies.coalesce import coalesce, many
 from strategies.redis_backed import NO_STATE, RESERVE_CODES, compose
 from strategies.seated import LuaScript
 
@@ -30,9 +30,11 @@ class Queued(LuaScript):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        self._enqueue: Script = self.redis.register_script(epoch.guard(compose("queue")))
-        # Concurrent requests of this process share round trips (strategies/coalesce.py).
-        self._enqueue_shared = coalesce(self.redis, self._enqueue)
+        source = compose("queue")
+        self._enqueue: Script = self.redis.register_script(epoch.guard(source))
+        # Concurrent requests of this process share round trips, script calls and the epoch
+        # check (strategies/coalesce.py).
+        self._enqueue_shared = coalesce(self.redis, self._enqueue, many(source, epoch.BATCH_GUARD))
         self._prefix = services.config.redis_prefix
         # Coupons this process has put in the workers' registry; once each is enough.
         self._registered: set[int] = set()

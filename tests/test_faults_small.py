@@ -55,15 +55,23 @@ def flush_after_first(shared: Coalesced, flushed: list[bool]):
 
 
 def test_a_noscript_midway_resends_only_the_calls_that_did_not_run(runtime, make_coupon, monkeypatch):
-    coupon_id = make_coupon(quantity=10)
-    shared = Coalesced(runtime.services.redis, runtime.strategies["queued"]._enqueue)
+    # A batch sends one call of the script's batch form per coupon: the flush comes after the
+    # first coupon's, which ran; the other two meet NOSCRIPT.
+    coupons = [make_coupon(quantity=10) for _ in range(3)]
+    queued = runtime.strategies["queued"]
+    shared = queued._enqueue_shared
+    assert isinstance(shared, Coalesced)
     flushed: list[bool] = []
     monkeypatch.setattr(shared, "_round_trip", flush_after_first(shared, flushed))
-    keys = runtime.state.keys(coupon_id)
-    batch = [_Call([*keys.reserve_keys(), keys.stream], [user, 0, stream.GROUP]) for user in (1, 2, 3)]
+    batch = [
+        _Call(queued.script_keys(coupon_id, "stream"), [user, 0, stream.GROUP])
+        for coupon_id in coupons
+        for user in (1, 2)
+    ]
     shared._send(batch)
-    # The first call ran before the flush; re-running it would have answered already_issued.
-    assert flushed and [int(call.result[0]) for call in batch] == [0, 0, 0]
+    # The first coupon's calls ran before the flush; re-running them would have answered
+    # already_issued to both of its users.
+    assert flushed and [int(call.result[0]) for call in batch] == [0] * 6
 
 
 def is_exec(chunk: bytes) -> bool:

@@ -8,7 +8,7 @@ from redis.exceptions import ResponseError
 from coupon.core import stream
 from coupon.core.rules import Outcome, utcnow
 from coupon.queue import reconcile, worker
-from strategies.coalesce import Coalesced
+from strategies.coalesce import Coalesced, _Call, many
 from tests.crowd import crowd, errors, tally
 from tests.queueing import accept, finish, pending, worker_process
 from tests.totals import database_totals
@@ -125,10 +125,8 @@ def test_reconcile_and_retry_failed_commands(app, client):
 
 def test_coalesced_calls_share_round_trips_and_keep_their_own_answers(runtime, monkeypatch):
     client = runtime.services.redis
-    echo = client.register_script(
-        "if ARGV[1] == '13' then return redis.error_reply('unlucky') end return tonumber(ARGV[1])"
-    )
-    shared = Coalesced(client, echo)
+    echo = "if ARGV[1] == '13' then return redis.error_reply('unlucky') end return tonumber(ARGV[1])"
+    shared = Coalesced(client, many(echo))
     pipelines = []
     real_round_trip = shared._round_trip
 
@@ -144,3 +142,17 @@ def test_coalesced_calls_share_round_trips_and_keep_their_own_answers(runtime, m
     assert [r for n, r in enumerate(results) if n != 13] == [n for n in range(400) if n != 13]
     assert isinstance(results[13], ResponseError) and "unlucky" in str(results[13])
     assert 0 < len(pipelines) < 400  # calls waiting together went in one trip
+
+
+def test_a_batch_for_a_coupon_another_redis_run_stamped_answers_no_state_to_every_call(runtime, make_coupon):
+    # The batch form checks the epoch once for all its calls (strategies/epoch.py BATCH_GUARD).
+    coupon_id = make_coupon(quantity=10)
+    queued, client = runtime.strategies["queued"], runtime.services.redis
+    keys = runtime.state.keys(coupon_id)
+    assert queued.issue(coupon_id, 1) is Outcome.ACCEPTED  # stamped by this run
+    client.hset(keys.meta, "epoch", "a run before a restart")
+    batch = [_Call(queued.script_keys(coupon_id, "stream"), [user, 0, stream.GROUP]) for user in (2, 3, 4)]
+    queued._enqueue_shared._send(batch)
+    assert [[int(part) for part in call.result] for call in batch] == [[5, 0]] * 3
+    assert client.scard(keys.users) == 1 and client.xlen(keys.stream) == 1  # none of them ran
+    assert queued.issue(coupon_id, 2) is Outcome.ACCEPTED  # restored, stamped, served
