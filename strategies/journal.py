@@ -20,8 +20,9 @@ from sqlalchemy import Engine
 
 from coupon.core import queries
 from coupon.core.keys import CouponKeys, journal_registry
-from strategies.coalesce import Batched, Wire, _Call
+from strategies.coalesce import Batched, _Call
 from strategies.redis_state import load_script
+from strategies.wire import Wire
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,45 @@
+"""The connection a batcher's leader writes on (strategies/coalesce.py): one, kept."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import redis
+from redis.exceptions import ResponseError
+
+
+class Wire:
+    """One connection of a client's pool, kept for a batcher whose leader alone writes on it.
+
+    Only the leader sends, one batch at a time, so one connection is enough: taken from the
+    pool once and kept (the pool's disconnect() still closes it; taken again after a fork), it
+    skips a checkout and a poll of the socket per batch (+2% to +16% queued in four A/B runs).
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._conn: Any = None
+        self._pid = 0
+
+    def round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send the commands in one write, read every reply; an error reply is its command's.
+
+        Anything else drops the connection (the next batch connects again) and is raised. No
+        retry: the client has none, and a script must not run twice.
+        """
+        conn = self._conn
+        if conn is None or self._pid != os.getpid():  # none yet, or inherited across a fork
+            conn = self._conn = self.client.connection_pool.get_connection()
+            self._pid = os.getpid()
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+            results: list[Any] = []
+            for _ in commands:
+                try:
+                    results.append(conn.read_response())
+                except ResponseError as exc:
+                    results.append(exc)
+            return results
+        except BaseException:
+            conn.disconnect()  # replies may be left unread
+            raise
