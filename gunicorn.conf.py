@@ -127,7 +127,10 @@ def post_request(worker, req, environ, resp) -> None:
 
 
 def post_fork(server, worker) -> None:
-    """Make psycopg2 yield to gevent while it waits on PostgreSQL."""
+    """Make psycopg2 yield to gevent; answer gunicorn's own errors (unparsable requests) in JSON."""
     from psycogreen.gevent import patch_psycopg
 
+    from coupon.api import server_errors
+
     patch_psycopg()
+    server_errors.install()
