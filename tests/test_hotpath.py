@@ -5,6 +5,7 @@ whatever it hands on reaches the view with its body unread.
 """
 from __future__ import annotations
 
+import io
 import json
 from typing import Any, Callable
 
@@ -13,7 +14,7 @@ from flask import Flask
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coupon.api import inputs
+from coupon.api import hotpath, inputs
 from coupon.api.hotpath import HotPath, coupon_id_of, quick_user_id, strategy_of
 from tests.test_api import AUTH
 
@@ -158,3 +159,24 @@ def test_queries_and_bodies_it_reads_at_a_glance() -> None:
     assert quick_user_id(b'{"user_id": -5}', "application/json") is None
     assert quick_user_id(b'{"user_id": 5}', "text/plain") is None
     assert quick_user_id(b"[" * 5000, "application/json") is None
+
+
+def test_a_taken_issue_yields_once_its_body_is_written_and_a_refusal_does_not(app: Flask, monkeypatch) -> None:
+    coupon_id = new_coupon(app, 1)
+    slept: list[float] = []
+    monkeypatch.setattr(hotpath.time, "sleep", slept.append)
+
+    def ask(user: int) -> tuple[str, list[float]]:
+        body = json.dumps({"user_id": user}).encode()
+        environ = {
+            "REQUEST_METHOD": "POST", "PATH_INFO": f"/coupons/{coupon_id}/issue", "QUERY_STRING": "",
+            "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json", "wsgi.input": io.BytesIO(body),
+        }  # fmt: skip
+        statuses: list[str] = []
+        answer = app.wsgi_app(environ, lambda status, headers: statuses.append(status))
+        before = len(slept)
+        getattr(answer, "close", lambda: None)()  # as gunicorn does once the body is written
+        return statuses[0], slept[before:]
+
+    assert ask(1) == ("201 CREATED", [0])  # one turn of the loop, after the answer
+    assert ask(2) == ("409 CONFLICT", [])  # sold out: no yield
