@@ -109,10 +109,12 @@ class Proxy:
                     continue
                 with self._guard:
                     self._open.update((client, upstream))
-                threading.Thread(target=self.forward, args=(client, upstream), daemon=True).start()
-                threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+                # Set by forward() before a command whose reply must not reach the client.
+                muted = threading.Event()
+                threading.Thread(target=self.forward, args=(client, upstream, muted), daemon=True).start()
+                threading.Thread(target=_pipe, args=(upstream, client, muted), daemon=True).start()
 
-    def forward(self, client: socket.socket, upstream: socket.socket) -> None:
+    def forward(self, client: socket.socket, upstream: socket.socket, muted: threading.Event) -> None:
         """Relay what the client sends (a subclass may interfere)."""
         _pipe(client, upstream)
 
@@ -124,9 +126,11 @@ def _shutdown(sock: socket.socket) -> None:
         pass
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
+def _pipe(source: socket.socket, sink: socket.socket, muted: threading.Event | None = None) -> None:
     try:
         while chunk := source.recv(65536):
+            if muted is not None and muted.is_set():
+                break  # this reply is the one to lose
             sink.sendall(chunk)
     except OSError:
         pass
@@ -159,11 +163,15 @@ class ReplyDropper(Proxy):
         self.seen = self.dropped = 0
         self._count = threading.Lock()
 
-    def forward(self, client: socket.socket, upstream: socket.socket) -> None:
+    def forward(self, client: socket.socket, upstream: socket.socket, muted: threading.Event) -> None:
         try:
             while chunk := client.recv(65536):
+                drop = bool(self.every) and self.matches(chunk) and self._drop_now()
+                if drop:
+                    # Muted before the command leaves: its reply can never be relayed first.
+                    muted.set()
                 upstream.sendall(chunk)
-                if self.every and self.matches(chunk) and self._drop_now():
+                if drop:
                     break
         except OSError:
             pass
