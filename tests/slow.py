@@ -17,6 +17,10 @@ SLOW_BODY = (
 SLOW_HEADER = b"POST /coupons/1/issue HTTP/1.1\r\nHost: edge\r\n"
 # A complete request on a keep-alive connection, after which the client says nothing.
 IDLE_KEEPALIVE = b"GET /ping HTTP/1.1\r\nHost: edge\r\n\r\n"
+# Requests a server refuses before any app code runs (gunicorn, or nginx in front of it).
+NOT_HTTP = b"NOT HTTP\r\n\r\n"
+LONG_REQUEST_LINE = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: e\r\n\r\n"
+BIG_HEADER = b"GET /ping HTTP/1.1\r\nHost: e\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n"
 
 
 def source(index: int) -> str:
@@ -95,3 +99,10 @@ def wait_readable(sockets: list[socket.socket], count: int, deadline: float) -> 
     while len(ready) < count and time.monotonic() < deadline:
         ready = readable(sockets, wait=0.2)
     return ready
+
+
+def raw_exchange(port: int, request_bytes: bytes) -> tuple[int, bytes]:
+    """Send raw bytes to a loopback port on a new connection; return the answer's status and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request_bytes)
+        return read_response(sock)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from coupon.core.config import PROJECT_ROOT
 from coupon.lab.serve import Server
 from coupon.runtime import Runtime
 from tests.conftest import MakeCoupon
-from tests.slow import read_response
+from tests.slow import BIG_HEADER, LONG_REQUEST_LINE, NOT_HTTP, raw_exchange
 from tests.totals import database_totals
 
 TOKEN = {"Authorization": "Bearer test-admin-token"}
@@ -313,18 +312,15 @@ def test_a_chunked_ten_megabyte_body_is_413(server: Server, make_coupon: MakeCou
 @pytest.mark.parametrize(
     ("request_bytes", "status", "error"),
     [
-        (b"NOT HTTP\r\n\r\n", 400, "bad request"),
-        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: e\r\n\r\n", 414, "request line too long"),
-        (b"GET /ping HTTP/1.1\r\nHost: e\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431,
-         "request header too large"),
+        (NOT_HTTP, 400, "bad request"),
+        (LONG_REQUEST_LINE, 414, "request line too long"),
+        (BIG_HEADER, 431, "request header too large"),
     ],
-)  # fmt: skip
+)
 def test_requests_gunicorn_cannot_parse_answer_in_the_apps_json_shape(
     server: Server, request_bytes: bytes, status: int, error: str
 ) -> None:
     # gunicorn refuses these before the app sees them (coupon/api/server_errors.py).
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(request_bytes)
-        answered, body = read_response(sock)
+    answered, body = raw_exchange(server.port, request_bytes)
     answer = json.loads(body)
     assert (answered, answer["error"]) == (status, error) and 0 < len(answer["detail"]) <= 200

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 from typing import Any, Iterator
 
@@ -14,10 +13,14 @@ from deploy.edge import Nginx, nginx_binary
 from tests import backends
 from tests.backends import Backend, unavailable
 from tests.slow import (
+    BIG_HEADER,
     IDLE_KEEPALIVE,
+    LONG_REQUEST_LINE,
+    NOT_HTTP,
     SLOW_BODY,
     SLOW_HEADER,
     open_files,
+    raw_exchange,
     read_response,
     readable,
     slow_sockets,
@@ -127,21 +130,18 @@ def test_one_address_gets_only_its_share_of_requests_in_progress(
 @pytest.mark.parametrize(
     ("request_bytes", "status", "error"),
     [
-        (b"NOT HTTP\r\n\r\n", 400, "bad request"),
+        (NOT_HTTP, 400, "bad request"),
         (b"GET /metrics HTTP/1.1\r\nHost: e\r\n\r\n", 404, "not found"),
         (b"POST /coupons/1/issue HTTP/1.1\r\nHost: e\r\nContent-Length: 70000\r\n\r\n", 413,
          "request body too large"),
-        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: e\r\n\r\n", 414, "request line too long"),
-        (b"GET /ping HTTP/1.1\r\nHost: e\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 400,
-         "request header too large"),
+        (LONG_REQUEST_LINE, 414, "request line too long"),
+        (BIG_HEADER, 400, "request header too large"),
     ],
 )  # fmt: skip
 def test_nginx_errors_answer_in_the_apps_json_shape(
     nginx: Nginx, request_bytes: bytes, status: int, error: str
 ) -> None:
-    with socket.create_connection(("127.0.0.1", nginx.port), timeout=5) as sock:
-        sock.sendall(request_bytes)
-        answered, body = read_response(sock)
+    answered, body = raw_exchange(nginx.port, request_bytes)
     assert (answered, json.loads(body)) == (status, {"error": error})
 
 
