@@ -134,17 +134,18 @@ class RedisLock(RedisStrategy):
 
 
 class RedisCounter(RedisStrategy):
-    """SADD the user and INCR the counter in one MULTI, then take the stock in the database too.
+    """SADD the user and read the set's size in one MULTI, then take the stock in the database.
 
-    Commands, not a script: the MULTI makes the SADD and INCR one step (no failure between
-    them), and the journal entry rides along. A user already present still increments inside
-    the MULTI, so a DECR follows; a crash just between them leaves the counter one high (stock
-    looks sold out one early) until `reconcile --fix` recounts. The database re-checks the
-    stock with a conditional UPDATE, so nothing Redis says can push rows past the total.
+    Commands, not a script: the MULTI makes the SADD and the SCARD one step, and the journal
+    entry rides along. The set is the counter: a holder asking again adds nothing, so a repeat
+    never takes a unit, not even for a round trip (an INCR per request did, and refused new
+    users while units remained). A new user past the total is added and taken out again. The
+    database re-checks the stock with the database family's conditional UPDATE, so nothing
+    Redis says can push rows past the total.
     """
 
     name = "redis_counter"
-    description = "Redis SADD + INCR in one MULTI, then a conditional UPDATE in the database."
+    description = "Redis SADD + SCARD in one MULTI, then a conditional UPDATE in the database."
     cross_process = True
 
     def _window(self, coupon_id: int) -> tuple[int, Outcome | None]:
@@ -164,10 +165,9 @@ class RedisCounter(RedisStrategy):
         self.journaling(coupon_id)
         now = rules.epoch_now()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(keys.users, user_id).incr(keys.count).zadd(keys.journal, {user_id: now}, nx=True)
+        pipe.sadd(keys.users, user_id).scard(keys.users).zadd(keys.journal, {user_id: now}, nx=True)
         added, count, journaled = pipe.execute()
         if not added:
-            self.redis.decr(keys.count)
             if journaled:  # nothing was in flight for this user: a row, or a row on its way
                 self.journal.clear(coupon_id, user_id)
                 return Outcome.ALREADY_ISSUED

@@ -52,6 +52,16 @@ class RedisState:
         """Return the keys of one coupon."""
         return CouponKeys(self.prefix, coupon_id)
 
+    def held(self, coupon_id: int) -> int:
+        """Count the units Redis holds for a coupon: seats in use (lua, queued), or users.
+
+        A seated coupon's counter is the highest seat handed out, less the seats given back;
+        a counted one (redis_counter) keeps no counter: its users set is its count.
+        """
+        keys = self.keys(coupon_id)
+        count, free, users = self.client.pipeline().get(keys.count).scard(keys.free).scard(keys.users).execute()
+        return int(count) - int(free) if int(count or 0) else int(users)
+
     def write(self, coupon: CouponRow, seats: dict[int, int], *, overwrite: bool) -> bool:
         """Merge users (with their seats, 0 for none) into the state; without overwrite, only
         where the meta is absent. Nothing present is dropped (see init_state.lua)."""

@@ -40,7 +40,7 @@ class CouponKeys:
 
     @property
     def count(self) -> str:
-        """Counter: redis_counter's reservations; for lua and queued, seats handed out by counting."""
+        """Counter of the seated coupons (lua, queued): the highest seat handed out so far."""
         return self._key("count")
 
     @property
@@ -64,7 +64,7 @@ class CouponKeys:
 
     def release_keys(self) -> list[str]:
         """Return the keys release.lua takes, in its header's order."""
-        return [self.users, self.count, self.free, self.seats, self.journal]
+        return [self.users, self.free, self.seats, self.journal]
 
     @property
     def lock(self) -> str:

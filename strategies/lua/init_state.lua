@@ -7,7 +7,7 @@
 -- A rewrite never drops a member, a seat claim or a count present now: a reservation made
 -- between the caller's reads and this script keeps its place. Seated coupons (lua, queued):
 -- the counter is the highest seat known and every lower seat nobody holds is free again.
--- Counted coupons (redis_counter): the counter is the number of users.
+-- Counted coupons (redis_counter) hold no seats: their users set is their count.
 -- Returns 1 written, 0 left alone.
 if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
@@ -20,31 +20,26 @@ for i = 5, #ARGV - 1, 2 do
     counter = seat
   end
 end
-local seats = redis.call('HVALS', KEYS[5])
-if #seats == 0 and redis.call('SCARD', KEYS[4]) == 0 then
-  counter = redis.call('SCARD', KEYS[2])
-else
-  local held = {}
-  for _, seat in ipairs(seats) do
-    held[tonumber(seat)] = true
-    if tonumber(seat) > counter then
-      counter = tonumber(seat)
+local held = {}
+for _, seat in ipairs(redis.call('HVALS', KEYS[5])) do
+  held[tonumber(seat)] = true
+  if tonumber(seat) > counter then
+    counter = tonumber(seat)
+  end
+end
+redis.call('DEL', KEYS[4])
+local free = {}
+for seat = 1, counter do
+  if not held[seat] then
+    free[#free + 1] = seat
+    if #free == 1000 then
+      redis.call('SADD', KEYS[4], unpack(free))
+      free = {}
     end
   end
-  redis.call('DEL', KEYS[4])
-  local free = {}
-  for seat = 1, counter do
-    if not held[seat] then
-      free[#free + 1] = seat
-      if #free == 1000 then
-        redis.call('SADD', KEYS[4], unpack(free))
-        free = {}
-      end
-    end
-  end
-  if #free > 0 then
-    redis.call('SADD', KEYS[4], unpack(free))
-  end
+end
+if #free > 0 then
+  redis.call('SADD', KEYS[4], unpack(free))
 end
 redis.call('SET', KEYS[3], counter)
 redis.call('HSET', KEYS[1], 'total', ARGV[2], 'start', ARGV[3], 'end', ARGV[4])
