@@ -83,7 +83,6 @@ def test_a_batch_in_flight_when_redis_lost_its_state_never_over_issues(runtime, 
     in_flight = stream.read_new(client, keys, "victim", 100)  # a worker holds the batch
     assert len(in_flight) == 10
     client.delete(*keys.all())  # Redis restarted empty: the rows are not written yet
-    runtime.strategies["queued"]._registered.clear()
     accept(runtime, coupon_id, range(11, 21))  # the lazy rebuild saw no rows: seats 1..10 again
     writer = Writer(client, runtime.services.engine, "victim", Settings(), threading.Event())
     writer.handle(coupon_id, keys, in_flight)  # the in-flight batch lands now

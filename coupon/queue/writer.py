@@ -50,6 +50,9 @@ class Settings:
     pause_at: str = "read"  # "read" (before the transaction) or "commit" (before the ack)
     # Seconds a journaled reservation may wait for its row before the sweep resolves it.
     recovery: float = 15.0
+    # Seconds a polled stream stays empty before it leaves the poll list (its next accepted
+    # request registers it again).
+    retire_idle: float = 10.0
 
 
 class Writer:
