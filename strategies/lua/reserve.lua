@@ -22,13 +22,12 @@ end
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
   return {2, tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0')}
 end
-local seat = redis.call('SPOP', KEYS[4])
-if not seat then
-  if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(meta[1]) then
-    return {1, 0}
-  end
-  seat = redis.call('INCR', KEYS[3])
+if redis.call('SCARD', KEYS[4]) == 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(meta[1]) then
+  return {1, 0}
 end
+-- The first write must be one Redis refuses under maxmemory (SADD, not SPOP): a script is
+-- checked for memory at its first such command, and once it has written it may write on.
 redis.call('SADD', KEYS[2], ARGV[1])
+local seat = redis.call('SPOP', KEYS[4]) or redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[5], ARGV[1], seat)
 return {0, tonumber(seat)}
