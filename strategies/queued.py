@@ -8,7 +8,8 @@ from coupon.core.connections import Services
 from coupon.core.rules import Outcome
 from strategies import epoch
 from strategies.coalesce import coalesce, many
-from strategies.redis_backed import NO_STATE, RESERVE_CODES, compose
+from strategies.epoch import NO_STATE
+from strategies.redis_backed import RESERVE_CODES, compose
 from strategies.seated import LuaScript
 
 # Which reserve.lua answer means "reserved": the queued script answers accepted for it.

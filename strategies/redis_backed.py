@@ -30,7 +30,6 @@ RESERVE_CODES = {
     3: Outcome.NOT_STARTED,
     4: Outcome.ENDED,
 }
-NO_STATE = 5
 # journal.lua: this user's reservation is still journaled, its write's outcome unknown.
 HELD = 6
 # Coupons whose script keys a process keeps built (more are built again as needed).

@@ -11,11 +11,11 @@ from coupon.core.connections import Services
 from coupon.core.rules import Busy, Outcome
 from strategies import epoch
 from strategies.coalesce import coalesce, many
+from strategies.epoch import NO_STATE
 from strategies.group_commit import GroupCommit
 from strategies.outcome import NotWritten, holds_row, write_resolved
 from strategies.redis_backed import (
     HELD,
-    NO_STATE,
     RESERVE_CODES,
     SEAT_RETRIES,
     RedisStrategy,
