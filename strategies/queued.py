@@ -9,14 +9,14 @@ from coupon.core.rules import Outcome
 from strategies import epoch
 from strategies.coalesce import coalesce, many
 from strategies.epoch import NO_STATE
-from strategies.redis_backed import RESERVE_CODES, compose
-from strategies.seated import LuaScript
+from strategies.redis_backed import RESERVE_CODES, Reserving, compose
+from strategies.soldout import SoldOut
 
 # Which reserve.lua answer means "reserved": the queued script answers accepted for it.
 RESERVED = 0
 
 
-class Queued(LuaScript):
+class Queued(Reserving):
     """One script checks, reserves and appends the request to the coupon's stream; answer 202.
 
     No database round trip on the request path: the worker (coupon/queue/worker.py) writes the row.
@@ -36,7 +36,8 @@ class Queued(LuaScript):
         # Concurrent requests of this process share round trips, script calls and the epoch
         # check (strategies/coalesce.py).
         self._enqueue_shared = coalesce(self.redis, self._enqueue, many(source, epoch.BATCH_GUARD))
-        self._prefix = services.config.redis_prefix
+        # The sold-out fast path (strategies/soldout.py): per process, bounded by soldout_ttl.
+        self.soldout = SoldOut(services.config.soldout_ttl)
 
     def enqueue(self, coupon_id: int, user_id: int) -> Outcome:
         """Run the reserve-and-enqueue script, rebuilding the coupon's state if Redis lost it.
@@ -53,13 +54,13 @@ class Queued(LuaScript):
             # Redis lost its data (the workers' registry with it) or went back in time: merge
             # the database's truth, stamp this run, register what the streams still hold.
             epoch.restore(self.state, coupon_id)
-            if stream.backlog(self.redis, self.state.keys(coupon_id)):
-                stream.register(self.redis, self._prefix, coupon_id)
+            if stream.backlog(self.redis, self.keys(coupon_id)):
+                stream.register(self.redis, self.prefix, coupon_id)
             answer = self._enqueue_shared(keys=script_keys, args=args)
         code = int(answer[0])
         if code == RESERVED:
             if len(answer) > 2 and int(answer[2]):
-                stream.register(self.redis, self._prefix, coupon_id)
+                stream.register(self.redis, self.prefix, coupon_id)
             return Outcome.ACCEPTED
         outcome = RESERVE_CODES[code]
         if outcome is Outcome.SOLD_OUT:
@@ -69,8 +70,8 @@ class Queued(LuaScript):
     def enqueue_many(self, coupon_id: int, user_ids: list[int]) -> int:
         """Enqueue many users in one pipeline (bulk loads, benchmarks); return how many got in."""
         epoch.restore(self.state, coupon_id)  # the pipeline cannot restore midway
-        stream.register(self.redis, self._prefix, coupon_id)
-        keys = self.state.keys(coupon_id)
+        stream.register(self.redis, self.prefix, coupon_id)
+        keys = self.keys(coupon_id)
         script_keys = [*keys.reserve_keys(), keys.stream]
         now = rules.epoch_now()
         pipe = self.redis.pipeline(transaction=False)

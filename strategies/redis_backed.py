@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 
 from coupon.core import queries, rules
 from coupon.core.connections import Services
+from coupon.core.keys import CouponKeys
 from coupon.core.rules import Busy, CouponRow, Outcome
 from strategies import epoch
 from strategies.base import Strategy, issue_in_db, take_unchecked, with_retries
@@ -45,15 +46,24 @@ def compose(wrapper: str) -> str:
 
 
 class RedisStrategy(Strategy):
-    """A strategy that keeps per-coupon state in Redis."""
+    """A strategy that keeps per-coupon keys in Redis (a lock, a fence, a reservation)."""
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
         self.redis = services.redis
-        self.state = RedisState(services.redis, services.engine, services.config.redis_prefix)
-        self.journal = Journal(services.redis, services.config.redis_prefix)
-        # Coupons this process has put in the workers' sweep registry (again after state loss).
-        self._journaled: set[int] = set()
+        self.prefix = services.config.redis_prefix
+
+    def keys(self, coupon_id: int) -> CouponKeys:
+        """Return the keys of one coupon."""
+        return CouponKeys(self.prefix, coupon_id)
+
+
+class Reserving(RedisStrategy):
+    """A strategy that reserves in Redis first: the coupon's state there, restored when lost."""
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self.state = RedisState(services.redis, services.engine, self.prefix)
         self._script_keys: dict[tuple[int, str], list[str]] = {}
 
     def script_keys(self, coupon_id: int, last: str) -> list[str]:
@@ -62,9 +72,20 @@ class RedisStrategy(Strategy):
         if found is None:
             if len(self._script_keys) >= KEYS_KEPT:
                 self._script_keys.clear()
-            keys = self.state.keys(coupon_id)
+            keys = self.keys(coupon_id)
             found = self._script_keys[coupon_id, last] = [*keys.reserve_keys(), getattr(keys, last)]
         return found
+
+
+class Journaled(Reserving):
+    """A reserving strategy that writes the row itself: each reservation stays journaled until
+    its row is known written, and the workers' sweep resolves what stays too long."""
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self.journal = Journal(services.redis, self.prefix)
+        # Coupons this process has put in the workers' sweep registry (again after state loss).
+        self._journaled: set[int] = set()
 
     def journaling(self, coupon_id: int) -> None:
         """Register the coupon for the workers' sweep, once per process (and after a rebuild)."""
@@ -102,7 +123,7 @@ class RedisLock(RedisStrategy):
         config = self.services.config
         lock = redis_lock.Lock(
             self.redis,
-            name=self.state.keys(coupon_id).lock,
+            name=self.keys(coupon_id).lock,
             expire=config.lock_expire,
             auto_renewal=True,
             # A RedisCluster client is no StrictRedis; the lock's keys share one hash tag.
@@ -132,7 +153,7 @@ class RedisLock(RedisStrategy):
             return with_retries(attempt, self.services.config.retry_deadline)
 
 
-class RedisCounter(RedisStrategy):
+class RedisCounter(Journaled):
     """SADD the user and read the set's size in one MULTI, then take the stock in the database.
 
     Commands, not a script: the MULTI makes the SADD and the SCARD one step, and the journal
@@ -148,7 +169,7 @@ class RedisCounter(RedisStrategy):
     cross_process = True
 
     def _window(self, coupon_id: int) -> tuple[int, Outcome | None]:
-        keys = self.state.keys(coupon_id)
+        keys = self.keys(coupon_id)
         total, start, end = self.redis.hmget(keys.meta, "total", "start", "end")
         if total is None:
             self.rebuilt(coupon_id)
@@ -157,7 +178,7 @@ class RedisCounter(RedisStrategy):
         return int(total), rules.window_refusal(*window, rules.utcnow())
 
     def issue(self, coupon_id: int, user_id: int) -> Outcome:
-        keys = self.state.keys(coupon_id)
+        keys = self.keys(coupon_id)
         total, refusal = self._window(coupon_id)
         if refusal is not None:
             return refusal

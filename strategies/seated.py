@@ -18,7 +18,7 @@ from strategies.redis_backed import (
     HELD,
     RESERVE_CODES,
     SEAT_RETRIES,
-    RedisStrategy,
+    Journaled,
     compose,
 )
 from strategies.soldout import SoldOut
@@ -26,7 +26,7 @@ from strategies.soldout import SoldOut
 log = logging.getLogger(__name__)
 
 
-class LuaScript(RedisStrategy):
+class LuaScript(Journaled):
     """One script checks the window, the user and the stock and hands out a seat; then the insert.
 
     The insert takes no lock on the coupon row: the database admits the row only for a seat
@@ -106,7 +106,7 @@ class LuaScript(RedisStrategy):
         with self.services.engine.connect() as conn:
             holder = queries.holder_of_seat(conn, coupon_id, seat)
         if holder is not None:
-            keys = self.state.keys(coupon_id)
+            keys = self.keys(coupon_id)
             self.redis.pipeline().sadd(keys.users, holder).hset(keys.seats, holder, seat).execute()
 
     def settle_duplicate(self, coupon_id: int, user_id: int, seat: int) -> None:

@@ -12,6 +12,7 @@ from coupon.core.rules import Outcome
 from coupon.runtime import Runtime
 from strategies import REGISTRY
 from strategies.redis_backed import RedisCounter, RedisStrategy
+from strategies.queued import Queued
 from strategies.seated import LuaScript
 from tests.backends import Backend, unavailable
 from tests.backends import test_config as config_for
@@ -22,7 +23,7 @@ from tests.totals import folded_totals
 # Every Redis-backed strategy, including those added later (queued, fenced) when registered.
 REDIS_STRATEGIES = [name for name, cls in REGISTRY.items() if issubclass(cls, RedisStrategy)]
 # Those that count reservations in Redis (the locks keep the count in the database only).
-COUNTED = {name for name, cls in REGISTRY.items() if issubclass(cls, (RedisCounter, LuaScript))}
+COUNTED = {name for name, cls in REGISTRY.items() if issubclass(cls, (RedisCounter, LuaScript, Queued))}
 COUPONS = 4
 QUANTITY = 25  # per coupon: 100 in all
 CALLS = 1000  # 250 per coupon, interleaved
