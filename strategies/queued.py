@@ -7,9 +7,10 @@ from coupon.core import rules, stream
 from coupon.core.connections import Services
 from coupon.core.rules import Outcome
 from strategies import epoch
-from strategies.coalesce import coalesce, many
+from strategies.coalesce import alone, coalesce, many
 from strategies.epoch import NO_STATE
-from strategies.redis_backed import RESERVE_CODES, Reserving, compose
+from strategies.redis_backed import RESERVE_CODES, Reserving
+from strategies.redis_state import script_source
 from strategies.soldout import SoldOut
 
 # Which reserve.lua answer means "reserved": the queued script answers accepted for it.
@@ -31,11 +32,11 @@ class Queued(Reserving):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        source = compose("queue")
-        self._enqueue: Script = self.redis.register_script(epoch.guard(source))
+        source = script_source("reserve")
+        self._enqueue: Script = self.redis.register_script(alone(source))
         # Concurrent requests of this process share round trips, script calls and the epoch
         # check (strategies/coalesce.py).
-        self._enqueue_shared = coalesce(self.redis, self._enqueue, many(source, epoch.BATCH_GUARD))
+        self._enqueue_shared = coalesce(self.redis, self._enqueue, many(source))
         # The sold-out fast path (strategies/soldout.py): per process, bounded by soldout_ttl.
         self.soldout = SoldOut(services.config.soldout_ttl)
 

@@ -18,12 +18,12 @@ from strategies import epoch
 from strategies.base import Strategy, issue_in_db, take_unchecked, with_retries
 from strategies.journal import Journal
 from strategies.outcome import NotWritten, holds_row, write_resolved
-from strategies.redis_state import LUA_DIR, RedisState, from_epoch_text
+from strategies.redis_state import RedisState, from_epoch_text
 from strategies.stall import Stall
 
 log = logging.getLogger(__name__)
 
-# The reserve script's answers, in the order its header lists them.
+# reserve.lua's answers, in the order its header lists them (5, no state: strategies/epoch.py).
 RESERVE_CODES = {
     0: Outcome.ISSUED,
     1: Outcome.SOLD_OUT,
@@ -31,18 +31,12 @@ RESERVE_CODES = {
     3: Outcome.NOT_STARTED,
     4: Outcome.ENDED,
 }
-# journal.lua: this user's reservation is still journaled, its write's outcome unknown.
+# This user's reservation is still journaled, its write's outcome unknown.
 HELD = 6
 # Coupons whose script keys a process keeps built (more are built again as needed).
 KEYS_KEPT = 10_000
 # How often a reservation whose seat another row holds reserves again before answering 503.
 SEAT_RETRIES = 3
-
-
-def compose(wrapper: str) -> str:
-    """Return reserve.lua wrapped as a local function, followed by the named wrapper script."""
-    reserve = (LUA_DIR / "reserve.lua").read_text()
-    return f"local function reserve()\n{reserve}\nend\n{(LUA_DIR / f'{wrapper}.lua').read_text()}"
 
 
 class RedisStrategy(Strategy):

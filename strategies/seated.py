@@ -9,8 +9,7 @@ from sqlalchemy import Connection
 from coupon.core import queries, rules
 from coupon.core.connections import Services
 from coupon.core.rules import Busy, Outcome
-from strategies import epoch
-from strategies.coalesce import coalesce, many
+from strategies.coalesce import alone, coalesce, many
 from strategies.epoch import NO_STATE
 from strategies.group_commit import GroupCommit
 from strategies.outcome import NotWritten, holds_row, write_resolved
@@ -19,8 +18,8 @@ from strategies.redis_backed import (
     RESERVE_CODES,
     SEAT_RETRIES,
     Journaled,
-    compose,
 )
+from strategies.redis_state import script_source
 from strategies.soldout import SoldOut
 
 log = logging.getLogger(__name__)
@@ -42,10 +41,9 @@ class LuaScript(Journaled):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        # Serves only coupons reconciled by this Redis run (strategies/epoch.py).
-        source = compose("journal")
-        self._reserve = self.redis.register_script(epoch.guard(source))
-        self._reserve_shared = coalesce(self.redis, self._reserve, many(source, epoch.BATCH_GUARD))
+        source = script_source("reserve")
+        self._reserve = self.redis.register_script(alone(source))
+        self._reserve_shared = coalesce(self.redis, self._reserve, many(source))
         self.commits = GroupCommit(services.engine)
         # The sold-out fast path (strategies/soldout.py): per process, bounded by soldout_ttl.
         self.soldout = SoldOut(services.config.soldout_ttl)
@@ -55,10 +53,10 @@ class LuaScript(Journaled):
         script_keys = self.script_keys(coupon_id, "journal")
         now = rules.epoch_now()
         self.journaling(coupon_id)
-        code, seat = self._reserve_shared(keys=script_keys, args=[user_id, now])
+        code, seat = self._reserve_shared(keys=script_keys, args=[user_id, now, "journal"])
         if code == NO_STATE:
             self.rebuilt(coupon_id)
-            code, seat = self._reserve_shared(keys=script_keys, args=[user_id, now])
+            code, seat = self._reserve_shared(keys=script_keys, args=[user_id, now, "journal"])
         if code == 1:
             self.soldout.mark(coupon_id)
         return int(code), int(seat)
