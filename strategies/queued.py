@@ -9,7 +9,7 @@ from coupon.core.rules import Outcome
 from strategies import epoch
 from strategies.coalesce import alone, coalesce, many
 from strategies.epoch import NO_STATE
-from strategies.redis_backed import RESERVE_CODES, Reserving
+from strategies.reservations import RESERVE_CODES, Reserving
 from strategies.redis_state import script_source
 from strategies.soldout import SoldOut
 

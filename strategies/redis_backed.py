@@ -1,4 +1,4 @@
-"""Strategies that serialise issuance in Redis: a distributed lock, counters, a Lua script."""
+"""Strategies that serialise issuance in Redis: a distributed lock, and a counted reservation."""
 from __future__ import annotations
 
 import logging
@@ -12,86 +12,14 @@ from sqlalchemy import Connection
 
 from coupon.core import queries, rules
 from coupon.core.connections import Services
-from coupon.core.keys import CouponKeys
 from coupon.core.rules import Busy, CouponRow, Outcome
-from strategies import epoch
-from strategies.base import Strategy, issue_in_db, take_unchecked, with_retries
-from strategies.journal import Journal
-from strategies.outcome import NotWritten, holds_row, write_resolved
-from strategies.redis_state import RedisState, from_epoch_text
+from strategies.base import issue_in_db, take_unchecked, with_retries
+from strategies.outcome import holds_row, write_resolved
+from strategies.redis_state import from_epoch_text
+from strategies.reservations import Journaled, RedisStrategy
 from strategies.stall import Stall
 
 log = logging.getLogger(__name__)
-
-# reserve.lua's answers, in the order its header lists them (5, no state: strategies/epoch.py).
-RESERVE_CODES = {
-    0: Outcome.ISSUED,
-    1: Outcome.SOLD_OUT,
-    2: Outcome.ALREADY_ISSUED,
-    3: Outcome.NOT_STARTED,
-    4: Outcome.ENDED,
-}
-# This user's reservation is still journaled, its write's outcome unknown.
-HELD = 6
-# Coupons whose script keys a process keeps built (more are built again as needed).
-KEYS_KEPT = 10_000
-# How often a reservation whose seat another row holds reserves again before answering 503.
-SEAT_RETRIES = 3
-
-
-class RedisStrategy(Strategy):
-    """A strategy that keeps per-coupon keys in Redis (a lock, a fence, a reservation)."""
-
-    def __init__(self, services: Services) -> None:
-        super().__init__(services)
-        self.redis = services.redis
-        self.prefix = services.config.redis_prefix
-
-    def keys(self, coupon_id: int) -> CouponKeys:
-        """Return the keys of one coupon."""
-        return CouponKeys(self.prefix, coupon_id)
-
-
-class Reserving(RedisStrategy):
-    """A strategy that reserves in Redis first: the coupon's state there, restored when lost."""
-
-    def __init__(self, services: Services) -> None:
-        super().__init__(services)
-        self.state = RedisState(services.redis, services.engine, self.prefix)
-        self._script_keys: dict[tuple[int, str], list[str]] = {}
-
-    def script_keys(self, coupon_id: int, last: str) -> list[str]:
-        """Return reserve.lua's keys and then the named one (journal, stream), built once."""
-        found = self._script_keys.get((coupon_id, last))
-        if found is None:
-            if len(self._script_keys) >= KEYS_KEPT:
-                self._script_keys.clear()
-            keys = self.keys(coupon_id)
-            found = self._script_keys[coupon_id, last] = [*keys.reserve_keys(), getattr(keys, last)]
-        return found
-
-
-class Journaled(Reserving):
-    """A reserving strategy that writes the row itself: each reservation stays journaled until
-    its row is known written, and the workers' sweep resolves what stays too long."""
-
-    def __init__(self, services: Services) -> None:
-        super().__init__(services)
-        self.journal = Journal(services.redis, self.prefix)
-        # Coupons this process has put in the workers' sweep registry (again after state loss).
-        self._journaled: set[int] = set()
-
-    def journaling(self, coupon_id: int) -> None:
-        """Register the coupon for the workers' sweep, once per process (and after a rebuild)."""
-        if coupon_id not in self._journaled:
-            self.journal.register(coupon_id)
-            self._journaled.add(coupon_id)
-
-    def rebuilt(self, coupon_id: int) -> None:
-        """Restore lost or stale state and register the coupon again: its registry entry went too."""
-        epoch.restore(self.state, coupon_id)
-        self._journaled.discard(coupon_id)
-        self.journaling(coupon_id)
 
 
 class RedisLock(RedisStrategy):
@@ -207,18 +135,7 @@ class RedisCounter(Journaled):
             queries.insert_issue(conn, coupon_id, user_id)
             return Outcome.ISSUED
 
-        try:
-            outcome = write_resolved(self.services.engine, coupon_id, user_id, work)
-        except queries.DuplicateIssue:
-            # The user's row predates Redis's knowledge of it: it holds a unit of stock, so
-            # the reservation stays counted and the user stays known.
-            self.journal.clear(coupon_id, user_id)
-            return Outcome.ALREADY_ISSUED
-        except NotWritten as failed:
-            self.journal.release(coupon_id, user_id)
-            raise failed.__cause__ or failed
-        if outcome is Outcome.SOLD_OUT:
-            self.journal.release(coupon_id, user_id)
-        else:
-            self.journal.clear(coupon_id, user_id)
+        write = partial(write_resolved, self.services.engine, coupon_id, user_id, work)
+        outcome = self.settled(coupon_id, user_id, 0, write)
+        assert outcome is not None, "a row without a seat never meets the seat key"
         return outcome

@@ -11,7 +11,8 @@ from coupon.core import queries
 from coupon.core.rules import Outcome
 from coupon.runtime import Runtime
 from strategies import REGISTRY
-from strategies.redis_backed import RedisCounter, RedisStrategy
+from strategies.redis_backed import RedisCounter
+from strategies.reservations import RedisStrategy
 from strategies.queued import Queued
 from strategies.seated import LuaScript
 from tests.backends import Backend, unavailable

@@ -11,7 +11,7 @@ from coupon.core.queries import OverIssue
 from coupon.core.rules import Outcome
 from coupon.runtime import Runtime
 from strategies import FAMILIES, FAMILY_OF, LAB_ONLY, REGISTRY
-from strategies.redis_backed import RedisStrategy
+from strategies.reservations import RedisStrategy
 from tests.conftest import MakeCoupon
 from tests.totals import database_totals, redis_totals
 

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from coupon.core import queries, stream
 from coupon.core.connections import redis_unavailable
-from coupon.core.keys import journal_registry, queued_registry
+from coupon.core.keys import journal_registry
 from coupon.core.rules import Outcome, utcnow
 from coupon.lab.chaos.redis_private import private_redis
 from coupon.queue import reconcile
