@@ -4,9 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench bench-edge worker lab migrate clean
+.PHONY: install serve test check bench bench-edge worker lab migrate clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt $(wildcard requirements/*.txt)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
@@ -22,6 +22,12 @@ serve: migrate
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint and types, as CI runs them (pyproject.toml). `ruff format --check .` joins once the tree
+# is formatted.
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 worker: migrate
 	$(BIN)/flask --app app worker $(WORKER_ARGS)

@@ -1,7 +1,7 @@
 """The HTTP API's codes and errors, through the Flask test client, on both backends."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -43,7 +43,7 @@ def assert_error(response: TestResponse, status: int, field: str | None = None) 
 
 def iso(delta: timedelta) -> str:
     """Format now + delta as ISO-8601 in UTC."""
-    return (datetime.now(timezone.utc) + delta).isoformat()
+    return (datetime.now(UTC) + delta).isoformat()
 
 
 def create(client: FlaskClient, quantity: int = 10, **fields: Any) -> dict[str, Any]:
