@@ -14,9 +14,8 @@ from coupon.core.models import coupon as coupon_table
 from coupon.core.rules import Outcome
 from coupon.runtime import Runtime
 from strategies import FAMILY_OF, LAB_ONLY, REGISTRY
+from tests.support.api import AUTH, TOKEN
 
-TOKEN = "test-admin-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 DEAD_DATABASE = "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere"
 SYNC_STRATEGIES = [name for name, cls in REGISTRY.items() if cls.synchronous]

@@ -8,28 +8,22 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import jsonschema_rs
 import pytest
-import yaml
 
 from coupon import create_app
 from coupon.core.config import PROJECT_ROOT, Config, ConfigError
 from deploy import edge
 from tests.backends import Backend
 from tests.backends import test_config as config_for
+from tests.support.compose import COMPOSE, compose
 
-COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 SCHEMA = Path(__file__).parent / "data" / "compose_spec.json"
 SERVICES = {
     "mysql", "redis", "migrate", "app", "nginx", "worker", "prometheus", "grafana",
     "locust-master", "locust-worker",
 }  # fmt: skip
-
-
-def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
 
 
 def make_recipe(target: str) -> list[str]:
