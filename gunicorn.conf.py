@@ -64,7 +64,7 @@ def _check_backends(server, config) -> None:
     client = make_redis(config)
     try:
         server.log.info("%s", durability.read(client).line())
-    except Exception as exc:  # noqa: BLE001 - a Redis down at startup: the workers will say so
+    except Exception as exc:  # a Redis down at startup: the workers will say so
         server.log.warning("Redis persistence unknown: %s", exc)
     finally:
         client.close()

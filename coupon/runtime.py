@@ -133,4 +133,5 @@ class Runtime:
 
 def current() -> Runtime:
     """Return the Runtime of the Flask app handling this request or command."""
-    return current_app.extensions["coupon"]
+    runtime: Runtime = current_app.extensions["coupon"]
+    return runtime

@@ -86,7 +86,7 @@ class Batched:
     def _send(self, batch: list[_Call]) -> None:
         try:
             self._run(batch)
-        except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it, then go on
+        except BaseException as exc:  # every waiter must hear of it, then go on
             for call in batch:
                 call.result = exc
                 call.done.set()

@@ -9,8 +9,8 @@ from coupon.core.rules import Outcome
 from strategies import epoch
 from strategies.coalesce import alone, coalesce, many
 from strategies.epoch import NO_STATE
-from strategies.reservations import RESERVE_CODES, Reserving
 from strategies.redis_state import script_source
+from strategies.reservations import RESERVE_CODES, Reserving
 from strategies.soldout import SoldOut
 
 # Which reserve.lua answer means "reserved": the queued script answers accepted for it.
@@ -49,7 +49,7 @@ class Queued(Reserving):
         nothing, so the poll list holds only coupons with requests to persist.
         """
         script_keys = self.script_keys(coupon_id, "stream")
-        args = [user_id, rules.epoch_now(), stream.GROUP]
+        args: list[str | int | float] = [user_id, rules.epoch_now(), stream.GROUP]
         answer = self._enqueue_shared(keys=script_keys, args=args)
         if int(answer[0]) == NO_STATE:
             # Redis lost its data (the workers' registry with it) or went back in time: merge

@@ -12,10 +12,9 @@ from sqlalchemy import Connection
 
 from coupon.core import queries, rules
 from coupon.core.connections import Services
-from coupon.core.rules import Busy, CouponRow, Outcome
+from coupon.core.rules import Busy, CouponNotFound, CouponRow, Outcome
 from strategies.base import issue_in_db, take_unchecked, with_retries
 from strategies.outcome import holds_row, write_resolved
-from strategies.redis_state import from_epoch_text
 from strategies.reservations import Journaled, RedisStrategy
 from strategies.stall import Stall
 
@@ -96,7 +95,9 @@ class RedisCounter(Journaled):
         if total is None:
             self.rebuilt(coupon_id)
             total, start, end = self.redis.hmget(keys.meta, "total", "start", "end")
-        window = (from_epoch_text(start), from_epoch_text(end))
+        if total is None:
+            raise CouponNotFound(coupon_id)  # restored and still absent: gone meanwhile
+        window = (rules.from_epoch_text(start), rules.from_epoch_text(end))
         return int(total), rules.window_refusal(*window, rules.utcnow())
 
     def issue(self, coupon_id: int, user_id: int) -> Outcome:
@@ -107,7 +108,9 @@ class RedisCounter(Journaled):
         self.journaling(coupon_id)
         now = rules.epoch_now()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(keys.users, user_id).scard(keys.users).zadd(keys.journal, {user_id: now}, nx=True)
+        pipe.sadd(keys.users, user_id)
+        pipe.scard(keys.users)
+        pipe.zadd(keys.journal, {str(user_id): now}, nx=True)
         added, count, journaled = pipe.execute()
         if not added:
             if journaled:  # nothing was in flight for this user: a row, or a row on its way

@@ -33,11 +33,6 @@ def _epoch_text(moment: datetime | None) -> str:
     return rules.epoch_text(moment)
 
 
-def from_epoch_text(text: str | None) -> datetime | None:
-    """Turn a stored epoch back into a naive UTC datetime, exactly ('' means open-ended)."""
-    return rules.from_epoch_text(text)
-
-
 class RedisState:
     """Writes and restores the Redis side of coupons for one client and key prefix."""
 
@@ -59,7 +54,11 @@ class RedisState:
         a counted one (redis_counter) keeps no counter: its users set is its count.
         """
         keys = self.keys(coupon_id)
-        count, free, users = self.client.pipeline().get(keys.count).scard(keys.free).scard(keys.users).execute()
+        pipe = self.client.pipeline()
+        pipe.get(keys.count)
+        pipe.scard(keys.free)
+        pipe.scard(keys.users)
+        count, free, users = pipe.execute()
         return int(count) - int(free) if int(count or 0) else int(users)
 
     def write(self, coupon: CouponRow, seats: dict[int, int], *, overwrite: bool) -> bool:

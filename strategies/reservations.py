@@ -133,5 +133,7 @@ class Journaled(Reserving):
         with self.services.engine.connect() as conn:
             holder = queries.holder_of_seat(conn, coupon_id, seat)
         if holder is not None:
-            keys = self.keys(coupon_id)
-            self.redis.pipeline().sadd(keys.users, holder).hset(keys.seats, holder, seat).execute()
+            keys, pipe = self.keys(coupon_id), self.redis.pipeline()
+            pipe.sadd(keys.users, holder)
+            pipe.hset(keys.seats, holder, seat)
+            pipe.execute()

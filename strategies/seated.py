@@ -13,8 +13,8 @@ from strategies.coalesce import alone, coalesce, many
 from strategies.epoch import NO_STATE
 from strategies.group_commit import GroupCommit
 from strategies.outcome import holds_row, write_resolved
-from strategies.reservations import HELD, RESERVE_CODES, SEAT_RETRIES, Journaled
 from strategies.redis_state import script_source
+from strategies.reservations import HELD, RESERVE_CODES, SEAT_RETRIES, Journaled
 from strategies.soldout import SoldOut
 
 log = logging.getLogger(__name__)

@@ -142,7 +142,7 @@ def test_app_kill_kills_one_gunicorn_worker_and_the_server_serves_on(backend, re
     with Server(config, workers=2, log_path=tmp_path / "gunicorn.log") as server:
         before = children(server.process.pid)
         killed = faults.make("app-kill").inject(SimpleNamespace(server=server))["killed_pid"]
-        now = lambda: children(server.process.pid)  # noqa: E731
+        now = lambda: children(server.process.pid)
         wait_for(lambda: killed not in now() and len(now()) == 2, "gunicorn to reap it and start another", 20)
         assert killed in before
         assert server._answers()

@@ -11,9 +11,9 @@ from coupon.core import queries
 from coupon.core.rules import Outcome
 from coupon.runtime import Runtime
 from strategies import REGISTRY
+from strategies.queued import Queued
 from strategies.redis_backed import RedisCounter
 from strategies.reservations import RedisStrategy
-from strategies.queued import Queued
 from strategies.seated import LuaScript
 from tests.backends import Backend, unavailable
 from tests.backends import test_config as config_for

@@ -26,7 +26,7 @@ from tests.slow import (
     slow_sockets,
     source,
     wait_readable,
-)  # fmt: skip
+)
 
 pytestmark = pytest.mark.slow
 # What is under test is the edge, the same on either database.

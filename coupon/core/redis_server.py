@@ -62,7 +62,7 @@ class RedisServer:
 
     def client(self, **options: object) -> redis.Redis:
         """Open a plain client to this server."""
-        return redis.Redis.from_url(self.url, **options)  # type: ignore[arg-type]
+        return redis.Redis.from_url(self.url, **options)
 
     def _read_pid(self, path: Path) -> int | None:
         try:
@@ -149,7 +149,7 @@ class RedisServer:
                 exited = self.process is not None and self.process.poll() is not None
                 if exited or time.monotonic() > deadline:
                     log_tail = self.log_tail()
-                    raise RuntimeError(f"redis-server in {self.dir} not ready ({exc}): {log_tail}")
+                    raise RuntimeError(f"redis-server in {self.dir} not ready ({exc}): {log_tail}") from exc
             time.sleep(0.02)
 
     def log_tail(self, lines: int = 5) -> str:

@@ -38,7 +38,7 @@ class Sweeper:
         self.written = 0
         self.deferred = 0  # folds put off because an open transaction held the coupon's row
         # Per coupon, the Redis counters seen at the last fold: fold again only after a change.
-        self._folded: dict[int, tuple[str | None, int]] = {}
+        self._folded: dict[int, tuple[object, int]] = {}
 
     def tick(self) -> None:
         """Sweep every registered coupon when it is time to."""

@@ -100,7 +100,7 @@ def wait_settled(owned: Stack, strategy: str, coupon_ids: tuple[int, ...], recov
         try:
             if settled(owned, strategy, coupon_ids):
                 return round(time.monotonic() - started, 2)
-        except Exception as exc:  # noqa: BLE001 - a Redis still loading: ask again
+        except Exception as exc:  # a Redis still loading: ask again
             log.info("not settled yet: %s", exc)
         time.sleep(0.2)  # polling the worker's progress, bounded by the deadline
     return None
