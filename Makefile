@@ -51,7 +51,7 @@ bench: migrate
 # What nginx in front costs: wrk on /ping and queued issues, direct and through deploy/ (needs
 # `apt-get install nginx wrk`).
 bench-edge: migrate
-	$(BIN)/python -m deploy.bench $(BENCH_EDGE_ARGS)
+	$(BIN)/python -m coupon.lab.bench_edge $(BENCH_EDGE_ARGS)
 
 # Every strategy side by side under locust load; LAB_ARGS e.g. --scenario lease-expiry.
 lab: migrate

@@ -6,8 +6,8 @@ import logging
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from coupon.core import embedded
 from coupon.core.config import Config, ConfigError
+from coupon.servers import embedded
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,10 @@ import pytest
 import redis
 from sqlalchemy import create_engine, make_url, text
 
-from coupon.core import embedded, schema
+from coupon.core import schema
 from coupon.core.config import Config
 from coupon.lab import sandbox
+from coupon.servers import embedded
 
 # One database per test session, so that several sessions (developers, CI) never collide.
 TEST_DATABASE = f"coupon_lab_test_{uuid.uuid4().hex[:8]}"

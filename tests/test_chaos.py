@@ -13,7 +13,6 @@ from redis.retry import Retry
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from coupon.core.pids import alive, children
 from coupon.lab.chaos import faults, figures, matrix
 from coupon.lab.chaos.figures import CouponFacts
 from coupon.lab.chaos.redis_private import (
@@ -25,6 +24,7 @@ from coupon.lab.chaos.redis_private import (
 from coupon.lab.chaos.run import run_row
 from coupon.lab.plan import Settings
 from coupon.lab.serve import Server
+from coupon.servers.pids import alive, children
 from tests import backends
 from tests.queueing import wait_for
 

@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import make_url
 
 from coupon.core.config import PROJECT_ROOT
-from coupon.core.redis_server import RedisServer
 from coupon.lab.serve import free_port
+from coupon.servers.redis_server import RedisServer
 from tests import backends
 from tests.backends import Backend
 from tests.queueing import wait_for

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from coupon.core import queries
-from coupon.core.pids import children as worker_pids
 from coupon.lab.serve import Server
 from coupon.queue.worker import Settings, Worker
 from coupon.runtime import Runtime
+from coupon.servers.pids import children as worker_pids
 from tests import backends
 from tests.crowd import crowd
 from tests.queueing import wait_for

@@ -12,8 +12,8 @@ from sqlalchemy import create_engine
 
 from coupon.core import queries
 from coupon.core.keys import CouponKeys
-from coupon.core.pids import children as worker_pids
 from coupon.lab.serve import Server
+from coupon.servers.pids import children as worker_pids
 from strategies import REGISTRY
 from tests import backends
 from tests.backends import Backend

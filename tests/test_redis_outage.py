@@ -9,8 +9,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from coupon import create_app
-from coupon.core.redis_server import RedisServer
 from coupon.lab.chaos.redis_private import aof_settings, private_redis
+from coupon.servers.redis_server import RedisServer
 from tests import backends
 from tests.backends import Backend
 from tests.queueing import wait_for

@@ -11,9 +11,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from coupon.core.config import PROJECT_ROOT
 from coupon.lab.serve import free_port
 
-TEMPLATE = Path(__file__).with_name("nginx.conf.template")
+# The edge configuration lives with the deployment files; this module only runs it.
+TEMPLATE = PROJECT_ROOT / "deploy" / "nginx.conf.template"
 PLACEHOLDER = re.compile(r"\$\{(COUPON_EDGE_[A-Z_]+)\}")
 
 

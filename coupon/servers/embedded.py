@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from coupon.core.config import EMBEDDED_ADMIN_TOKEN, Config
-from coupon.core.pids import alive
-from coupon.core.redis_server import RedisServer
+from coupon.servers.pids import alive
+from coupon.servers.redis_server import RedisServer
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Iterator, Mapping
 
 import redis
 
-from coupon.core.pids import alive, stop_pid
+from coupon.servers.pids import alive, stop_pid
 
 log = logging.getLogger(__name__)
 
