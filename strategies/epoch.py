@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from strategies.redis_state import RedisState
+from coupon.store.state import RedisState
 
 log = logging.getLogger(__name__)
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from redis.commands.core import Script
 
-from coupon.core import rules, stream
+from coupon.core import rules
 from coupon.core.connections import Services
 from coupon.core.rules import Outcome
+from coupon.store import stream
+from coupon.store.state import script_source
 from strategies import epoch
 from strategies.coalesce import alone, coalesce, many
 from strategies.epoch import NO_STATE
-from strategies.redis_state import script_source
 from strategies.reservations import RESERVE_CODES, Reserving
 from strategies.soldout import SoldOut
 

@@ -7,13 +7,13 @@ from typing import Callable
 
 from coupon.core import queries
 from coupon.core.connections import Services
-from coupon.core.keys import CouponKeys
 from coupon.core.rules import Outcome
+from coupon.store.keys import CouponKeys
+from coupon.store.state import RedisState
 from strategies import epoch
 from strategies.base import Strategy
 from strategies.journal import Journal
 from strategies.outcome import NotWritten
-from strategies.redis_state import RedisState
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from sqlalchemy import Connection
 from coupon.core import queries, rules
 from coupon.core.connections import Services
 from coupon.core.rules import Busy, Outcome
+from coupon.store.state import script_source
 from strategies.coalesce import alone, coalesce, many
 from strategies.epoch import NO_STATE
 from strategies.group_commit import GroupCommit
 from strategies.outcome import holds_row, write_resolved
-from strategies.redis_state import script_source
 from strategies.reservations import HELD, RESERVE_CODES, SEAT_RETRIES, Journaled
 from strategies.soldout import SoldOut
 

@@ -7,13 +7,14 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from coupon.core import queries, stream
+from coupon.core import queries
 from coupon.core.rules import Outcome
 from coupon.lab.chaos.proxy import ReplyDropper, is_commit
 from coupon.queue.sweep import Sweeper
 from coupon.queue.worker import drain
 from coupon.queue.writer import Settings, Writer
 from coupon.runtime import Runtime
+from coupon.store import stream
 from tests import backends
 from tests.crowd import crowd, tally
 from tests.queueing import accept, failures, wait_for

@@ -7,11 +7,12 @@ import itertools
 import threading
 import time
 
-from coupon.core import queries, stream
-from coupon.core.keys import queued_registry
+from coupon.core import queries
 from coupon.core.rules import Outcome
 from coupon.lab.chaos.proxy import ReplyDropper
 from coupon.runtime import Runtime
+from coupon.store import stream
+from coupon.store.keys import queued_registry
 from strategies.coalesce import Coalesced, _Call
 from tests import backends
 from tests.crowd import errors, tally

@@ -11,9 +11,9 @@ import redis
 from sqlalchemy import create_engine
 
 from coupon.core import queries
-from coupon.core.keys import CouponKeys
 from coupon.lab.serve import Server
 from coupon.servers.pids import children as worker_pids
+from coupon.store.keys import CouponKeys
 from strategies import REGISTRY
 from tests import backends
 from tests.backends import Backend

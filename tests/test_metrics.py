@@ -24,7 +24,6 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from coupon.api.scrape import StreamCollector
-from coupon.core import stream
 from coupon.core.config import PROJECT_ROOT
 from coupon.core.metrics import (
     BOUNDS,
@@ -38,6 +37,7 @@ from coupon.core.metrics import (
 from coupon.core.rules import Busy, CouponNotFound, Outcome
 from coupon.lab.serve import Server, config_env, free_port
 from coupon.runtime import Runtime
+from coupon.store import stream
 from tests.backends import Backend
 from tests.backends import test_config as config_for
 from tests.conftest import MakeCoupon

@@ -5,9 +5,9 @@ from datetime import timedelta
 
 from redis.exceptions import ResponseError
 
-from coupon.core import stream
 from coupon.core.rules import Outcome, utcnow
 from coupon.queue import reconcile, worker
+from coupon.store import stream
 from strategies.coalesce import Coalesced, _Call, many
 from tests.crowd import crowd, errors, tally
 from tests.queueing import accept, finish, pending, worker_process

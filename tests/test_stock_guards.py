@@ -15,9 +15,8 @@ import redis
 from flask.testing import FlaskClient
 from sqlalchemy import Connection
 
-from coupon.core import queries, stream
+from coupon.core import queries
 from coupon.core.connections import redis_unavailable
-from coupon.core.keys import journal_registry
 from coupon.core.rules import Outcome, utcnow
 from coupon.lab.chaos.redis_private import private_redis
 from coupon.queue import reconcile
@@ -25,6 +24,8 @@ from coupon.queue.sweep import Sweeper
 from coupon.queue.worker import Worker, drain
 from coupon.queue.writer import Settings
 from coupon.runtime import FamilyMismatch, Runtime
+from coupon.store import stream
+from coupon.store.keys import journal_registry
 from strategies import FAMILIES, FAMILY_OF, REGISTRY
 from strategies.epoch import restore
 from tests import backends

@@ -11,10 +11,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from coupon.core import queries, stream
+from coupon.core import queries
 from coupon.core.rules import CouponNotFound
+from coupon.store import stream
+from coupon.store.state import RedisState, load_script
 from strategies.journal import DEFAULT_RECOVERY_SECONDS, Journal
-from strategies.redis_state import RedisState, load_script
 
 log = logging.getLogger(__name__)
 

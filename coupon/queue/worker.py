@@ -19,14 +19,15 @@ import uuid
 
 import redis
 
-from coupon.core import metrics, stream
+from coupon.core import metrics
 from coupon.core.connections import redis_unavailable
-from coupon.core.keys import CouponKeys
-from coupon.core.stream import Entry
 from coupon.queue.sweep import Sweeper
 from coupon.queue.writer import OUTAGE, Settings, Stopped, Writer
 from coupon.runtime import Runtime
-from strategies.redis_state import load_script
+from coupon.store import stream
+from coupon.store.keys import CouponKeys
+from coupon.store.state import load_script
+from coupon.store.stream import Entry
 
 log = logging.getLogger(__name__)
 

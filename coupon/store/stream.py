@@ -13,7 +13,7 @@ from typing import Iterable
 
 import redis
 
-from coupon.core.keys import CouponKeys, queued_registry
+from coupon.store.keys import CouponKeys, queued_registry
 
 # The consumer group every worker joins; one group, so an entry is delivered to one worker.
 GROUP = "issue-workers"

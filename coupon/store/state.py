@@ -9,9 +9,10 @@ import redis
 from redis.commands.core import Script
 from sqlalchemy import Engine
 
-from coupon.core import queries, rules, stream
-from coupon.core.keys import CouponKeys
+from coupon.core import queries, rules
 from coupon.core.rules import CouponNotFound, CouponRow
+from coupon.store import stream
+from coupon.store.keys import CouponKeys
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +20,12 @@ LUA_DIR = Path(__file__).parent / "lua"
 
 
 def script_source(name: str) -> str:
-    """Return the text of strategies/lua/<name>.lua."""
+    """Return the text of coupon/store/lua/<name>.lua."""
     return (LUA_DIR / f"{name}.lua").read_text()
 
 
 def load_script(client: redis.Redis, name: str) -> Script:
-    """Register strategies/lua/<name>.lua with the client (EVALSHA, loaded on first use)."""
+    """Register coupon/store/lua/<name>.lua with the client (EVALSHA, loaded on first use)."""
     return client.register_script(script_source(name))
 
 
