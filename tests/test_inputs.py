@@ -1,6 +1,7 @@
 """The request inputs as pure functions (no Flask): what a WSGI fast path will reuse."""
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from typing import Any, Callable
@@ -75,11 +76,14 @@ def python_steps(work: Callable[[], object]) -> int:
         steps += 1
         return trace
 
+    gc.collect()  # finalizers of earlier tests' garbage would run, and count, inside work
+    gc.disable()
     sys.settrace(trace)
     try:
         work()
     finally:
         sys.settrace(None)
+        gc.enable()
     return steps
 
 
