@@ -76,9 +76,7 @@ def python_steps(work: Callable[[], object]) -> int:
         steps += 1
         return trace
 
-    # A garbage collection inside work would run other objects' finalizers (a pooled
-    # connection's, say) and count their lines: collect first, and none during the count.
-    gc.collect()
+    gc.collect()  # finalizers of earlier tests' garbage would run, and count, inside work
     gc.disable()
     sys.settrace(trace)
     try:
