@@ -7,6 +7,7 @@ stops; every wait has a deadline.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -48,12 +49,14 @@ class Browser:
         self._in, from_child = os.pipe()  # it writes fd 4; we read replies and events
 
         def wire() -> None:  # in the child: the pipe's ends at the fds Chromium expects
-            os.dup2(to_child, 3)
-            os.dup2(from_child, 4)
+            # Out of the way first, so that neither end is overwritten by the other's dup2.
+            reads, writes = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child, from_child))
+            os.dup2(reads, 3)
+            os.dup2(writes, 4)
 
         self.process = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-            pass_fds=(to_child, from_child), preexec_fn=wire,
+            pass_fds=(3, 4), preexec_fn=wire,  # kept open past the child's close_fds
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         os.close(to_child)
@@ -131,13 +134,14 @@ class Browser:
         while self._next(deadline).get("method") != event:
             continue
 
-    def open(self, url: str) -> None:
-        """Attach to a new page, listen to everything it does, load url and wait for it."""
+    def open(self, url: str, width: int = 1200) -> None:
+        """Attach to a new page as wide as width, listen to everything it does, load url, wait."""
         target = self.call("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
         self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True},
                                  session=False)["sessionId"]  # fmt: skip
         for domain in ("Runtime", "Log", "Network", "Page"):
             self.call(f"{domain}.enable")
+        self.resize(width, 900)
         self.call("Page.navigate", {"url": url})
         self.wait_for("Page.loadEventFired")
 
@@ -145,11 +149,15 @@ class Browser:
         """Return the value of a JavaScript expression in the page."""
         return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})["result"]["value"]
 
-    def screenshot(self, path: Path, width: int = 1200) -> Path:
-        """Save a PNG of the whole page at a width (CSS pixels)."""
-        height = int(self.evaluate("document.documentElement.scrollHeight"))
+    def resize(self, width: int, height: int) -> None:
+        """Set the viewport in CSS pixels (under 700 wide, as a phone)."""
         self.call("Emulation.setDeviceMetricsOverride",
                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 700})  # fmt: skip
+
+    def screenshot(self, path: Path) -> Path:
+        """Save a PNG of the whole page at the viewport's width."""
+        width = int(self.evaluate("window.innerWidth"))
+        self.resize(width, int(self.evaluate("document.documentElement.scrollHeight")))
         data = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
         path.write_bytes(base64.b64decode(data))
         return path

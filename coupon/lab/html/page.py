@@ -35,7 +35,9 @@ dl.facts dt { font-weight: 600; } dl.facts dd { margin: 0; overflow-wrap: anywhe
 .banner { padding: 8px 12px; border: 2px solid; margin: 12px 0; font-weight: 600; }
 .banner.bad { border-color: var(--bad); background: var(--bad-bg); }
 .banner.good { border-color: var(--good); }
-@media (max-width: 600px) { body { font-size: 14px; } th, td { padding: 2px 4px; } }
+@media (max-width: 600px) { body { font-size: 14px; } th, td { padding: 2px 4px; }
+  /* A chart shrunk to a phone's width has unreadable labels: keep it wide, and let it pan. */
+  figure { overflow-x: auto; } figure svg { min-width: 640px; } }
 """
 
 PAGE = Template("""<!DOCTYPE html>
