@@ -56,7 +56,7 @@ class Target:
     max_in_flight: int = 500
     seed: int = 1
     users_out: bool = False  # closed loop: also write who heard what, per coupon (.users.json)
-    history: bool = False  # also write locust's per-second counts (_stats_history.csv): a timeline
+    seconds_out: bool = False  # with users_out: also write answers per second by kind (.seconds.json)
 
 
 def command(target: Target, stats_prefix: Path) -> list[str]:
@@ -81,8 +81,8 @@ def command(target: Target, stats_prefix: Path) -> list[str]:
                  "--tally-out", f"{stats_prefix}.tally.json"]
         if target.users_out:
             args += ["--users-out", f"{stats_prefix}.users.json"]
-    if target.history:
-        args += ["--csv", str(stats_prefix), "--csv-full-history"]
+        if target.users_out and target.seconds_out:
+            args += ["--seconds-out", f"{stats_prefix}.seconds.json"]
     if target.strategy is None:
         return args + ["--ping"]
     return args + [

@@ -135,7 +135,7 @@ def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, 
                     for n in range(settings.sellouts or COUPONS))  # fmt: skip
         probe_id = create(f"chaos {name} probe", PROBE_STOCK, strategy=strategy)
         target = load.Target(owned.server.url, strategy, ids, settings.users, settings.duration,
-                             settings.duplicate_share, users_out=True, history=True)  # fmt: skip
+                             settings.duplicate_share, users_out=True, seconds_out=True)  # fmt: skip
         prefix = out / f"locust_{name}"
         measured: list[load.Load] = []
         crowd = threading.Thread(target=lambda: measured.append(load.run(target, prefix, lambda _: None)))
@@ -159,7 +159,7 @@ def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, 
         if not measured:
             raise RuntimeError(f"locust failed; see {prefix}.log")
         say("settling")
-        facts["timeline"] = timeline.read(Path(f"{prefix}_stats_history.csv"), started_wall,
+        facts["timeline"] = timeline.read(Path(f"{prefix}.seconds.json"), started_wall,
                                           (fault_wall, healed_wall))
         settle_s = wait_settled(owned, strategy, ids, recovery)
         found = audit(owned, strategy, read_tally(Path(f"{prefix}.tally.json")),

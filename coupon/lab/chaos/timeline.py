@@ -1,44 +1,31 @@
-"""A chaos row's load over time: answers per second by kind, read from locust's history CSV.
+"""A chaos row's load over time: answers per second by kind, as the crowd heard them.
 
-Locust writes each request name's running totals once a second (`--csv-full-history`); the
-differences between two lines are that second's answers. Times are seconds from the start of
-the load, on the wall clock both locust and the fault share.
+The locustfile counts every answer in the wall-clock second it came back (--seconds-out), in
+the process itself: no sampling, and the last answers are in. Times here are seconds from the
+start of the load, on the wall clock the fault's moments were taken on too; a point stands for
+the second that starts there.
 """
 from __future__ import annotations
 
-import csv
+import json
 from pathlib import Path
 from typing import Any
 
-from coupon.lab.names import FAILED, ISSUED, REFUSED
-
-KINDS = {ISSUED: "issued", REFUSED: "refused", FAILED: "errors"}
-
-
-def _totals(path: Path) -> dict[int, dict[str, int]]:
-    """Return the running total per kind at each second locust wrote (a unix timestamp)."""
-    totals: dict[int, dict[str, int]] = {}
-    with path.open(newline="") as handle:
-        for line in csv.DictReader(handle):
-            kind = KINDS.get(line.get("Name", ""))
-            if kind is None or not line.get("Timestamp"):
-                continue
-            totals.setdefault(int(line["Timestamp"]), {})[kind] = int(line["Total Request Count"])
-    return totals
+# What the crowd heard (coupon/lab/crowd.py) -> the timeline's kinds.
+KINDS = {"yes": "issued", "no": "refused", "already": "refused", "error": "errors"}
 
 
 def read(path: Path, started: float, fault: tuple[float, float]) -> dict[str, Any]:
     """Return answers per second by kind, with the fault's band, all from started (wall clock)."""
     if not path.exists():
         return {}
-    totals = _totals(path)
-    stamps = sorted(totals)
-    seconds: list[float] = []
-    series: dict[str, list[int]] = {kind: [] for kind in KINDS.values()}
-    for before, after in zip(stamps, stamps[1:]):
-        seconds.append(round(after - started, 2))
-        for kind in series:
-            gap = max(1, after - before)
-            series[kind].append((totals[after].get(kind, 0) - totals[before].get(kind, 0)) // gap)
-    return {"seconds": seconds, "per_second": series,
+    heard = {int(second): counts for second, counts in json.loads(path.read_text()).items()}
+    if not heard:
+        return {}
+    seconds = list(range(min(heard), max(heard) + 1))  # a second with no answer is a zero, not a gap
+    series: dict[str, list[int]] = {kind: [0] * len(seconds) for kind in dict.fromkeys(KINDS.values())}
+    for index, second in enumerate(seconds):
+        for kind, count in heard.get(second, {}).items():
+            series[KINDS[kind]][index] += count
+    return {"seconds": [round(second - started, 2) for second in seconds], "per_second": series,
             "fault": [round(fault[0] - started, 2), round(fault[1] - started, 2)]}  # fmt: skip

@@ -127,6 +127,8 @@ def timeline(label: str, data: dict[str, Any]) -> str:
         ax.axvspan(start, max(end, start + 0.1), facecolor="#ffcc80", edgecolor="black", hatch="xx",
                    alpha=0.5, label="fault")  # fmt: skip
         ax.annotate("fault", (start, 1), xycoords=("data", "axes fraction"), va="top", fontsize=8)
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("seconds from the start of the load")
     ax.set_ylabel("answers per second")
     ax.set_title(f"{label}: load over time")
