@@ -16,7 +16,7 @@ FLAGS = ("exact", "valid", "kept")  # True is good, False is a problem
 LISTS = ("broken", "anomalies")  # each entry is a problem
 TEXTS = ("verdict",)  # shown; a key ending in one of these counts too (e.g. nemesis_verdict)
 # Lists of per-coupon or per-step detail: too fine for a row's verdicts (the steps have a table).
-SKIPPED = ("coupons", "curve", "timeline")
+SKIPPED = ("coupons", "curve", "beyond_capacity", "timeline")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         return
     for key, inner in value.items():
         here = f"{path}.{key}" if path else str(key)
-        if key in SKIPPED:
+        if key in SKIPPED or inner is None:  # None: not judged (the /ping row's burst)
             continue
         if key in FLAGS + LISTS or any(str(key).endswith(text) for text in TEXTS):
             yield here, inner

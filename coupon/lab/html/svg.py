@@ -108,6 +108,7 @@ def capacity(results: list[dict[str, Any]], slo_p99_ms: float) -> str:
         axis.set_yscale("log")
         for scale in (axis.xaxis, axis.yaxis):
             scale.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+            scale.set_minor_formatter(ticker.NullFormatter())
         axis.set_xlabel(x)
         axis.set_ylabel(y)
         axis.set_title(title)
