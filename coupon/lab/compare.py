@@ -75,6 +75,16 @@ def compare(old: Document, new: Document, threshold: float = DEFAULT_THRESHOLD) 
     return changes
 
 
+def ceiling_note(changes: list[Change], threshold: float) -> str:
+    """Warn when the /ping ceiling itself moved beyond the threshold: the machine changed, not the code."""
+    ping = next((c for c in changes if c.label == REFERENCE and c.old and c.new), None)
+    moved = None if ping is None else change(ping.old.get("rps"), ping.new.get("rps"))
+    if moved is None or abs(moved) <= threshold:
+        return ""
+    return (f"the /ping ceiling moved {100 * moved:+.0f}% too: the machine (or its load) differed between "
+            "the runs, so speed changes here say more about it than about the code")
+
+
 def _pair(old: float | None, new: float | None, digits: int = 0) -> str:
     if old is None and new is None:
         return "-"
@@ -102,7 +112,7 @@ def table_rows(changes: list[Change]) -> list[list[str]]:
 def write(out: Path, old_dir: Path, changes: list[Change], threshold: float) -> Path:
     """Write compare.json into the new run's folder; return its path."""
     path = out / "compare.json"
-    document = {"baseline": str(old_dir), "threshold": threshold,
-                "regressed": any(c.regressions for c in changes), "rows": [c.as_dict() for c in changes]}  # fmt: skip
+    document = {"baseline": str(old_dir), "threshold": threshold, "regressed": any(c.regressions for c in changes),
+                "note": ceiling_note(changes, threshold), "rows": [c.as_dict() for c in changes]}  # fmt: skip
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path

@@ -31,6 +31,8 @@ def gate(old_dir: Path, new_dir: Path, threshold: float, console: Console) -> bo
     build.write(new_dir)
     regressed = [change.label for change in changes if change.regressions]
     console.print(f"regressed: {', '.join(regressed)}" if regressed else "no regression")
+    if note := compare.ceiling_note(changes, threshold):
+        console.print(f"note: {note}")
     return bool(regressed)
 
 

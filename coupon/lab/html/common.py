@@ -55,6 +55,8 @@ def comparison(compared: dict[str, Any] | None) -> str:
     banner = (f'<p class="banner {"bad" if regressed else "good"}">'
               + mark(not regressed, "regression against the baseline" if regressed else "no regression")
               + f" (threshold {100 * compared['threshold']:g}%; baseline {cell(compared['baseline'])})</p>")  # fmt: skip
+    if compared.get("note"):
+        banner += f"<p>Note: {cell(compared['note'])}.</p>"
     cells = [[cell(c) for c in line] for line in table_rows(changes)]
     return section("Against the baseline", banner, table(COMPARE_COLUMNS, cells, [bool(c.regressions) for c in changes],
                                                          text=("verdict", "regression")), anchor="compare")  # fmt: skip
