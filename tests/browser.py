@@ -4,6 +4,7 @@ Opens one page, records every console message, script exception, log entry and n
 request, evaluates expressions in the page and takes a screenshot. Every process it starts it
 stops; every wait has a deadline.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,10 +21,16 @@ from pathlib import Path
 from typing import Any
 
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--remote-debugging-pipe",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--remote-debugging-pipe",
     "--window-size=1200,900",
-)  # fmt: skip
+)
 DEADLINE_SECONDS = 30.0
 
 
@@ -56,9 +63,11 @@ class Browser:
 
         self.process = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-            pass_fds=(3, 4), preexec_fn=wire,  # kept open past the child's close_fds
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            pass_fds=(3, 4),
+            preexec_fn=wire,  # kept open past the child's close_fds
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_child)
         os.close(from_child)
         self._buffer = b""
@@ -137,8 +146,9 @@ class Browser:
     def open(self, url: str, width: int = 1200) -> None:
         """Attach to a new page as wide as width, listen to everything it does, load url, wait."""
         target = self.call("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
-        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True},
-                                 session=False)["sessionId"]  # fmt: skip
+        self.session = self.call(
+            "Target.attachToTarget", {"targetId": target, "flatten": True}, session=False
+        )["sessionId"]
         for domain in ("Runtime", "Log", "Network", "Page"):
             self.call(f"{domain}.enable")
         self.resize(width, 900)
@@ -147,12 +157,16 @@ class Browser:
 
     def evaluate(self, expression: str) -> Any:
         """Return the value of a JavaScript expression in the page."""
-        return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})["result"]["value"]
+        return self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})["result"][
+            "value"
+        ]
 
     def resize(self, width: int, height: int) -> None:
         """Set the viewport in CSS pixels (under 700 wide, as a phone)."""
-        self.call("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 700})  # fmt: skip
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 700},
+        )
 
     def screenshot(self, path: Path) -> Path:
         """Save a PNG of the whole page at the viewport's width."""

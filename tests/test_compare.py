@@ -1,4 +1,5 @@
 """`lab compare` on hand-made reports: a regression it must flag, and a run it must let pass."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,11 @@ from coupon.lab.gate import compare_command
 from tests import reports
 from tests.reports import sellout_row
 
-BASELINE = [sellout_row("/ping", 3000, 35, rows=None), sellout_row("atomic_update", 700, 100),
-            sellout_row("lua", 3400, 20)]  # fmt: skip
+BASELINE = [
+    sellout_row("/ping", 3000, 35, rows=None),
+    sellout_row("atomic_update", 700, 100),
+    sellout_row("lua", 3400, 20),
+]
 
 
 def run(old: Path, new: Path, *options: str) -> tuple[int, str, dict]:
@@ -29,8 +33,11 @@ def baseline(tmp_path: Path) -> Path:
 
 def test_a_run_within_the_threshold_passes_the_gate(baseline: Path, tmp_path: Path):
     # Every figure moves, each by less than 15%; /ping drops by a third but only measures the generator.
-    steady = [sellout_row("/ping", 2000, 50, rows=None), sellout_row("atomic_update", 610, 114),
-              sellout_row("lua", 3100, 22)]  # fmt: skip
+    steady = [
+        sellout_row("/ping", 2000, 50, rows=None),
+        sellout_row("atomic_update", 610, 114),
+        sellout_row("lua", 3100, 22),
+    ]
     new = reports.save(tmp_path / "new", reports.sellouts(steady))
     code, output, compared = run(baseline, new, "--fail-on-regression")
     assert code == 0, output
@@ -43,17 +50,26 @@ def test_a_run_within_the_threshold_passes_the_gate(baseline: Path, tmp_path: Pa
 
 
 def test_a_regression_fails_the_gate_and_says_which_figure(baseline: Path, tmp_path: Path):
-    worse = [sellout_row("/ping", 3000, 35, rows=None), sellout_row("atomic_update", 500, 100),
-             sellout_row("lua", 3400, 31, rows=33)]  # fmt: skip
+    worse = [
+        sellout_row("/ping", 3000, 35, rows=None),
+        sellout_row("atomic_update", 500, 100),
+        sellout_row("lua", 3400, 31, rows=33),
+    ]
     new = reports.save(tmp_path / "new", reports.sellouts(worse))
     code, output, compared = run(baseline, new, "--fail-on-regression")
     assert code == 1, output
     found = {row["label"]: row["regressions"] for row in compared["rows"]}
-    assert found == {"/ping": [], "atomic_update": ["req/s -29%"],
-                     "lua": ["p99 +55%", "verdict worse: audit.exact false"]}  # fmt: skip
+    assert found == {
+        "/ping": [],
+        "atomic_update": ["req/s -29%"],
+        "lua": ["p99 +55%", "verdict worse: audit.exact false"],
+    }
     assert "regressed: atomic_update, lua" in output and "note:" not in output
     lua = compared["rows"][2]
-    assert (lua["old"]["verdict"], lua["new"]["verdict"]) == ("exact in 3/3 sell-outs", "over-issued in 3/3 (+3)")
+    assert (lua["old"]["verdict"], lua["new"]["verdict"]) == (
+        "exact in 3/3 sell-outs",
+        "over-issued in 3/3 (+3)",
+    )
     page = (new / "report.html").read_text()
     assert "regression against the baseline" in page and "req/s -29%" in page
 
@@ -80,9 +96,13 @@ def test_a_verdict_field_added_later_is_compared_by_its_name():
     # A checker's verdict that report.json rows will carry later: compared without a change here.
     checked = sellout_row("lua", 3400, 20, nemesis={"valid": True, "lost": 0})
     failed = sellout_row("lua", 3400, 20, nemesis={"valid": False, "lost": 2, "verdict": "2 lost"})
-    (change,) = compare.compare(reading.parse(reports.sellouts([checked])), reading.parse(reports.sellouts([failed])))
+    (change,) = compare.compare(
+        reading.parse(reports.sellouts([checked])), reading.parse(reports.sellouts([failed]))
+    )
     assert change.regressions == ["verdict worse: nemesis.valid false"]
-    (back,) = compare.compare(reading.parse(reports.sellouts([failed])), reading.parse(reports.sellouts([checked])))
+    (back,) = compare.compare(
+        reading.parse(reports.sellouts([failed])), reading.parse(reports.sellouts([checked]))
+    )
     assert back.regressions == []
 
 

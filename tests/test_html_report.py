@@ -1,4 +1,5 @@
 """report.html: built from report.json alone, self-contained, and whole in a real browser."""
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,11 @@ from tests.backends import unavailable
 from tests.browser import Browser, chromium_binary
 from tests.reports import chaos_row, sellout_row
 
-SELLOUTS = [sellout_row("/ping", 3000, 35, rows=None), sellout_row("atomic_update", 700, 100),
-            sellout_row("none", 900, 110, rows=36, nemesis={"valid": False, "verdict": "2 lost"})]  # fmt: skip
+SELLOUTS = [
+    sellout_row("/ping", 3000, 35, rows=None),
+    sellout_row("atomic_update", 700, 100),
+    sellout_row("none", 900, 110, rows=36, nemesis={"valid": False, "verdict": "2 lost"}),
+]
 
 
 def charts(page: str) -> int:
@@ -34,7 +38,9 @@ def test_a_sellout_report_shows_the_table_the_charts_the_spectrum_and_every_verd
 
 
 def test_capacity_and_chaos_reports_show_their_own_tables_and_charts(tmp_path: Path):
-    page = build.render(reports.save(tmp_path / "cap", reports.capacity({"lua": 400.0, "atomic_update": 200.0})))
+    page = build.render(
+        reports.save(tmp_path / "cap", reports.capacity({"lua": 400.0, "atomic_update": 200.0}))
+    )
     assert "Capacity" in page and "Each step" in page and "Burst" in page
     assert charts(page) == 2  # the curves and the spectrum
     assert page.count("<details>") == 2 and "p99 400 ms &gt; 100" in page
@@ -71,7 +77,9 @@ def render_in_chromium(folder: Path, width: int, shot: Path) -> tuple[Browser, d
 
 
 @pytest.mark.parametrize("width", [1200, 390])  # a laptop, and a phone
-def test_a_report_opens_in_headless_chromium_with_no_error_and_no_request_outside_it(tmp_path: Path, width: int):
+def test_a_report_opens_in_headless_chromium_with_no_error_and_no_request_outside_it(
+    tmp_path: Path, width: int
+):
     folder = reports.save(tmp_path / "run", reports.sellouts(SELLOUTS))
     build.write(folder)
     shot = tmp_path / f"report-{width}.png"

@@ -175,15 +175,14 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
               help="A previous run's folder: compare this run with it at the end (see `lab compare`).")
 @gate.threshold_option
 @click.option("--fail-on-regression", is_flag=True, help="With --baseline: exit 1 when any row regressed.")
-@click.pass_context
 @with_appcontext
-def lab(ctx: click.Context, scenario: str, strategies: str, faults: str, output: str, baseline: Path | None,
+def lab(scenario: str, strategies: str, faults: str, output: str, baseline: Path | None,
         threshold: float, fail_on_regression: bool, **options: Any) -> None:
     """Run every strategy under locust load against a real gunicorn, audit, and report.
 
     `lab compare OLD NEW` compares two runs' reports instead.
     """
-    if ctx.invoked_subcommand:
+    if click.get_current_context().invoked_subcommand:
         return
     runtime = _prepare_backends(current())
     click.get_current_context().call_on_close(runtime.close)

@@ -4,6 +4,7 @@ A row regresses when its capacity or req/s drops by more than the threshold, its
 more than it, or a verdict worsens (a flag turns false, a problem list gains an entry). The
 `/ping` row measures the load generator, not the service: it is shown, never gated.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,13 @@ class Change:
 def _figures(row: Row | None) -> dict[str, Any]:
     if row is None:
         return {}
-    return {"capacity": row.capacity, "rps": row.rps, "p99": row.p99, "verdict": row.verdict,
-            "problems": sorted(row.problems)}  # fmt: skip
+    return {
+        "capacity": row.capacity,
+        "rps": row.rps,
+        "p99": row.p99,
+        "verdict": row.verdict,
+        "problems": sorted(row.problems),
+    }
 
 
 def change(old: float | None, new: float | None) -> float | None:
@@ -81,8 +87,10 @@ def ceiling_note(changes: list[Change], threshold: float) -> str:
     moved = None if ping is None else change(ping.old.get("rps"), ping.new.get("rps"))
     if moved is None or abs(moved) <= threshold:
         return ""
-    return (f"the /ping ceiling moved {100 * moved:+.0f}% too: the machine (or its load) differed between "
-            "the runs, so speed changes here say more about it than about the code")
+    return (
+        f"the /ping ceiling moved {100 * moved:+.0f}% too: the machine (or its load) differed between "
+        "the runs, so speed changes here say more about it than about the code"
+    )
 
 
 def _pair(old: float | None, new: float | None, digits: int = 0) -> str:
@@ -103,16 +111,28 @@ def table_rows(changes: list[Change]) -> list[list[str]]:
         note = "; ".join(c.regressions) or ("reference, not gated" if c.label == REFERENCE else "")
         if not c.old or not c.new:
             note = "only in the new run" if c.new else "only in the old run"
-        cells.append([c.label, _pair(c.old.get("capacity"), c.new.get("capacity")),
-                      _pair(c.old.get("rps"), c.new.get("rps")), _pair(c.old.get("p99"), c.new.get("p99"), 1),
-                      verdict, note])  # fmt: skip
+        cells.append(
+            [
+                c.label,
+                _pair(c.old.get("capacity"), c.new.get("capacity")),
+                _pair(c.old.get("rps"), c.new.get("rps")),
+                _pair(c.old.get("p99"), c.new.get("p99"), 1),
+                verdict,
+                note,
+            ]
+        )
     return cells
 
 
 def write(out: Path, old_dir: Path, changes: list[Change], threshold: float) -> Path:
     """Write compare.json into the new run's folder; return its path."""
     path = out / "compare.json"
-    document = {"baseline": str(old_dir), "threshold": threshold, "regressed": any(c.regressions for c in changes),
-                "note": ceiling_note(changes, threshold), "rows": [c.as_dict() for c in changes]}  # fmt: skip
+    document = {
+        "baseline": str(old_dir),
+        "threshold": threshold,
+        "regressed": any(c.regressions for c in changes),
+        "note": ceiling_note(changes, threshold),
+        "rows": [c.as_dict() for c in changes],
+    }
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path

@@ -1,4 +1,5 @@
 """The `lab compare` command and the lab's --baseline: a comparison printed, kept, and gated on."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,9 @@ def gate(old_dir: Path, new_dir: Path, threshold: float, console: Console) -> bo
     if old.kind != new.kind:
         raise click.ClickException(f"cannot compare a {old.kind} run with a {new.kind} run")
     changes = compare.compare(old, new, threshold)
-    table = Table(title=f"{new_dir.name} against {old_dir.name} (threshold {100 * threshold:g}%)",
-                  header_style="bold")  # fmt: skip
+    table = Table(
+        title=f"{new_dir.name} against {old_dir.name} (threshold {100 * threshold:g}%)", header_style="bold"
+    )
     for column in compare.COLUMNS:
         table.add_column(column)
     for change, cells in zip(changes, compare.table_rows(changes)):
@@ -36,10 +38,14 @@ def gate(old_dir: Path, new_dir: Path, threshold: float, console: Console) -> bo
     return bool(regressed)
 
 
-def threshold_option(function: object) -> object:
-    """The --threshold option, shared by `lab compare` and `lab --baseline`."""
-    return click.option("--threshold", type=click.FloatRange(0), default=100 * compare.DEFAULT_THRESHOLD,
-                        show_default=True, help="Percent a figure may worsen before it is a regression.")(function)  # type: ignore[arg-type]  # fmt: skip
+# The --threshold option, shared by `lab compare` and `lab --baseline`.
+threshold_option = click.option(
+    "--threshold",
+    type=click.FloatRange(0),
+    default=100 * compare.DEFAULT_THRESHOLD,
+    show_default=True,
+    help="Percent a figure may worsen before it is a regression.",
+)
 
 
 @click.command("compare")

@@ -4,6 +4,7 @@ The three report shapes (sell-outs, capacity, chaos) differ; the HTML report and
 gate both read them through here. A row's verdicts are found by name, wherever they sit, so that
 a checker added later (a `valid` flag, a `broken` list, a `*verdict` text) shows up unasked.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,11 @@ class Row:
     @property
     def verdict(self) -> str:
         """Return the row's verdict texts, joined ('-' when it has none, as /ping)."""
-        texts = [str(value) for path, value in self.verdicts.items()
-                 if any(path.endswith(text) for text in TEXTS) and value not in (None, "-")]  # fmt: skip
+        texts = [
+            str(value)
+            for path, value in self.verdicts.items()
+            if any(path.endswith(text) for text in TEXTS) and value not in (None, "-")
+        ]
         return "; ".join(texts) or "-"
 
     @property
@@ -91,8 +95,15 @@ def _capacity(row: dict[str, Any]) -> Row:
     spectrum = dict(at.get("spectrum") or {}) if at else {}
     if at and not spectrum:
         spectrum = {"p50": at["p50_ms"], "p99": at["p99_ms"]}
-    return Row(row["label"], at and at["achieved_rps"], at and at["p99_ms"], row.get("capacity_rps"),
-               spectrum, dict(walk(row)), row)  # fmt: skip
+    return Row(
+        row["label"],
+        at and at["achieved_rps"],
+        at and at["p99_ms"],
+        row.get("capacity_rps"),
+        spectrum,
+        dict(walk(row)),
+        row,
+    )
 
 
 def kind_of(document: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ the process itself: no sampling, and the last answers are in. Times here are sec
 start of the load, on the wall clock the fault's moments were taken on too; a point stands for
 the second that starts there.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,5 +28,8 @@ def read(path: Path, started: float, fault: tuple[float, float]) -> dict[str, An
     for index, second in enumerate(seconds):
         for kind, count in heard.get(second, {}).items():
             series[KINDS[kind]][index] += count
-    return {"seconds": [round(second - started, 2) for second in seconds], "per_second": series,
-            "fault": [round(fault[0] - started, 2), round(fault[1] - started, 2)]}  # fmt: skip
+    return {
+        "seconds": [round(second - started, 2) for second in seconds],
+        "per_second": series,
+        "fault": [round(fault[0] - started, 2), round(fault[1] - started, 2)],
+    }

@@ -1,4 +1,5 @@
 """Build report.html from a run's report.json (and compare.json, when a baseline was given)."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,11 @@ from coupon.lab import reading
 from coupon.lab.html import capacity, chaos, common, sellouts
 from coupon.lab.html.page import page
 
-TITLES = {"sellouts": "Coupon Lab report", "capacity": "Coupon Lab capacity report", "chaos": "Coupon Lab: chaos"}
+TITLES = {
+    "sellouts": "Coupon Lab report",
+    "capacity": "Coupon Lab capacity report",
+    "chaos": "Coupon Lab: chaos",
+}
 
 
 def render(out: Path) -> str:
@@ -16,16 +21,28 @@ def render(out: Path) -> str:
     document = reading.load(out)
     compared = out / "compare.json"
     kind = document.kind
-    own = {"sellouts": lambda: sellouts.sections(document), "capacity": lambda: capacity.sections(document.raw),
-           "chaos": lambda: chaos.sections(document.raw)}[kind]()  # fmt: skip
+    own = {
+        "sellouts": lambda: sellouts.sections(document),
+        "capacity": lambda: capacity.sections(document.raw),
+        "chaos": lambda: chaos.sections(document.raw),
+    }[kind]()
     backend = document.facts.get("backend", {})
-    lead = (f"Scenario {document.settings.get('scenario', kind)}; backend {backend.get('database', '?')} "
-            f"({'embedded' if backend.get('embedded') else 'external'}), Redis {backend.get('redis_version', '?')}; "
-            f"run {out.name}.")  # fmt: skip
-    return page(TITLES[kind], lead, [
-        common.comparison(json.loads(compared.read_text()) if compared.exists() else None),
-        *own, common.spectrum(document), common.verdicts(document), common.where(document),
-    ])
+    lead = (
+        f"Scenario {document.settings.get('scenario', kind)}; backend {backend.get('database', '?')} "
+        f"({'embedded' if backend.get('embedded') else 'external'}), Redis {backend.get('redis_version', '?')}; "
+        f"run {out.name}."
+    )
+    return page(
+        TITLES[kind],
+        lead,
+        [
+            common.comparison(json.loads(compared.read_text()) if compared.exists() else None),
+            *own,
+            common.spectrum(document),
+            common.verdicts(document),
+            common.where(document),
+        ],
+    )
 
 
 def write(out: Path) -> Path:

@@ -4,6 +4,7 @@ No script and nothing fetched: the Content-Security-Policy forbids every load ex
 styles and data: images, so that a report that tried to reach out would fail visibly in a
 browser (tests/test_html_report.py opens it in one).
 """
+
 from __future__ import annotations
 
 from html import escape
@@ -89,22 +90,29 @@ def cell(value: Any) -> str:
     return escape(str(value))
 
 
-def table(columns: Iterable[str], rows: Iterable[Iterable[str]], bad: Iterable[bool] = (),
-          text: Iterable[str] = ()) -> str:  # fmt: skip
+def table(
+    columns: Iterable[str], rows: Iterable[Iterable[str]], bad: Iterable[bool] = (), text: Iterable[str] = ()
+) -> str:
     """Return a scrolling table; cells are HTML already, bad rows are shaded, text columns wrap."""
     names = list(columns)
     wrap = set(text)
     flags = list(bad)
-    head = "".join(f'<th class="text">{escape(name)}</th>' if name in wrap else f"<th>{escape(name)}</th>"
-                   for name in names)  # fmt: skip
+    head = "".join(
+        f'<th class="text">{escape(name)}</th>' if name in wrap else f"<th>{escape(name)}</th>"
+        for name in names
+    )
     lines = []
     for number, cells in enumerate(rows):
         shaded = ' class="bad"' if number < len(flags) and flags[number] else ""
-        tds = "".join(f'<td class="text">{c}</td>' if name in wrap else f"<td>{c}</td>"
-                      for name, c in zip(names, cells))  # fmt: skip
+        tds = "".join(
+            f'<td class="text">{c}</td>' if name in wrap else f"<td>{c}</td>" for name, c in zip(names, cells)
+        )
         lines.append(f"<tr{shaded}>{tds}</tr>")
-    return f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(lines) + \
-        "\n</tbody></table></div>"
+    return (
+        f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
+        + "\n".join(lines)
+        + "\n</tbody></table></div>"
+    )
 
 
 def facts(title: str, values: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 Each series has its own marker and line style and a label at its end, so that the charts read
 in print and without colour; inexact bars are red and hatched, as in the PNG charts.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,17 +31,30 @@ def render(fig: Any) -> str:
         fig.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def styles() -> Any:
     """Return an endless cycle of (marker, line style) pairs, no two alike in a chart."""
-    return itertools.cycle(zip(itertools.cycle(MARKERS), itertools.chain.from_iterable(
-        itertools.repeat(line, len(MARKERS)) for line in itertools.cycle(LINES))))  # fmt: skip
+    return itertools.cycle(
+        zip(
+            itertools.cycle(MARKERS),
+            itertools.chain.from_iterable(
+                itertools.repeat(line, len(MARKERS)) for line in itertools.cycle(LINES)
+            ),
+        )
+    )
 
 
-def bars(labels: Sequence[str], values: Sequence[float], bad: Sequence[bool], notes: Sequence[str],
-         title: str, xlabel: str, reference: tuple[float, str] | None = None) -> str:  # fmt: skip
+def bars(
+    labels: Sequence[str],
+    values: Sequence[float],
+    bad: Sequence[bool],
+    notes: Sequence[str],
+    title: str,
+    xlabel: str,
+    reference: tuple[float, str] | None = None,
+) -> str:
     """Return horizontal bars, one per label, with a note at each bar's end."""
     fig, ax = plt.subplots(figsize=(9, 0.42 * len(labels) + 1.6))
     drawn = ax.barh(list(labels), list(values), color=GOOD)
@@ -92,18 +106,28 @@ def capacity(results: list[dict[str, Any]], slo_p99_ms: float) -> str:
         achieved = [max(p["achieved_rps"], 0.5) for p in curve]
         p99 = [max(p["p99_ms"], 0.1) for p in curve]
         left.plot(achieved, p99, marker=marker, linestyle=line, label=row["label"])
-        right.plot([p["offered_rps"] for p in curve], achieved, marker=marker, linestyle=line, label=row["label"])
+        right.plot(
+            [p["offered_rps"] for p in curve], achieved, marker=marker, linestyle=line, label=row["label"]
+        )
         at = next((p for p in curve if p["offered_rps"] == row.get("capacity_rps")), None)
         if at is not None:
-            left.annotate(f"{row['label']}: {at['offered_rps']:g}", (max(at["achieved_rps"], 0.5),
-                          max(at["p99_ms"], 0.1)), textcoords="offset points", xytext=(4, -10), fontsize=7)  # fmt: skip
+            left.annotate(
+                f"{row['label']}: {at['offered_rps']:g}",
+                (max(at["achieved_rps"], 0.5), max(at["p99_ms"], 0.1)),
+                textcoords="offset points",
+                xytext=(4, -10),
+                fontsize=7,
+            )
     left.axhline(slo_p99_ms, color="black", linewidth=1.2, label=f"objective p99 {slo_p99_ms:g} ms")
     top = max([p["offered_rps"] for row in results for p in row.get("curve") or []] + [1.0])
     right.plot([1, top], [1, top], color="black", linewidth=1, label="y = x (keeps up)")
-    for axis, (x, y, title) in zip((left, right), (
-        ("achieved req/s (log)", "p99 from intended send, ms (log)", "Latency against throughput"),
-        ("offered req/s (log)", "achieved req/s (log)", "Achieved against offered"),
-    )):  # fmt: skip
+    for axis, (x, y, title) in zip(
+        (left, right),
+        (
+            ("achieved req/s (log)", "p99 from intended send, ms (log)", "Latency against throughput"),
+            ("offered req/s (log)", "achieved req/s (log)", "Achieved against offered"),
+        ),
+    ):
         axis.set_xscale("log")
         axis.set_yscale("log")
         for scale in (axis.xaxis, axis.yaxis):
@@ -125,8 +149,15 @@ def timeline(label: str, data: dict[str, Any]) -> str:
         ax.plot(seconds, values, marker=marker, markersize=4, linestyle=line, label=kind)
     start, end = data.get("fault") or (None, None)
     if start is not None and end is not None:
-        ax.axvspan(start, max(end, start + 0.1), facecolor="#ffcc80", edgecolor="black", hatch="xx",
-                   alpha=0.5, label="fault")  # fmt: skip
+        ax.axvspan(
+            start,
+            max(end, start + 0.1),
+            facecolor="#ffcc80",
+            edgecolor="black",
+            hatch="xx",
+            alpha=0.5,
+            label="fault",
+        )
         ax.annotate("fault", (start, 1), xycoords=("data", "axes fraction"), va="top", fontsize=8)
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
