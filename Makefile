@@ -57,7 +57,8 @@ bench: migrate
 bench-edge: migrate
 	$(BIN)/python -m coupon.lab.bench_edge $(BENCH_EDGE_ARGS)
 
-# Every strategy side by side under locust load; LAB_ARGS e.g. --scenario lease-expiry.
+# Every strategy side by side under locust load; LAB_ARGS e.g. --scenario lease-expiry, or
+# --baseline reports/<timestamp> --fail-on-regression to gate on a previous run (docs/report.md).
 lab: migrate
 	$(BIN)/flask --app app lab $(LAB_ARGS)
 

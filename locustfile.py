@@ -62,6 +62,7 @@ def _options(parser: Any) -> None:
     group.add_argument("--coupon-ids", default="", help="Sell these coupons out one after another")
     group.add_argument("--tally-out", default="", help="Write per-coupon told-issued counts here (JSON)")
     group.add_argument("--users-out", default="", help="Write per-coupon user ids by answer here (JSON)")
+    group.add_argument("--seconds-out", default="", help="With --users-out: answers per second by kind (JSON)")
     group.add_argument("--rate", type=float, default=0.0, help="Open loop: requests/s offered (with -u 1)")
     group.add_argument("--warmup", type=float, default=1.0, help="Open loop: seconds before measuring")
     group.add_argument("--measure", type=float, default=3.0, help="Open loop: seconds measured")
@@ -121,6 +122,8 @@ def _write_tally(environment: Environment, **_: Any) -> None:
         environment.coupon_cursor.write(Path(options.tally_out))
     if options.users_out and not options.rate and not isinstance(environment.runner, WorkerRunner):
         environment.coupon_cursor.write_users(Path(options.users_out))
+        if options.seconds_out:
+            environment.coupon_cursor.write_seconds(Path(options.seconds_out))
 
 
 @events.test_stop.add_listener

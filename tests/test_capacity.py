@@ -235,6 +235,10 @@ def test_a_short_real_capacity_run(app, tmp_path: Path):
     assert burst["issued"] == 20 and burst["sent"] == burst["issued"] + burst["refused"] + burst["errors"]
     assert 0 < burst["sold_out_after_ms"] <= burst["drained_after_ms"]
     assert (out / "capacity.png").read_bytes().startswith(PNG_MAGIC)
+    spectrum = rows["atomic_update"]["curve"][0]["spectrum"]
+    assert list(spectrum) == ["p50", "p90", "p99", "p99.9", "p99.99", "max"]
+    assert 0 < spectrum["p50"] <= spectrum["p99"] <= spectrum["p99.99"] <= spectrum["max"]
+    assert "Each step" in (out / "report.html").read_text()
 
 
 def test_the_usl_fit_recovers_known_contention_and_coherency():

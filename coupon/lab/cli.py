@@ -21,7 +21,8 @@ from sqlalchemy import make_url
 
 from coupon.core import durability
 from coupon.core.config import PROJECT_ROOT, ConfigError
-from coupon.lab import facts, report, runner, sandbox
+from coupon.lab import facts, gate, report, runner, sandbox
+from coupon.lab.html import build
 from coupon.lab.plan import SCENARIOS, Run, Settings, Steps, plan
 from coupon.runtime import Runtime, current
 
@@ -144,7 +145,7 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
     return {"backend": facts.backend(runtime), "machine": facts.machine(), "versions": facts.versions()}
 
 
-@click.command("lab")
+@click.group("lab", invoke_without_command=True)
 @click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="all", show_default=True,
               help="; ".join(f"{name}: {scenario.description}" for name, scenario in SCENARIOS.items()))
 @click.option("--strategies", default="", help="Comma-separated strategies (default: the scenario's).")
@@ -170,9 +171,19 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
 @click.option("--recovery", default=3.0, show_default=True, type=click.FloatRange(0.1),
               help="chaos: the workers' recovery bound (COUPON_RECOVERY_SECONDS of its servers).")
 @click.option("--output", default="reports", show_default=True, help="Where reports/<timestamp>/ goes.")
+@click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A previous run's folder: compare this run with it at the end (see `lab compare`).")
+@gate.threshold_option
+@click.option("--fail-on-regression", is_flag=True, help="With --baseline: exit 1 when any row regressed.")
 @with_appcontext
-def lab(scenario: str, strategies: str, faults: str, output: str, **options: Any) -> None:
-    """Run every strategy under locust load against a real gunicorn, audit, and report."""
+def lab(scenario: str, strategies: str, faults: str, output: str, baseline: Path | None,
+        threshold: float, fail_on_regression: bool, **options: Any) -> None:
+    """Run every strategy under locust load against a real gunicorn, audit, and report.
+
+    `lab compare OLD NEW` compares two runs' reports instead.
+    """
+    if click.get_current_context().invoked_subcommand:
+        return
     runtime = _prepare_backends(current())
     click.get_current_context().call_on_close(runtime.close)
     known = list(runtime.strategies)
@@ -184,5 +195,11 @@ def lab(scenario: str, strategies: str, faults: str, output: str, **options: Any
     # Wide enough for the table when the output is a file or a CI log rather than a terminal.
     console = Console(width=None if sys.stdout.isatty() else 160)
     path = DRIVERS[SCENARIOS[scenario].driver](runtime, runs, settings, out, console)
-    console.print(f"backend: {facts.backend(runtime)['database']}; report: {path}")
+    page = build.write(out)
+    console.print(f"backend: {facts.backend(runtime)['database']}; report: {path}, {page}")
+    if baseline is not None and gate.gate(baseline, out, threshold / 100, console) and fail_on_regression:
+        raise SystemExit(1)
+
+
+lab.add_command(gate.compare_command)
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from coupon.core import queries
 from coupon.core.config import Config
 from coupon.lab import load
-from coupon.lab.chaos import faults, figures
+from coupon.lab.chaos import faults, figures, timeline
 from coupon.lab.chaos.matrix import appendfsync
 from coupon.lab.chaos.probe import Probe
 from coupon.lab.chaos.servers import WORKER_STRATEGIES, Stack, stack
@@ -133,30 +133,32 @@ def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, 
                     for n in range(settings.sellouts or COUPONS))  # fmt: skip
         probe_id = create(f"chaos {name} probe", PROBE_STOCK, strategy=strategy)
         target = load.Target(owned.server.url, strategy, ids, settings.users, settings.duration,
-                             settings.duplicate_share, users_out=True)  # fmt: skip
+                             settings.duplicate_share, users_out=True, seconds_out=True)  # fmt: skip
         prefix = out / f"locust_{name}"
         measured: list[load.Load] = []
         crowd = threading.Thread(target=lambda: measured.append(load.run(target, prefix, lambda _: None)))
         with Probe(owned.server.url, probe_id, strategy) as probe:
-            started = time.monotonic()
+            started, started_wall = time.monotonic(), time.time()
             crowd.start()
             say("load")
             inject_at = max(1.5, 0.3 * settings.duration)
             time.sleep(1.0)  # the load's first second (locust spawning), then a count
             first, first_at = taken(owned, strategy, ids), time.monotonic()
             time.sleep(max(0.0, started + inject_at - time.monotonic()))  # the fault's moment
-            before, fault_at = taken(owned, strategy, ids), time.monotonic()
+            before, fault_at, fault_wall = taken(owned, strategy, ids), time.monotonic(), time.time()
             say(f"fault {fault_name}")
             facts = {"injected": fault.inject(owned)}
             time.sleep(fault.hold)  # how long the fault lasts
             facts["healed"] = fault.heal(owned)
-            healed = time.monotonic()
+            healed, healed_wall = time.monotonic(), time.time()
             facts["fault_seconds"] = round(healed - fault_at, 2)
             say("load after the fault")
             crowd.join()
         if not measured:
             raise RuntimeError(f"locust failed; see {prefix}.log")
         say("settling")
+        facts["timeline"] = timeline.read(Path(f"{prefix}.seconds.json"), started_wall,
+                                          (fault_wall, healed_wall))
         settle_s = wait_settled(owned, strategy, ids, recovery)
         found = audit(owned, strategy, read_tally(Path(f"{prefix}.tally.json")),
                       read_users(Path(f"{prefix}.users.json")))  # fmt: skip
