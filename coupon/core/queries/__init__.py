@@ -18,6 +18,7 @@ from coupon.core.queries.coupons import (
     fold_issued,
     get_coupon,
     set_issued,
+    take_stock,
 )
 from coupon.core.queries.failures import (
     count_failures,
@@ -34,6 +35,7 @@ from coupon.core.queries.issues import (
     holders,
     insert_issue,
     insert_seated_issue,
+    insert_issues,
     insert_seated_issues,
     issued_users,
     seat_of,
@@ -70,4 +72,6 @@ __all__ = [
     "issued_users",
     "record_failures",
     "set_issued",
+    "insert_issues",
+    "take_stock",
 ]
