@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from coupon.core import queries, rules
+from coupon.core import metrics, queries, rules
 from coupon.core.connections import Services
 from coupon.core.rules import CouponNotFound, Outcome
 from strategies.base import Conflict, Strategy, with_retries
@@ -87,8 +87,12 @@ class BatchedUpdate(Strategy):
         batcher = self._batchers.get(coupon_id)
         if batcher is None:
             with self._guard:
-                batcher = self._batchers.setdefault(coupon_id, Batched(partial(self._run, coupon_id)))
+                batcher = self._batchers.setdefault(coupon_id, Batched(partial(self._lead, coupon_id)))
         return batcher
+
+    def _lead(self, coupon_id: int, batch: list[_Call]) -> None:
+        metrics.BATCH_SIZES.observe(len(batch))
+        self._run(coupon_id, batch)
 
     def _run(self, coupon_id: int, batch: list[_Call]) -> None:
         """Answer every call of the batch; a batch the database refuses goes again one by one."""
