@@ -180,8 +180,25 @@ def first_takes(asks: list[Ask]) -> list[Answer]:
 
 
 def judge(conn: Connection, coupon_id: int, asks: list[Ask]) -> list[Answer]:
-    """Lock and read the coupon, then apply the rules to each ask in turn: the partial take."""
-    coupon = queries.get_coupon(conn, coupon_id, for_update=True)
+    """Apply the rules to each ask in turn: the partial take, on the locked row.
+
+    The first read takes no lock: a batch that only meets refusals (sold out, window shut,
+    already issued) answers from it, as atomic_update's refused UPDATE does, and a sold-out
+    crowd does not queue on the row. Only stock left to take locks the row and judges again.
+    """
+    answers = decide(conn, coupon_id, asks, lock=False)
+    if Outcome.ISSUED not in answers:
+        return answers
+    answers = decide(conn, coupon_id, asks, lock=True)
+    granted = answers.count(Outcome.ISSUED)
+    if granted and not queries.take_stock(conn, coupon_id, granted):
+        raise Conflict(coupon_id)  # the row is locked: only a rule outside this code gets here
+    return answers
+
+
+def decide(conn: Connection, coupon_id: int, asks: list[Ask], lock: bool) -> list[Answer]:
+    """Read the coupon (locking its row with lock) and each user's row, then judge in order."""
+    coupon = queries.get_coupon(conn, coupon_id, for_update=lock)
     if coupon is None:
         raise CouponNotFound(coupon_id)
     held = queries.users_with_rows(conn, coupon_id, [user for user, _ in asks])
@@ -193,6 +210,4 @@ def judge(conn: Connection, coupon_id: int, asks: list[Ask]) -> list[Answer]:
         if refusal is None:
             granted.add(user)
         answers.append(AGAIN if user in granted and refusal is Outcome.ALREADY_ISSUED else refusal or Outcome.ISSUED)
-    if granted and not queries.take_stock(conn, coupon_id, len(granted)):
-        raise Conflict(coupon_id)  # the row is locked: only a rule outside this code gets here
     return answers

@@ -106,6 +106,26 @@ def test_the_partial_take_judges_each_caller_in_order_window_user_stock(runtime,
     assert run_batch(runtime, coupon_id, [4, 2]) == [Outcome.SOLD_OUT, Outcome.ALREADY_ISSUED]
 
 
+def test_a_sold_out_batch_answers_without_holding_the_row(runtime, make_coupon, monkeypatch):
+    coupon_id = make_coupon(quantity=1)
+    assert run_batch(runtime, coupon_id, [1]) == [Outcome.ISSUED]
+    real, lockable = queries.users_with_rows, []
+
+    def try_the_lock(conn: Any, c: int, users: list[int]) -> set[int]:
+        # While the batch reads its users, another writer can take the row at once.
+        with conn.engine.connect() as other:
+            row = text("SELECT id FROM coupon WHERE id = :id FOR UPDATE NOWAIT")
+            try:
+                lockable.append(other.execute(row, {"id": c}).scalar() == c)
+            except DBAPIError:
+                lockable.append(False)
+        return real(conn, c, users)
+
+    monkeypatch.setattr(queries, "users_with_rows", try_the_lock)
+    assert run_batch(runtime, coupon_id, [2, 1, 3]) == [Outcome.SOLD_OUT, Outcome.ALREADY_ISSUED, Outcome.SOLD_OUT]
+    assert lockable == [True]  # one unlocked read; no locked one: nothing to take
+
+
 def test_a_batch_the_database_refuses_as_a_whole_goes_again_one_by_one(runtime, make_coupon, monkeypatch):
     coupon_id = make_coupon(quantity=5)
     sizes: list[int] = []
