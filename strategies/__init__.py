@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from coupon.core.connections import Services
 from strategies.base import Strategy
+from strategies.batched import BatchedUpdate
 from strategies.database import (
     AtomicUpdate,
     NoLock,
@@ -24,6 +25,7 @@ REGISTRY: dict[str, type[Strategy]] = {
         FencedLock,
         SelectForUpdate,
         AtomicUpdate,
+        BatchedUpdate,
         Optimistic,
         RedisCounter,
         LuaScript,
@@ -43,7 +45,7 @@ REGISTRY: dict[str, type[Strategy]] = {
 # exact only while every writer of the coupon takes the same lock (and, for fenced_lock, the
 # same fence), so each is a family of its own.
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "database": ("select_for_update", "atomic_update", "optimistic", "redis_counter"),
+    "database": ("select_for_update", "atomic_update", "optimistic", "batched_update", "redis_counter"),
     "redis": ("lua", "queued"),
     "redis_lock": ("redis_lock",),
     "fenced_lock": ("fenced_lock",),

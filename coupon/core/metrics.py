@@ -46,6 +46,11 @@ ISSUE_SECONDS = Histogram(
 WORKER_BATCHES = Counter("coupon_worker_batches", "Batches the worker read from the streams.")
 WORKER_ROWS = Counter("coupon_worker_rows", "Issue rows the worker wrote.")
 WORKER_FAILURES = Counter("coupon_worker_failures", "Requests the worker failed to write.")
+# One observation per batch_update transaction: how many calls took the coupon's row together.
+BATCH_SIZES = Histogram(
+    "coupon_batched_update_batch_size", "Calls answered by one batched_update transaction.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)  # fmt: skip
 SOLDOUT_HITS = Counter("coupon_soldout_fast_path_hits", "Issues refused by the sold-out fast path.")
 
 

@@ -19,6 +19,7 @@ from coupon.core.queries.coupons import (
     fold_issued,
     get_coupon,
     set_issued,
+    take_stock,
 )
 from coupon.core.queries.failures import (
     count_failures,
@@ -34,6 +35,7 @@ from coupon.core.queries.issues import (
     holder_of_seat,
     holders,
     insert_issue,
+    insert_issues,
     insert_seated_issue,
     insert_seated_issues,
     issued_users,
@@ -72,4 +74,6 @@ __all__ = [
     "issued_users",
     "record_failures",
     "set_issued",
+    "insert_issues",
+    "take_stock",
 ]

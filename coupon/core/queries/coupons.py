@@ -178,6 +178,32 @@ def add_issued_if_available(conn: Connection, coupon_id: int, open_at: datetime 
     return result.rowcount == 1
 
 
+def take_stock(
+    conn: Connection,
+    coupon_id: int,
+    count: int,
+    opened_by: datetime | None = None,
+    open_until: datetime | None = None,
+) -> bool:
+    """Take count units in one conditional UPDATE, all or none; False when fewer are left.
+
+    With opened_by and open_until, the window must be open over that whole span too (open at
+    both ends of [opened_by, open_until] means open at every moment between): False then also
+    for a coupon not started, ended, or not there.
+    """
+    conditions = [
+        coupon.c.id == coupon_id,
+        coupon.c.issued_quantity + count <= coupon.c.total_quantity,
+    ]
+    if opened_by is not None and open_until is not None:
+        conditions += [
+            or_(coupon.c.issue_start.is_(None), coupon.c.issue_start <= opened_by),
+            or_(coupon.c.issue_end.is_(None), coupon.c.issue_end > open_until),
+        ]
+    statement = update(coupon).where(*conditions).values(issued_quantity=coupon.c.issued_quantity + count)
+    return _counted(conn, statement).rowcount == 1
+
+
 def add_issued_if_version(conn: Connection, coupon_id: int, version: int) -> bool:
     """Take one from the stock if nobody changed the coupon since it was read at version."""
     result = conn.execute(
