@@ -45,6 +45,22 @@ def _env_flag(name: str) -> bool:
     raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
 
+def parse_addresses(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    """Parse host:port[,host:port...] (an IPv6 host in brackets)."""
+    addresses = []
+    for address in raw.split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{name}: bad address {address.strip()!r}, want host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return tuple(addresses)
+
+
+def _env_addresses(name: str) -> tuple[tuple[str, int], ...]:
+    raw = (os.environ.get(name) or "").strip()
+    return parse_addresses(name, raw) if raw else ()
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the service reads from its environment."""
@@ -74,6 +90,15 @@ class Config:
     # Lab-only: let the API issue with the strategies that are not exact across processes
     # (none, process_lock). Off in any deployment; the lab turns it on for its own servers.
     lab_strategies: bool = False
+    # Redis Sentinel (docs/failover.md): the sentinels' host:port list and the service (master
+    # name) they watch. Set, every process finds the primary through them and follows a
+    # failover; COUPON_REDIS_URL (optional then) still gives the database number and password.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_service: str | None = None
+    # Acknowledge a reservation only once WAIT has it on this many replicas (0: no WAIT), one
+    # WAIT per coalesced batch, waiting at most redis_wait_ms; a shortfall answers 503.
+    redis_wait_replicas: int = 0
+    redis_wait_ms: int = 1000
 
     @classmethod
     def from_env(cls) -> Config:
@@ -95,9 +120,13 @@ class Config:
             fault_pause_seconds=_env_float("COUPON_FAULT_PAUSE_SECONDS", 0.0),
             log_issues=_env_flag("COUPON_LOG_ISSUES"),
             lab_strategies=_env_flag("COUPON_LAB_STRATEGIES"),
+            redis_sentinels=_env_addresses("COUPON_REDIS_SENTINELS"),
+            redis_service=os.environ.get("COUPON_REDIS_SERVICE") or None,
+            redis_wait_replicas=_env_int("COUPON_REDIS_WAIT_REPLICAS", 0),
+            redis_wait_ms=_env_int("COUPON_REDIS_WAIT_MS", 1000),
         )
 
     @property
     def embedded(self) -> bool:
         """Tell whether either backend falls back to the embedded servers."""
-        return self.database_url is None or self.redis_url is None
+        return self.database_url is None or (self.redis_url is None and not self.redis_sentinels)
