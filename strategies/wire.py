@@ -31,6 +31,11 @@ class Wire:
         if conn is None or self._pid != os.getpid():  # none yet, or inherited across a fork
             conn = self._conn = self.client.connection_pool.get_connection()
             self._pid = os.getpid()
+        elif not conn.is_connected:
+            # Dropped (an error, a Sentinel failover): connect() here, not the send's implicit
+            # reconnect, which goes back to the last address and skips a Sentinel connection's
+            # lookup of the primary (it would write to the demoted one, now a replica).
+            conn.connect()
         try:
             conn.send_packed_command(conn.pack_commands(commands))
             results: list[Any] = []

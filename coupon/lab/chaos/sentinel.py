@@ -68,6 +68,8 @@ class SentinelGroup:
             for i in range(3)
         ]  # fmt: skip
         self.stopped: set[int] = set()
+        # Per old primary's port: writes it took after it was resumed, until it was demoted.
+        self.writes_after_resume: dict[int, int] = {}
 
     @property
     def addresses(self) -> str:
@@ -139,9 +141,15 @@ class SentinelGroup:
             new = self.wait_promoted(old)
             old.start()  # comes back empty as a master: the Sentinels make it a replica
         elif kind == "stop":
+            paused = time.monotonic()
             self.pause(old)
             new = self.wait_promoted(old)
+            # Frozen past min-replicas-max-lag (if set), as a real freeze that let a promotion
+            # happen would be: the old primary then refuses writes when it wakes.
+            lag = float(self.servers[0].settings.get("min-replicas-max-lag", 0))
+            wait_until(lambda: time.monotonic() - paused > lag + 1, "the freeze", lag + 5)
             self.resume(old)
+            self.writes_after_resume[old.port] = self.writes_until_demoted(old)
         elif kind == "manual":
             with self.sentinels[0].client(decode_responses=True) as client:
                 client.execute_command("SENTINEL", "FAILOVER", SERVICE)
@@ -150,6 +158,30 @@ class SentinelGroup:
             raise ValueError(f"unknown failover kind {kind!r}; known: {', '.join(KINDS)}")
         self.wait_replica(old)
         return old, new
+
+    def run_id(self, server: RedisServer) -> str:
+        """Return a server's run id (a promoted replica has its own: a new epoch)."""
+        with server.client(decode_responses=True, socket_timeout=1) as client:
+            return str(client.info("server")["run_id"])
+
+    def writes_until_demoted(self, server: RedisServer, timeout: float = 30.0) -> int:
+        """Count the writes a resumed old primary takes until the Sentinels make it a replica.
+
+        The first sample follows whatever it had buffered while frozen (sent before the switch);
+        any change after it is a client still writing to a primary that is no longer the one.
+        """
+        samples: list[int] = []
+
+        def demoted() -> bool:
+            with server.client(decode_responses=True, socket_timeout=1) as client:
+                info = client.info()
+            if info["role"] != "master":
+                return True
+            samples.append(int(info["rdb_changes_since_last_save"]))
+            return False
+
+        wait_until(demoted, f"{server.port} to be demoted", timeout)
+        return max(samples, default=0) - (samples[0] if samples else 0)
 
     def pause(self, server: RedisServer) -> None:
         """SIGSTOP a server (frozen: its sockets stay open, nothing answers)."""
