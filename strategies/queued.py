@@ -7,7 +7,7 @@ from coupon.core import rules, stream
 from coupon.core.connections import Services
 from coupon.core.rules import CouponNotFound, Outcome
 from strategies import epoch
-from strategies.coalesce import coalesce, many
+from strategies.coalesce import coalesce, many, replica_wait
 from strategies.redis_backed import NO_STATE, RESERVE_CODES, compose
 from strategies.seated import LuaScript
 
@@ -34,7 +34,9 @@ class Queued(LuaScript):
         self._enqueue: Script = self.redis.register_script(epoch.guard(source))
         # Concurrent requests of this process share round trips, script calls and the epoch
         # check (strategies/coalesce.py).
-        self._enqueue_shared = coalesce(self.redis, self._enqueue, many(source, epoch.BATCH_GUARD))
+        self._enqueue_shared = coalesce(
+            self.redis, self._enqueue, many(source, epoch.BATCH_GUARD), replica_wait(services.config)
+        )
         self._prefix = services.config.redis_prefix
         # Coupons this process has put in the workers' registry; once each is enough.
         self._registered: set[int] = set()

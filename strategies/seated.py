@@ -10,7 +10,7 @@ from coupon.core import queries, rules
 from coupon.core.connections import Services
 from coupon.core.rules import Busy, Outcome
 from strategies import epoch
-from strategies.coalesce import coalesce, many
+from strategies.coalesce import coalesce, many, replica_wait
 from strategies.group_commit import GroupCommit
 from strategies.outcome import NotWritten, holds_row, write_resolved
 from strategies.redis_backed import (
@@ -45,7 +45,9 @@ class LuaScript(RedisStrategy):
         # Serves only coupons reconciled by this Redis run (strategies/epoch.py).
         source = compose("journal")
         self._reserve = self.redis.register_script(epoch.guard(source))
-        self._reserve_shared = coalesce(self.redis, self._reserve, many(source, epoch.BATCH_GUARD))
+        self._reserve_shared = coalesce(
+            self.redis, self._reserve, many(source, epoch.BATCH_GUARD), replica_wait(services.config)
+        )
         self.commits = GroupCommit(services.engine)
         # The sold-out fast path (strategies/soldout.py): per process, bounded by soldout_ttl.
         self.soldout = SoldOut(services.config.soldout_ttl)

@@ -7,14 +7,16 @@ a replica is promoted and then resumed, and a manual SENTINEL FAILOVER.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, Iterator
 
 import pytest
 
+from coupon import create_app
 from coupon.core.config import Config, ConfigError
 from coupon.core.sentinel import url_parts
-from coupon.lab.chaos.failover import SMALL, run_failover, sentinel_config
+from coupon.lab.chaos.failover import GRANTED, SMALL, run_failover, sentinel_config
 from coupon.lab.chaos.sentinel import KINDS, SentinelGroup
 from tests import backends
 from tests.backends import Backend
@@ -85,3 +87,56 @@ def test_settings_name_the_sentinels_and_keep_the_urls_database_and_password():
     assert url_parts(None) == (0, None, None)
     with pytest.raises(ConfigError):
         url_parts("redis://host/not-a-number")
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_with_wait_1_no_accepted_request_is_lost(backend: Backend, group: SentinelGroup, kind: str):
+    # The asynchronous mode loses a manual failover's last 202s (docs/failover.md); acknowledged
+    # after WAIT 1, a 202 is on a replica, and Sentinel promotes the most advanced one.
+    figures = failover(backend, group, "queued", kind, wait_replicas=1)
+    assert_exact(figures, "queued")
+    assert figures["lost"] == 0
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+@pytest.mark.parametrize("strategy", ["queued", "lua"])
+def test_a_wait_that_times_out_is_a_503_never_a_grant(
+    backend: Backend, group: SentinelGroup, strategy: str
+):
+    config = dataclasses.replace(
+        sentinel_config(backends.test_config(backend.url, "unused"), group, wait_replicas=1),
+        redis_wait_ms=200,
+    )
+    app = create_app(config)
+    client = app.test_client()
+    try:
+        coupon_id = app.extensions["coupon"].create_coupon("wait", 10, None, None, strategy)
+        url = f"/coupons/{coupon_id}/issue?strategy={strategy}"
+        assert client.post(url, json={"user_id": 1}).status_code == GRANTED[strategy]
+        replicas = [server for server in group.servers if server.port != group.primary().port]
+        for replica in replicas:
+            group.pause(replica)
+        try:
+            answer = client.post(url, json={"user_id": 2})
+        finally:
+            for replica in replicas:
+                group.resume(replica)
+        assert answer.status_code == 503 and answer.get_json()["error"] == "redis unavailable"
+        for replica in replicas:
+            group.wait_replica(replica)
+        assert client.post(url, json={"user_id": 3}).status_code == GRANTED[strategy]
+    finally:
+        app.extensions["coupon"].close()
+
+
+def test_the_environment_names_the_sentinels_the_service_and_the_wait(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("COUPON_REDIS_SENTINELS", "127.0.0.1:26379, [::1]:26380")
+    monkeypatch.setenv("COUPON_REDIS_SERVICE", "coupon")
+    monkeypatch.setenv("COUPON_REDIS_WAIT_REPLICAS", "1")
+    config = Config.from_env()
+    assert config.redis_sentinels == (("127.0.0.1", 26379), ("::1", 26380))
+    assert (config.redis_service, config.redis_wait_replicas, config.redis_wait_ms) == ("coupon", 1, 1000)
+    monkeypatch.setenv("COUPON_REDIS_SENTINELS", "127.0.0.1")
+    with pytest.raises(ConfigError):
+        Config.from_env()

@@ -161,7 +161,7 @@ class Services:
         """Open the engine and the Redis client for resolved settings."""
         client = make_redis(config)
         check_eviction(client)
-        watch = FailoverWatch(config, client.connection_pool).start() if config.redis_sentinels else None
+        watch = FailoverWatch(config, client).start() if config.redis_sentinels else None
         return cls(config=config, engine=make_engine(config), redis=client, watch=watch)
 
     def close(self) -> None:
