@@ -1,12 +1,16 @@
-"""Find the Redis primary through Sentinel, and leave the old one the moment a failover is done.
+"""Find the Redis primary through Sentinel, and write to no other, even during a failover.
 
-redis-py's Sentinel pool asks the sentinels for the primary on every new connection, and a
-connection that hears READONLY (its server was demoted) drops itself. That covers a primary that
-died (its sockets close) but not one that stopped answering (SIGSTOP, a frozen VM, a partition):
-a call waiting on it would wait out its socket timeout, longer than the retry deadline.
-``FailoverWatch`` listens for the sentinels' ``+switch-master`` and closes every connection of
-the pool then, in use or not: a waiting call gets its error (a 503) at once, and the next one
-connects to the new primary.
+redis-py's Sentinel pool asks a Sentinel for the primary on every new connection, and a
+connection that hears READONLY (its server was demoted) drops itself. Three gaps remain, each
+a failing run of tests/test_failover.py, closed here (docs/failover.md):
+
+- the first Sentinel's word is taken, and the failover's leader (or one not yet told) names
+  the old primary until the failover ends: ``WatchedSentinel`` asks every Sentinel, names no
+  primary while one reports a failover in progress, and else trusts the highest config-epoch;
+- a call waiting on a primary that stopped answering (SIGSTOP, a frozen VM) waits out its
+  socket timeout: ``FailoverWatch`` closes every connection, in use or not, when a failover
+  chooses its replica and when it ends, and holds the pool (503s) in between;
+- (strategies/wire.py) a kept connection reconnects through connect(), which asks again.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 Each mode has its own Sentinel group (a primary, two replicas, three Sentinels): ``async`` with
 Redis's defaults, ``wait1`` with COUPON_REDIS_WAIT_REPLICAS=1 and min-replicas-to-write 1 on
 every server (docs/failover.md). One JSON line per failover, then a table per (mode, strategy,
-kind); the lines also go to reports/failover-<time>.jsonl.
+kind); the lines also go to reports/failover-<time>.jsonl (``--summarize`` tables them again).
 """
 from __future__ import annotations
 
@@ -54,7 +54,13 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--strategies", default="queued")
+    parser.add_argument("--summarize", nargs="*", metavar="JSONL",
+                        help="only print the table of earlier series' lines")  # fmt: skip
     args = parser.parse_args()
+    if args.summarize:
+        lines = [line for path in args.summarize for line in Path(path).read_text().splitlines()]
+        print("\n".join(summary([json.loads(line) for line in lines if line.strip()])))
+        return
     logging.basicConfig(level=logging.ERROR)
     base = Config.from_env()
     if not base.database_url:
