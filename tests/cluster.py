@@ -27,9 +27,10 @@ def _cli(port: int, *args: str, timeout: float = 30.0) -> str:
 class LocalCluster:
     """Three redis-server processes in cluster mode, joined by `redis-cli --cluster create`.
 
-    With replicas, each master gets that many, and a master unseen for 2 s is failed over (any
-    replica may stand: the default validity factor kept a replica whose link had been quiet
-    from standing at all).
+    With replicas, each master gets that many, and a master unseen for 2 s is failed over. The
+    cluster is ready once every replica has synced: a replica still waiting for its first sync
+    refuses to stand ("disconnected from master for longer than allowed"), and one promoted
+    empty would forget every 202.
     """
 
     def __init__(self, masters: int = 3, replicas: int = 0) -> None:
@@ -53,7 +54,7 @@ class LocalCluster:
             "--save", "", "--appendonly", "no", "--loglevel", "warning",
         ]  # fmt: skip
         if self.replicas:
-            command += ["--cluster-node-timeout", "2000", "--cluster-replica-validity-factor", "0",
+            command += ["--cluster-node-timeout", "2000",
                         "--repl-diskless-sync-delay", "0"]  # fmt: skip
         log = open(node_dir / "redis.log", "wb")
         self.processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
