@@ -77,10 +77,12 @@ class SentinelGroup:
         return ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
 
     def start(self) -> SentinelGroup:
-        """Start everything; wait until every Sentinel knows every replica and the others."""
+        """Start everything; wait until the replicas are synced and the Sentinels know them all."""
         for server in [*self.servers, *self.sentinels]:
             server.start()
         replicas = len(self.servers) - 1
+        for server in self.servers[1:]:  # a replica not yet synced would be promoted empty
+            self.wait_replica(server)
         for sentinel in self.sentinels:
             with sentinel.client(decode_responses=True) as client:
                 wait_until(lambda: self._knows(client, replicas), "the sentinels to meet", 30)
