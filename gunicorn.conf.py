@@ -35,8 +35,8 @@ control_socket_disable = True
 
 def on_starting(server) -> None:
     """Start the embedded servers once, in the master, so every worker joins the same ones."""
-    from coupon.core import embedded
     from coupon.core.config import Config
+    from coupon.servers import embedded
 
     resolved = embedded.resolve(Config.from_env(), export=True)
     _fresh_metrics_dir(server)
@@ -49,9 +49,10 @@ def _check_backends(server, config) -> None:
 
     from sqlalchemy.exc import OperationalError
 
-    from coupon.core import durability, embedded, schema
+    from coupon.core import durability, schema
     from coupon.core.config import ConfigError
     from coupon.core.connections import make_redis
+    from coupon.servers import embedded
 
     try:
         schema.ensure(config.database_url, owned=embedded.is_embedded_database(config))
@@ -64,7 +65,7 @@ def _check_backends(server, config) -> None:
     client = make_redis(config)
     try:
         server.log.info("%s", durability.read(client).line())
-    except Exception as exc:  # noqa: BLE001 - a Redis down at startup: the workers will say so
+    except Exception as exc:  # a Redis down at startup: the workers will say so
         server.log.warning("Redis persistence unknown: %s", exc)
     finally:
         client.close()
@@ -104,7 +105,7 @@ def on_exit(server) -> None:
     """Remove the metrics directory this master created; stop the embedded servers it started."""
     import shutil
 
-    from coupon.core import embedded
+    from coupon.servers import embedded
 
     created = getattr(server, "coupon_metrics_dir", None)
     if created:

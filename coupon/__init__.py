@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
-from coupon.core import embedded
 from coupon.core.config import Config, ConfigError
+from coupon.servers import embedded
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def create_app(config: Config | None = None) -> Flask:
     logs.configure(secrets=[resolved.admin_token or ""])
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    assert isinstance(app.json, DefaultJSONProvider)
     app.json.sort_keys = False
     runtime = app.extensions["coupon"] = Runtime.open(resolved)
     observer = app.extensions["coupon.observer"] = IssueObserver(resolved.log_issues)

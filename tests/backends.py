@@ -10,8 +10,10 @@ import pytest
 import redis
 from sqlalchemy import create_engine, make_url, text
 
-from coupon.core import embedded, schema
+from coupon.core import schema
 from coupon.core.config import Config
+from coupon.lab import sandbox
+from coupon.servers import embedded
 
 # One database per test session, so that several sessions (developers, CI) never collide.
 TEST_DATABASE = f"coupon_lab_test_{uuid.uuid4().hex[:8]}"
@@ -52,9 +54,9 @@ def _server_sql(server_url: str, *statements: str) -> None:
     engine.dispose()
 
 
-def _drop_statement(server_url: str) -> str:
+def _drop_statement(server_url: str, name: str = TEST_DATABASE) -> str:
     force = " WITH (FORCE)" if make_url(server_url).get_backend_name() == "postgresql" else ""
-    return f"DROP DATABASE IF EXISTS {TEST_DATABASE}{force}"
+    return f"DROP DATABASE IF EXISTS {name}{force}"
 
 
 def _fresh_database(server_url: str) -> str:
@@ -63,9 +65,10 @@ def _fresh_database(server_url: str) -> str:
     return make_url(server_url).set(database=TEST_DATABASE).render_as_string(hide_password=False)
 
 
-def drop_database(backend: "Backend") -> None:
-    """Drop this session's test database (the server URL is the backend's own)."""
-    _server_sql(backend.server_url, _drop_statement(backend.server_url))
+def drop_database(backend: Backend) -> None:
+    """Drop this session's test database and the lab's beside it (coupon/lab/sandbox.py)."""
+    lab = _drop_statement(backend.server_url, TEST_DATABASE + sandbox.SUFFIX)
+    _server_sql(backend.server_url, _drop_statement(backend.server_url), lab)
 
 
 def open_backend(name: str, data_dir: str) -> Backend:
@@ -76,7 +79,7 @@ def open_backend(name: str, data_dir: str) -> Backend:
         server = os.environ.get("COUPON_TEST_POSTGRES_URL", POSTGRES_SERVER_URL)
     try:
         url = _fresh_database(server)
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server
+    except Exception as exc:  # any failure to reach the server
         if name == "mysql" or services_required():
             unavailable(name, exc)
         # A laptop with no PostgreSQL: the embedded one stands in, as in `make serve`.

@@ -13,7 +13,6 @@ from redis.retry import Retry
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from coupon.core.pids import alive, children
 from coupon.lab.chaos import faults, figures, matrix
 from coupon.lab.chaos.figures import CouponFacts
 from coupon.lab.chaos.redis_private import (
@@ -25,6 +24,7 @@ from coupon.lab.chaos.redis_private import (
 from coupon.lab.chaos.run import run_row
 from coupon.lab.plan import Settings
 from coupon.lab.serve import Server
+from coupon.servers.pids import alive, children
 from tests import backends
 from tests.queueing import wait_for
 
@@ -142,7 +142,7 @@ def test_app_kill_kills_one_gunicorn_worker_and_the_server_serves_on(backend, re
     with Server(config, workers=2, log_path=tmp_path / "gunicorn.log") as server:
         before = children(server.process.pid)
         killed = faults.make("app-kill").inject(SimpleNamespace(server=server))["killed_pid"]
-        now = lambda: children(server.process.pid)  # noqa: E731
+        now = lambda: children(server.process.pid)
         wait_for(lambda: killed not in now() and len(now()) == 2, "gunicorn to reap it and start another", 20)
         assert killed in before
         assert server._answers()

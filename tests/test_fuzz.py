@@ -99,7 +99,7 @@ def test_bad_user_ids_are_400(server: Server, make_coupon: MakeCoupon, body: obj
 @pytest.mark.parametrize(
     ("data", "content_type"),
     [("not json", "text/plain"), ("{broken", "application/json"), ("", "application/json"),
-     ("\xff\xfe", "application/json")],  # fmt: skip
+     ("\xff\xfe", "application/json")],
 )
 def test_non_json_bodies_are_400(
     server: Server, make_coupon: MakeCoupon, data: str, content_type: str

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from coupon.api import hotpath, inputs
 from coupon.api.hotpath import HotPath, coupon_id_of, quick_user_id, strategy_of
-from tests.test_api import AUTH
+from tests.support.api import AUTH
 
 Exchange = Callable[..., tuple[int, Any]]
 

@@ -5,9 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import bindparam, create_engine, make_url, text
 
 from coupon.core import queries
-from coupon.lab import audit
+from coupon.lab import audit, sandbox
 from coupon.lab.crowd import Cursor, read_tally
 from coupon.lab.load import percentile, read_stats
 from coupon.lab.names import ISSUED, REFUSED
@@ -188,3 +189,28 @@ def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
     assert f"Backend: **{document['backend']['database']}**" in markdown
     for chart in ("throughput", "latency", "correctness"):
         assert (out / f"{chart}.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_the_lab_keeps_its_data_apart_from_the_service(app, tmp_path: Path):
+    service = app.extensions["coupon"].config
+    lab = sandbox.lab_config(service)
+    assert make_url(lab.database_url).database == make_url(service.database_url).database + "_lab"
+    assert lab.redis_prefix == service.redis_prefix + "lab:"
+    args = ["lab", "--strategies", "atomic_update", "--duration", "1", "--users", "2",
+            "--sellouts", "1", "--quantity", "2", "--output", str(tmp_path)]
+    runtime = app.extensions["coupon"]
+    with runtime.services.engine.connect() as conn:
+        before = conn.execute(text("SELECT COUNT(*) FROM coupon")).scalar_one()
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 0, result.output
+    (out,) = tmp_path.iterdir()
+    lab_ids = json.loads((out / "report.json").read_text())["results"][1]["coupon_ids"]
+    with runtime.services.engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM coupon")).scalar_one() == before
+    engine = create_engine(lab.database_url)
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT id FROM coupon WHERE id IN :ids").bindparams(
+            bindparam("ids", expanding=True)), {"ids": lab_ids}).scalars().all()
+    engine.dispose()
+    assert sorted(found) == sorted(lab_ids)
+    assert not list(runtime.services.redis.scan_iter(match=f"{service.redis_prefix}{{*", count=1000))

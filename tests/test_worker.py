@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from coupon.core import stream
 from coupon.lab.chaos.proxy import Proxy
 from coupon.queue import reconcile, worker
 from coupon.queue.worker import Settings, Worker
 from coupon.runtime import Runtime
+from coupon.store import stream
 from tests.backends import test_config as config_for
 from tests.queueing import accept, failures, finish, pending, wait_for, worker_process
 from tests.totals import database_totals

@@ -17,10 +17,11 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from sqlalchemy import make_url
 
-from coupon.core import durability, embedded, schema
+from coupon.core import durability
 from coupon.core.config import PROJECT_ROOT, ConfigError
-from coupon.lab import facts, report, runner
+from coupon.lab import facts, report, runner, sandbox
 from coupon.lab.plan import SCENARIOS, Run, Settings, Steps, plan
 from coupon.runtime import Runtime, current
 
@@ -50,14 +51,18 @@ def _out_dir(output: str) -> Path:
     return out
 
 
-def _prepare_backends(runtime: Runtime) -> None:
-    """Migrate the embedded database the lab owns (else stop in one line); say what Redis keeps."""
-    config = runtime.config
+def _prepare_backends(service: Runtime) -> Runtime:
+    """Open the lab's own database (created and migrated beside the service's); say what Redis keeps."""
     try:
-        schema.ensure(config.database_url or "", owned=embedded.is_embedded_database(config))
+        config = sandbox.lab_config(service.config)
+        sandbox.prepare(service.config.database_url or "", config.database_url or "")
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    runtime = Runtime.open(config)
+    click.echo(f"lab data: database {make_url(config.database_url or '').database}, "
+               f"Redis keys {config.redis_prefix}*")
     click.echo(durability.read(runtime.services.redis).line())
+    return runtime
 
 
 def _sellouts(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, console: Console) -> Path:
@@ -168,8 +173,8 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
 @with_appcontext
 def lab(scenario: str, strategies: str, faults: str, output: str, **options: Any) -> None:
     """Run every strategy under locust load against a real gunicorn, audit, and report."""
-    runtime = current()
-    _prepare_backends(runtime)
+    runtime = _prepare_backends(current())
+    click.get_current_context().call_on_close(runtime.close)
     known = list(runtime.strategies)
     steps = Steps(**{field.name: options.pop(field.name) for field in fields(Steps) if field.name in options})
     settings = Settings(scenario=scenario, strategies=_strategies(strategies, known), output=output,

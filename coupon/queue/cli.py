@@ -7,10 +7,11 @@ import sys
 import click
 from flask.cli import with_appcontext
 
-from coupon.core import metrics, stream
+from coupon.core import metrics
 from coupon.queue import reconcile
 from coupon.queue.worker import Settings, Worker, default_consumer
 from coupon.runtime import current
+from coupon.store import stream
 
 ONLY = "Only this coupon's stream (repeatable); default: every registered one."
 

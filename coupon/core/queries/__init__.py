@@ -7,6 +7,7 @@ from __future__ import annotations
 from coupon.core.queries.batches import issue_batch
 from coupon.core.queries.coupons import (
     OverIssue,
+    RowLocked,
     add_issued,
     add_issued_capped,
     add_issued_if_available,
@@ -43,6 +44,7 @@ from coupon.core.queries.issues import (
 __all__ = [
     "DuplicateIssue",
     "OverIssue",
+    "RowLocked",
     "SeatTaken",
     "add_issued_capped",
     "fold_issued",

@@ -23,7 +23,7 @@ from coupon.queue import worker
 log = logging.getLogger(__name__)
 
 SEATED = ("lua", "queued")  # Redis hands out seats: held = counter - seats given back
-COUNTED = ("redis_counter",)  # held = the reservation counter
+COUNTED = ("redis_counter",)  # held = the users set
 # Strategies that answer before the row exists accept several times faster: more stock, so that
 # the fault still meets a live sale.
 ACCEPT_FIRST_STOCK = {"queued": 10}
@@ -68,9 +68,7 @@ def held(owned: Stack, strategy: str, coupon_id: int) -> int:
     """Count the seats Redis holds for a coupon (0 where the strategy keeps none)."""
     if strategy not in SEATED + COUNTED:
         return 0
-    client, keys = owned.runtime.services.redis, owned.runtime.state.keys(coupon_id)
-    count = int(client.get(keys.count) or 0)
-    return count - int(client.scard(keys.free)) if strategy in SEATED else count
+    return owned.runtime.state.held(coupon_id)
 
 
 def taken(owned: Stack, strategy: str, coupon_ids: tuple[int, ...]) -> int:
@@ -102,7 +100,7 @@ def wait_settled(owned: Stack, strategy: str, coupon_ids: tuple[int, ...], recov
         try:
             if settled(owned, strategy, coupon_ids):
                 return round(time.monotonic() - started, 2)
-        except Exception as exc:  # noqa: BLE001 - a Redis still loading: ask again
+        except Exception as exc:  # a Redis still loading: ask again
             log.info("not settled yet: %s", exc)
         time.sleep(0.2)  # polling the worker's progress, bounded by the deadline
     return None

@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 
 import redis
 
-from coupon.core.redis_server import RedisServer
+from coupon.servers.redis_server import RedisServer
 from coupon.lab.chaos.redis_private import EXECUTABLE, plain_settings
 from coupon.lab.serve import free_port
 
