@@ -27,7 +27,7 @@ def create_app(config: Config | None = None) -> Flask:
     given = config or Config.from_env()
     # Only the all-embedded sandbox may fall back to the well-known dev token: a service with
     # any real server configured must not run open.
-    if (given.database_url or given.redis_url) and not given.admin_token:
+    if (given.database_url or given.redis_url or given.redis_sentinels) and not given.admin_token:
         raise ConfigError("COUPON_ADMIN_TOKEN must be set when the service runs on real servers")
     resolved = embedded.resolve(given, export=True)
     logs.configure([resolved.admin_token or ""], as_json=resolved.log_json, level=resolved.log_level)

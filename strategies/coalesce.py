@@ -25,7 +25,8 @@ import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-from strategies.wire import Wire
+from coupon.core.config import Config
+from strategies.wire import Wait, Wire
 
 # Calls one batch takes at most; the rest wait for the next lead.
 MAX_BATCH = 256
@@ -144,11 +145,11 @@ class Coalesced(Batched):
     error the batch form raises reaches each of its calls; an error one call answers stays its.
     """
 
-    def __init__(self, client: redis.Redis, batch_form: str) -> None:
+    def __init__(self, client: redis.Redis, batch_form: str, wait: Wait | None = None) -> None:
         super().__init__(self._script_batch)
         self.client = client
         self.script = client.register_script(batch_form)
-        self._wire = Wire(client)
+        self._wire = Wire(client, wait)
 
     def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:  # type: ignore[override]
         return super().__call__(keys, args)
@@ -184,6 +185,19 @@ class Coalesced(Batched):
         return self._wire.round_trip(commands)
 
 
-def coalesce(client: redis.Redis, script: Script, batch_form: str) -> Coalesced | Script:
-    """Share round trips through the script's batch form; a cluster client keeps the script."""
-    return Coalesced(client, batch_form) if isinstance(client, redis.Redis) else script
+def coalesce(
+    client: redis.Redis, script: Script, batch_form: str, wait: Wait | None = None
+) -> Coalesced | Script:
+    """Share round trips through the script's batch form; a cluster client keeps the script.
+
+    With ``wait`` (COUPON_REDIS_WAIT_REPLICAS), each batch is acknowledged only once WAIT has
+    it on that many replicas: one WAIT per batch, in the batch's own write (strategies/wire.py).
+    """
+    return Coalesced(client, batch_form, wait) if isinstance(client, redis.Redis) else script
+
+
+def replica_wait(config: Config) -> Wait | None:
+    """Return the WAIT a reservation needs (None: answer without one, the default)."""
+    if config.redis_wait_replicas <= 0:
+        return None
+    return Wait(config.redis_wait_replicas, config.redis_wait_ms)

@@ -9,7 +9,7 @@ from coupon.core.rules import Outcome
 from coupon.store import stream
 from coupon.store.state import script_source
 from strategies import epoch
-from strategies.coalesce import alone, coalesce, many
+from strategies.coalesce import alone, coalesce, many, replica_wait
 from strategies.epoch import NO_STATE
 from strategies.reservations import RESERVE_CODES, Reserving
 from strategies.soldout import SoldOut
@@ -37,7 +37,9 @@ class Queued(Reserving):
         self._enqueue: Script = self.redis.register_script(alone(source))
         # Concurrent requests of this process share round trips, script calls and the epoch
         # check (strategies/coalesce.py).
-        self._enqueue_shared = coalesce(self.redis, self._enqueue, many(source))
+        self._enqueue_shared = coalesce(
+            self.redis, self._enqueue, many(source), replica_wait(services.config)
+        )
         # The sold-out fast path (strategies/soldout.py): per process, bounded by soldout_ttl.
         self.soldout = SoldOut(services.config.soldout_ttl)
 

@@ -10,7 +10,7 @@ from coupon.core import queries, rules
 from coupon.core.connections import Services
 from coupon.core.rules import Busy, Outcome
 from coupon.store.state import script_source
-from strategies.coalesce import alone, coalesce, many
+from strategies.coalesce import alone, coalesce, many, replica_wait
 from strategies.epoch import NO_STATE
 from strategies.group_commit import GroupCommit
 from strategies.outcome import holds_row, write_resolved
@@ -38,7 +38,9 @@ class LuaScript(Journaled):
         super().__init__(services)
         source = script_source("reserve")
         self._reserve = self.redis.register_script(alone(source))
-        self._reserve_shared = coalesce(self.redis, self._reserve, many(source))
+        self._reserve_shared = coalesce(
+            self.redis, self._reserve, many(source), replica_wait(services.config)
+        )
         self.commits = GroupCommit(services.engine)
         # The sold-out fast path (strategies/soldout.py): per process, bounded by soldout_ttl.
         self.soldout = SoldOut(services.config.soldout_ttl)

@@ -24,6 +24,8 @@ SERVICES = {
     "mysql", "redis", "migrate", "app", "nginx", "worker", "prometheus", "grafana",
     "locust-master", "locust-worker",
 }  # fmt: skip
+# Started only with `--profile sentinel` (docs/failover.md).
+SENTINEL_PROFILE = {"redis-replica", "sentinel1", "sentinel2", "sentinel3"}
 
 
 def make_recipe(target: str) -> list[str]:
@@ -64,7 +66,8 @@ def test_docker_compose_accepts_the_file_and_demands_a_token() -> None:
 
 def test_services_wait_for_healthy_dependencies() -> None:
     services = compose()["services"]
-    assert set(services) == SERVICES
+    assert set(services) == SERVICES | SENTINEL_PROFILE
+    assert {name for name, service in services.items() if service.get("profiles")} == SENTINEL_PROFILE
     for name, service in services.items():
         for needed, rule in (service.get("depends_on") or {}).items():
             if isinstance(rule, dict) and rule["condition"] == "service_healthy":

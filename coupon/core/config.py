@@ -45,6 +45,22 @@ def _env_flag(name: str) -> bool:
     raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
 
+def parse_addresses(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    """Parse host:port[,host:port...] (an IPv6 host in brackets)."""
+    addresses = []
+    for address in raw.split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{name}: bad address {address.strip()!r}, want host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return tuple(addresses)
+
+
+def _env_addresses(name: str) -> tuple[tuple[str, int], ...]:
+    raw = (os.environ.get(name) or "").strip()
+    return parse_addresses(name, raw) if raw else ()
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the service reads from its environment."""
@@ -90,6 +106,15 @@ class Config:
     client_socket_timeout: float = 10.0
     reuse_port: bool = True
     access_log: str | None = None
+    # Redis Sentinel (docs/failover.md): the sentinels' host:port list and the service (master
+    # name) they watch. Set, every process finds the primary through them and follows a
+    # failover; COUPON_REDIS_URL (optional then) still gives the database number and password.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_service: str | None = None
+    # Acknowledge a reservation only once WAIT has it on this many replicas (0: no WAIT), one
+    # WAIT per coalesced batch, waiting at most redis_wait_ms; a shortfall answers 503.
+    redis_wait_replicas: int = 0
+    redis_wait_ms: int = 1000
 
     @classmethod
     def from_env(cls) -> Config:
@@ -121,12 +146,16 @@ class Config:
             client_socket_timeout=_env_float("COUPON_CLIENT_SOCKET_TIMEOUT", 10.0),
             reuse_port=os.environ.get("COUPON_REUSE_PORT", "1") != "0",
             access_log=os.environ.get("COUPON_ACCESS_LOG") or None,
+            redis_sentinels=_env_addresses("COUPON_REDIS_SENTINELS"),
+            redis_service=os.environ.get("COUPON_REDIS_SERVICE") or None,
+            redis_wait_replicas=_env_int("COUPON_REDIS_WAIT_REPLICAS", 0),
+            redis_wait_ms=_env_int("COUPON_REDIS_WAIT_MS", 1000),
         )
 
     @property
     def embedded(self) -> bool:
         """Tell whether either backend falls back to the embedded servers."""
-        return self.database_url is None or self.redis_url is None
+        return self.database_url is None or (self.redis_url is None and not self.redis_sentinels)
 
 
 @dataclass(frozen=True)

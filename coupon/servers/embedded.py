@@ -138,11 +138,12 @@ def resolve(config: Config, *, export: bool = False) -> Config:
         return config
     data_dir = str(config.data_dir)
     database_url = config.database_url or _postgres(data_dir)[0]
-    redis_url = config.redis_url or _redis(data_dir)[0]
+    # Under Sentinel the URL is optional (it only carries the database number and password).
+    redis_url = config.redis_url or ("" if config.redis_sentinels else _redis(data_dir)[0])
     resolved = dataclasses.replace(
         config,
         database_url=database_url,
-        redis_url=redis_url,
+        redis_url=redis_url or None,
         admin_token=config.admin_token or EMBEDDED_ADMIN_TOKEN,
     )
     if export:
