@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import random
 import time
 import urllib.request
@@ -35,6 +34,7 @@ from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
+from coupon.core.config import EMBEDDED_ADMIN_TOKEN, Config
 from coupon.lab.crowd import Cursor
 from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
 
@@ -53,7 +53,7 @@ def _options(parser: Any) -> None:
     group.add_argument("--duplicate-share", type=float, default=0.1, help="Share of requests repeating a user")
     group.add_argument(
         "--admin-token",
-        default=os.environ.get("COUPON_ADMIN_TOKEN") or "dev-admin-token",
+        default=Config.from_env().admin_token or EMBEDDED_ADMIN_TOKEN,
         help="Admin token for creating the coupon (env COUPON_ADMIN_TOKEN)",
     )
     group.add_argument("--ping", action="store_true", help="Only GET /ping: the reference ceiling")

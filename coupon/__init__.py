@@ -30,7 +30,7 @@ def create_app(config: Config | None = None) -> Flask:
     if (given.database_url or given.redis_url) and not given.admin_token:
         raise ConfigError("COUPON_ADMIN_TOKEN must be set when the service runs on real servers")
     resolved = embedded.resolve(given, export=True)
-    logs.configure(secrets=[resolved.admin_token or ""])
+    logs.configure([resolved.admin_token or ""], as_json=resolved.log_json, level=resolved.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     assert isinstance(app.json, DefaultJSONProvider)

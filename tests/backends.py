@@ -1,7 +1,6 @@
 """Where the tests find MySQL, PostgreSQL and Redis, and how they get a clean database."""
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,20 +10,17 @@ import redis
 from sqlalchemy import create_engine, make_url, text
 
 from coupon.core import schema
-from coupon.core.config import Config
+from coupon.core.config import Config, SuiteSettings
 from coupon.lab import sandbox
 from coupon.servers import embedded
 
 # One database per test session, so that several sessions (developers, CI) never collide.
 TEST_DATABASE = f"coupon_lab_test_{uuid.uuid4().hex[:8]}"
-MYSQL_SERVER_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
-POSTGRES_SERVER_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def services_required() -> bool:
     """Tell whether a missing service must fail the run (CI) rather than skip."""
-    return os.environ.get("COUPON_REQUIRE_SERVICES") == "1"
+    return SuiteSettings.from_env().require_services
 
 
 def unavailable(what: str, exc: Exception) -> None:
@@ -74,9 +70,9 @@ def drop_database(backend: Backend) -> None:
 def open_backend(name: str, data_dir: str) -> Backend:
     """Prepare a migrated, empty test database; PostgreSQL falls back to the embedded one."""
     if name == "mysql":
-        server = os.environ.get("COUPON_TEST_MYSQL_URL", MYSQL_SERVER_URL)
+        server = SuiteSettings.from_env().mysql_url
     else:
-        server = os.environ.get("COUPON_TEST_POSTGRES_URL", POSTGRES_SERVER_URL)
+        server = SuiteSettings.from_env().postgres_url
     try:
         url = _fresh_database(server)
     except Exception as exc:  # any failure to reach the server
@@ -92,7 +88,7 @@ def open_backend(name: str, data_dir: str) -> Backend:
 
 def redis_url(data_dir: str) -> str:
     """Return a reachable Redis URL: the real server, or the embedded one on a laptop."""
-    url = os.environ.get("COUPON_TEST_REDIS_URL", REDIS_URL)
+    url = SuiteSettings.from_env().redis_url
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
         return url

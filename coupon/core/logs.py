@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -48,17 +47,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure(secrets: list[str] | None = None) -> None:
+def configure(secrets: list[str] | None = None, as_json: bool = False, level: str = "INFO") -> None:
     """Send the service's logs to stderr, one line each (once per process)."""
     root = logging.getLogger()
     if any(getattr(handler, "coupon_lab", False) for handler in root.handlers):
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.coupon_lab = True  # type: ignore[attr-defined]
-    as_json = os.environ.get("COUPON_LOG_JSON") == "1"
     handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(_TEXT_FORMAT))
     handler.addFilter(SecretFilter(secrets or []))
     root.addHandler(handler)
-    level = os.environ.get("COUPON_LOG_LEVEL", "INFO").upper()
     logging.getLogger("coupon").setLevel(level)
     logging.getLogger("strategies").setLevel(level)

@@ -181,11 +181,10 @@ def _forget_parent(ref: weakref.ref[IssueObserver]) -> None:
         observer._reset()
 
 
-def serve_standalone() -> None:
-    """Serve this process's metrics on COUPON_METRICS_PORT, for processes outside gunicorn."""
+def serve_standalone(port: int | None) -> None:
+    """Serve this process's metrics on port (COUPON_METRICS_PORT), for processes outside gunicorn."""
     from prometheus_client import start_http_server
 
-    port = os.environ.get("COUPON_METRICS_PORT")
     if port:
-        start_http_server(int(port))
+        start_http_server(port)
         log.info("metrics on port %s", port)
