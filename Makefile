@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-service install-load serve test check bench bench-edge worker lab migrate clean
+.PHONY: install install-service install-load serve test test-fast check bench bench-edge worker lab migrate clean
 
 # requirements.txt includes requirements/: the service's, the embedded servers', the lab's and
 # development's pins. Every target below installs all of them once.
@@ -33,6 +33,10 @@ serve: migrate
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite without the tests marked slow (real servers under load, crowds on locks, faults).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Lint and types, as CI runs them (pyproject.toml). `ruff format --check .` joins once the tree
 # is formatted.

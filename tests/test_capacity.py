@@ -210,6 +210,7 @@ def test_report_json_carries_capacity_and_the_curve(tmp_path: Path):
     assert "| lua | 2 | 100 | 50% |" in markdown and "200 -> 50" in markdown
 
 
+@pytest.mark.slow
 def test_a_short_real_capacity_run(app, tmp_path: Path):
     args = ["lab", "--scenario", "capacity", "--strategies", "atomic_update", "--start-rps", "20",
             "--max-rps", "40", "--warmup", "0.5", "--step-seconds", "1", "--burst", "100",

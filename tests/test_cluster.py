@@ -31,7 +31,8 @@ CALLS = 1000  # 250 per coupon, interleaved
 THREADS = 32
 
 # One database backend is enough here: what is under test is the Redis side.
-pytestmark = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+# A real three-master cluster per session: slow.
+pytestmark = [pytest.mark.parametrize("backend", ["mysql"], indirect=True), pytest.mark.slow]
 
 
 @pytest.fixture(scope="session")

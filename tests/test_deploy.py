@@ -51,6 +51,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+@pytest.mark.slow
 def test_docker_compose_accepts_the_file_and_demands_a_token() -> None:
     env = {**os.environ, "COUPON_ADMIN_TOKEN": "compose-test-token"}
     command = ["docker-compose", "-f", str(COMPOSE), "config", "-q"]

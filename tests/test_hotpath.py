@@ -123,6 +123,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @given(
     body=st.one_of(
         st.dictionaries(st.sampled_from(["user_id", "x"]), json_values, max_size=2).map(json.dumps),

@@ -163,6 +163,7 @@ def test_plans_put_ping_first_and_keep_pools_small():
         assert workers_count * (int(env["COUPON_DB_POOL_SIZE"]) + int(env["COUPON_DB_MAX_OVERFLOW"])) <= 48
 
 
+@pytest.mark.slow
 def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
     args = ["lab", "--strategies", "atomic_update,none", "--duration", "3", "--users", "10",
             "--sellouts", "3", "--quantity", "10", "--output", str(tmp_path)]
@@ -191,6 +192,7 @@ def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
         assert (out / f"{chart}.png").read_bytes().startswith(PNG_MAGIC)
 
 
+@pytest.mark.slow
 def test_the_lab_keeps_its_data_apart_from_the_service(app, tmp_path: Path):
     service = app.extensions["coupon"].config
     lab = sandbox.lab_config(service)

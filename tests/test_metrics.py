@@ -198,6 +198,7 @@ def test_worker_and_fast_path_counters_move(
 
 
 @mysql_only
+@pytest.mark.slow
 def test_the_worker_command_serves_its_own_metrics(
     runtime: Runtime, make_coupon: MakeCoupon
 ) -> None:

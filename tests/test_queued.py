@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from redis.exceptions import ResponseError
 
 from coupon.core.rules import Outcome, utcnow
@@ -16,6 +17,7 @@ from tests.totals import database_totals
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
 
+@pytest.mark.slow
 def test_crowd_of_1000_for_100_then_burst_worker(runtime, make_coupon):
     coupon_id = make_coupon(quantity=100)
     queued = runtime.strategies["queued"]
