@@ -6,15 +6,15 @@ from pathlib import Path
 
 from coupon.core.config import PROJECT_ROOT
 
-PACKAGES = ("coupon", "strategies", "deploy", "migrations")
+PACKAGES = ("coupon", "strategies", "migrations")
 # The scripts at the top of the tree, each a room of its own: they use the rooms, none uses them.
 SCRIPTS = {"app": "app.py", "gunicorn.conf": "gunicorn.conf.py", "locustfile": "locustfile.py"}
-# Where no project code lives.
+# Where no project code lives (deploy/ holds configuration: a .py there belongs to no room).
 OUTSIDE = {"tests", ".venv", ".coupon-data", "reports", ".git"}
 
 # Who may import whom, by room: a room imports only rooms listed after it (or itself).
 ORDER = [
-    *SCRIPTS, "migrations", "deploy",
+    *SCRIPTS, "migrations",
     "coupon.cli", "coupon.lab", "coupon.api", "coupon.queue", "coupon.runtime", "strategies",
     "coupon.store", "coupon.servers", "coupon.core",
 ]  # fmt: skip
