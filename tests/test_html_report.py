@@ -44,6 +44,11 @@ def test_capacity_and_chaos_reports_show_their_own_tables_and_charts(tmp_path: P
     assert "Capacity" in page and "Each step" in page and "Burst" in page
     assert charts(page) == 2  # the curves and the spectrum
     assert page.count("<details>") == 2 and "p99 400 ms &gt; 100" in page
+    assert "USL fit" not in page  # a capacity run has no scaling
+    scaled = reports.capacity({"lua": 400.0})
+    scaled["scaling"] = {"lua": {"capacity_by_processes": {"1": 200.0, "2": 400.0}, "usl": {"sigma": 0.05}}}
+    page = build.render(reports.save(tmp_path / "scaled", scaled))
+    assert "Scaling: the USL fit" in page and "x1: 200, x2: 400" in page and "<td>0.05</td>" in page
 
     rows = [chaos_row("lua", "db-cut"), chaos_row("atomic_update", "redis-errors", lost=2)]
     page = build.render(reports.save(tmp_path / "chaos", reports.chaos(rows)))

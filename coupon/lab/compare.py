@@ -101,6 +101,15 @@ def _pair(old: float | None, new: float | None, digits: int = 0) -> str:
     return said if moved is None else f"{said} ({100 * moved:+.0f}%)"
 
 
+def table(changes: list[Change]) -> tuple[list[str], list[list[str]]]:
+    """Return the comparison's columns and cells; capacity only where a run measured one."""
+    rows = table_rows(changes)
+    if any(c.old.get("capacity") is not None or c.new.get("capacity") is not None for c in changes):
+        return list(COLUMNS), rows
+    keep = [n for n, column in enumerate(COLUMNS) if column != "capacity req/s"]
+    return [COLUMNS[n] for n in keep], [[line[n] for n in keep] for line in rows]
+
+
 def table_rows(changes: list[Change]) -> list[list[str]]:
     """Return the comparison's cells, in COLUMNS order."""
     cells = []

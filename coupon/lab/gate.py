@@ -24,9 +24,10 @@ def gate(old_dir: Path, new_dir: Path, threshold: float, console: Console) -> bo
     table = Table(
         title=f"{new_dir.name} against {old_dir.name} (threshold {100 * threshold:g}%)", header_style="bold"
     )
-    for column in compare.COLUMNS:
+    columns, rows = compare.table(changes)
+    for column in columns:
         table.add_column(column)
-    for change, cells in zip(changes, compare.table_rows(changes)):
+    for change, cells in zip(changes, rows):
         table.add_row(*cells, style="bold red" if change.regressions else None)
     console.print(table)
     compare.write(new_dir, old_dir, changes, threshold)

@@ -109,6 +109,20 @@ def _bursts(results: list[dict[str, Any]]) -> str:
     return table(BURST_COLUMNS, cells, [row["burst"]["exact"] is False for row in rows], text=("verdict",))
 
 
+SCALING_COLUMNS = ("strategy", "capacity by processes", "sigma", "kappa", "peak processes", "ceiling req/s")
+
+
+def _scaling(scaling: dict[str, Any] | None) -> str:
+    """Return the scaling scenario's USL fits, one line per strategy ('' for a capacity run)."""
+    cells = []
+    for name, entry in (scaling or {}).items():
+        fit = entry.get("usl") or {}
+        by = ", ".join(f"x{n}: {x:g}" for n, x in entry["capacity_by_processes"].items())
+        figures = (fit.get(key) for key in ("sigma", "kappa", "peak_processes", "contention_ceiling_rps"))
+        cells.append([cell(name), cell(by), *map(cell, figures)])
+    return table(SCALING_COLUMNS, cells) if cells else ""
+
+
 def sections(raw: dict[str, Any]) -> list[str]:
     """Return the capacity table, the curves, each row's steps and the bursts."""
     results, slo = raw["results"], raw["settings"]["steps"]["slo_p99_ms"]
@@ -129,4 +143,5 @@ def sections(raw: dict[str, Any]) -> list[str]:
         ),
         section("Each step", *map(_steps, results), anchor="steps"),
         section("Burst", _bursts(results), anchor="burst"),
+        section("Scaling: the USL fit", _scaling(raw.get("scaling")), anchor="scaling"),
     ]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from coupon.lab import compare
 from coupon.lab.html import svg
 from coupon.lab.html.page import cell, facts, figure, mark, section, table
 from coupon.lab.reading import FLAGS, LISTS, Document
-
-COMPARE_COLUMNS = ("row", "capacity req/s", "req/s", "p99 ms", "verdict", "regression")
 
 
 def spectrum(document: Document) -> str:
@@ -63,9 +62,7 @@ def comparison(compared: dict[str, Any] | None) -> str:
     """Return the comparison with the baseline run, when compare.json is there."""
     if not compared:
         return ""
-    from coupon.lab.compare import Change, table_rows
-
-    changes = [Change(**row) for row in compared["rows"]]
+    changes = [compare.Change(**row) for row in compared["rows"]]
     regressed = compared["regressed"]
     banner = (
         f'<p class="banner {"bad" if regressed else "good"}">'
@@ -74,11 +71,12 @@ def comparison(compared: dict[str, Any] | None) -> str:
     )
     if compared.get("note"):
         banner += f"<p>Note: {cell(compared['note'])}.</p>"
-    cells = [[cell(c) for c in line] for line in table_rows(changes)]
+    columns, rows = compare.table(changes)
+    cells = [[cell(c) for c in line] for line in rows]
     return section(
         "Against the baseline",
         banner,
-        table(COMPARE_COLUMNS, cells, [bool(c.regressions) for c in changes], text=("verdict", "regression")),
+        table(columns, cells, [bool(c.regressions) for c in changes], text=("verdict", "regression")),
         anchor="compare",
     )
 

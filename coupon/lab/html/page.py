@@ -85,8 +85,8 @@ def cell(value: Any) -> str:
     """Return a value as a table cell's HTML (numbers shortened, None as a dash)."""
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, float):  # small ones (a USL coefficient) keep 3 significant digits
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
     return escape(str(value))
 
 
