@@ -77,13 +77,14 @@ def stack(config: Config, fault: Fault, strategy: str, workers: int, recovery: f
         extra = {
             **server_env(workers),
             "COUPON_REDIS_URL": redis_proxy.url if redis_proxy else redis.url,
+            "COUPON_REDIS_SENTINELS": "",  # the row's private Redis, not a Sentinel group
             "COUPON_DATABASE_URL": db_proxy.url if db_proxy else config.database_url or "",
             "COUPON_RETRY_DEADLINE": "3",  # a request during the fault answers 503 within seconds
             "COUPON_RECOVERY_SECONDS": str(recovery),
         }
         server = Server(config, workers=workers, extra_env=extra, log_path=out / f"gunicorn_{name}.log")
         owned.enter_context(server)
-        runtime = Runtime.open(dataclasses.replace(config, redis_url=redis.url))
+        runtime = Runtime.open(dataclasses.replace(config, redis_url=redis.url, redis_sentinels=()))
         owned.callback(runtime.close)
         worker_pid = None
         if strategy in WORKER_STRATEGIES:
