@@ -52,20 +52,20 @@ class WatchedSentinel(Sentinel):
         """Return the primary's address, or raise MasterNotFoundError (a 503)."""
         if time.monotonic() < self.hold_until:
             raise MasterNotFoundError(f"{service_name}: a Sentinel failover is in progress")
-        views = []
+        views: list[dict[str, Any]] = []
         for sentinel in self.sentinels:
             try:
-                state = sentinel.sentinel_masters().get(service_name)
+                masters: dict[str, dict[str, Any]] = sentinel.sentinel_masters()  # type: ignore[assignment]
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                 continue
-            if state:
-                views.append(state)
+            if service_name in masters:
+                views.append(masters[service_name])
         if not views:
             raise MasterNotFoundError(f"No master found for {service_name!r}")
         if any("failover_in_progress" in state["flags"] for state in views):
             raise MasterNotFoundError(f"{service_name}: a Sentinel failover is in progress")
         newest = max(views, key=lambda state: state["config-epoch"])
-        if not self.check_master_state(newest, service_name):
+        if not self.check_master_state(newest, service_name):  # type: ignore[no-untyped-call]
             raise MasterNotFoundError(f"{service_name}: the newest primary is down")
         return newest["ip"], int(newest["port"])
 
@@ -95,8 +95,10 @@ def make_sentinel_redis(config: Config, options: dict[str, Any]) -> redis.Redis:
     # The sentinels themselves answer at once or not at all: a short timeout lets a dead one
     # be skipped quickly for the next.
     sentinel_options = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, "decode_responses": True}
-    sentinel = WatchedSentinel(list(config.redis_sentinels), sentinel_kwargs=sentinel_options)
-    return sentinel.master_for(  # type: ignore[no-any-return]
+    sentinel = WatchedSentinel(  # type: ignore[no-untyped-call]
+        list(config.redis_sentinels), sentinel_kwargs=sentinel_options
+    )
+    return sentinel.master_for(  # type: ignore[no-untyped-call,no-any-return]
         config.redis_service,
         connection_pool_class=SentinelBlockingPool,
         db=db,
@@ -113,7 +115,7 @@ class FailoverWatch:
         self.service = config.redis_service
         self.sentinels = list(config.redis_sentinels)
         self.pool = client.connection_pool
-        self.manager: WatchedSentinel = self.pool.sentinel_manager
+        self.manager: WatchedSentinel = self.pool.sentinel_manager  # type: ignore[attr-defined]
         self._lock = threading.Lock()
         self._switched = ""  # the last +switch-master acted on
         self._stop = threading.Event()
@@ -173,7 +175,7 @@ class FailoverWatch:
         client = redis.Redis(host, port, socket_connect_timeout=1.0, decode_responses=True,
                              socket_timeout=POLL_SECONDS * 3)  # fmt: skip
         try:
-            with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+            with client.pubsub(ignore_subscribe_messages=True) as pubsub:  # type: ignore[no-untyped-call]
                 pubsub.subscribe(SWITCH_CHANNEL, SELECTED_CHANNEL)
                 pubsub.psubscribe(ABORT_CHANNELS)
                 while not self._stop.is_set():

@@ -13,7 +13,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import redis
 
@@ -89,7 +89,7 @@ class SentinelGroup:
         return self
 
     def _knows(self, client: redis.Redis, replicas: int) -> bool:
-        master = client.sentinel_master(SERVICE)
+        master: dict[str, Any] = client.sentinel_master(SERVICE)  # type: ignore[assignment]
         return bool(master["num-slaves"] >= replicas and master["num-other-sentinels"] >= 2)
 
     def primary(self) -> RedisServer:
@@ -128,7 +128,7 @@ class SentinelGroup:
         def synced() -> bool:
             with server.client(decode_responses=True, socket_timeout=1) as client:
                 info = client.info("replication")
-            return info["role"] == "slave" and info.get("master_link_status") == "up"
+            return bool(info["role"] == "slave" and info.get("master_link_status") == "up")
 
         wait_until(synced, f"{server.port} to be a synced replica", timeout)
 
