@@ -35,10 +35,18 @@ control_socket_disable = True
 
 def on_starting(server) -> None:
     """Start the embedded servers once, in the master, so every worker joins the same ones."""
-    from coupon.core import embedded
-    from coupon.core.config import Config
+    import sys
 
-    resolved = embedded.resolve(Config.from_env(), export=True)
+    from coupon.core import embedded
+    from coupon.core.config import Config, ConfigError
+
+    try:
+        given = Config.from_env()
+        given.require_auth_mode()
+    except ConfigError as exc:
+        server.log.error("%s", exc)
+        sys.exit(1)
+    resolved = embedded.resolve(given, export=True)
     _fresh_metrics_dir(server)
     _check_backends(server, resolved)
 

@@ -15,6 +15,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from coupon.api.auth import Unauthorized
+from coupon.api.gate import RateLimited
+from coupon.api.identity import Forbidden, Unauthenticated
 from coupon.api.inputs import InputError
 from coupon.core.connections import redis_unavailable
 from coupon.core.queries import OverIssue
@@ -54,6 +56,12 @@ def answer_for(exc: BaseException) -> Answer:
         return Answer(400, {"error": str(exc), "field": "strategy"})
     if isinstance(exc, Unauthorized):
         return Answer(401, {"error": "missing or wrong admin token"}, [("WWW-Authenticate", "Bearer")])
+    if isinstance(exc, Unauthenticated):
+        return Answer(401, {"error": str(exc)}, [("WWW-Authenticate", "Bearer")])
+    if isinstance(exc, Forbidden):
+        return Answer(403, {"error": str(exc)})
+    if isinstance(exc, RateLimited):
+        return Answer(429, {"error": str(exc), "retry_after": exc.retry_after}, [("Retry-After", str(exc.retry_after))])
     if isinstance(exc, LabOnly):
         return Answer(403, {"error": str(exc), "field": "strategy"})
     if isinstance(exc, FamilyMismatch):

@@ -133,7 +133,8 @@ def get_coupon(coupon_id: int) -> Response:
 def issue(coupon_id: int) -> tuple[Response, int]:
     # The hot path (coupon/api/hotpath.py) answers most requests before Flask sees them;
     # this view answers the rest, with the same functions in the same order.
-    user_id = inputs.issue_user_id(_body(), request.content_type)
+    gate = current_app.extensions["coupon.gate"]
+    user_id = gate.issue_user(request.headers.get("Authorization"), _body(), request.content_type)
     requested = request.args.get("strategy")
     name = None if requested is None else inputs.strategy_name(requested)
     observer = current_app.extensions["coupon.observer"]
@@ -143,8 +144,12 @@ def issue(coupon_id: int) -> tuple[Response, int]:
 
 @bp.get("/coupons/<coupon_id:coupon_id>/issues/<user_id>")
 def issue_status(coupon_id: int, user_id: str) -> Response:
-    """Tell a client where its request stands: issued, pending (queued), failed, or none."""
+    """Tell a client where its request stands: issued, pending (queued), failed, or none.
+
+    In jwt mode only the user's own token (or the admin token) may ask.
+    """
     user = inputs.path_user_id(user_id)
+    current_app.extensions["coupon.gate"].status_reader(request.headers.get("Authorization"), user)
     _describe(coupon_id)  # 404 for an unknown coupon
     runtime = current()
     with runtime.services.engine.connect() as conn:

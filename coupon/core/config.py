@@ -12,6 +12,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_ADMIN_TOKEN = "dev-admin-token"
 
 
+AUTH_MODES = ("jwt", "body")
+
+
 class ConfigError(RuntimeError):
     """Raised when the settings cannot describe a safe, working service."""
 
@@ -45,6 +48,25 @@ def _env_flag(name: str) -> bool:
     raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
 
+def _env_choice(name: str, choices: tuple[str, ...]) -> str | None:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw and raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw or None
+
+
+def _env_path(name: str) -> Path | None:
+    raw = os.environ.get(name)
+    return Path(raw) if raw else None
+
+
+def _env_limit(name: str, default: str) -> str:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return "" if raw.strip().lower() in ("", "0", "none", "off") else raw.strip()
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the service reads from its environment."""
@@ -74,6 +96,26 @@ class Config:
     # Lab-only: let the API issue with the strategies that are not exact across processes
     # (none, process_lock). Off in any deployment; the lab turns it on for its own servers.
     lab_strategies: bool = False
+    # Who the caller is (docs/identity.md): "jwt", a verified bearer token, or "body", the
+    # user_id the body names (the lab and the embedded quick start). None: not set; a server
+    # started against real servers refuses to run (gunicorn.conf.py), the rest read "body".
+    auth: str | None = None
+    # jwt mode's key: exactly one of a shared secret (HS256), a PEM public key file (RS256 or
+    # EdDSA, by the key's kind) or a JWKS file; the accepted alg follows from it.
+    jwt_secret: str | None = None
+    jwt_public_key: Path | None = None
+    jwt_jwks: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_user_claim: str = "sub"
+    # Clock skew allowed on exp and nbf, in seconds.
+    jwt_leeway: float = 10.0
+    # Verified tokens a process remembers until they expire (0: verify every request).
+    token_cache_size: int = 10_000
+    # Issue requests one user may send (the `limits` library's notation; "" for none).
+    user_rate_limit: str = "20/minute"
+    # How long a process remembers that a coupon id names no coupon (0: never).
+    unknown_coupon_ttl: float = 2.0
 
     @classmethod
     def from_env(cls) -> Config:
@@ -95,7 +137,31 @@ class Config:
             fault_pause_seconds=_env_float("COUPON_FAULT_PAUSE_SECONDS", 0.0),
             log_issues=_env_flag("COUPON_LOG_ISSUES"),
             lab_strategies=_env_flag("COUPON_LAB_STRATEGIES"),
+            auth=_env_choice("COUPON_AUTH", AUTH_MODES),
+            jwt_secret=os.environ.get("COUPON_JWT_SECRET") or None,
+            jwt_public_key=_env_path("COUPON_JWT_PUBLIC_KEY"),
+            jwt_jwks=_env_path("COUPON_JWT_JWKS"),
+            jwt_issuer=os.environ.get("COUPON_JWT_ISSUER") or None,
+            jwt_audience=os.environ.get("COUPON_JWT_AUDIENCE") or None,
+            jwt_user_claim=os.environ.get("COUPON_JWT_USER_CLAIM") or "sub",
+            jwt_leeway=_env_float("COUPON_JWT_LEEWAY", 10.0),
+            token_cache_size=_env_int("COUPON_TOKEN_CACHE_SIZE", 10_000),
+            user_rate_limit=_env_limit("COUPON_USER_RATE_LIMIT", "20/minute"),
+            unknown_coupon_ttl=_env_float("COUPON_UNKNOWN_COUPON_TTL", 2.0),
         )
+
+    @property
+    def auth_mode(self) -> str:
+        """Return the identity mode: the configured one, else "body" (see auth)."""
+        return self.auth or "body"
+
+    def require_auth_mode(self) -> None:
+        """Refuse to serve real servers without an explicit COUPON_AUTH: no silent default."""
+        if (self.database_url or self.redis_url) and self.auth is None:
+            raise ConfigError(
+                "COUPON_AUTH must be set (jwt or body) when the service runs on real servers:"
+                " jwt verifies who calls; body trusts the body's user_id (docs/identity.md)"
+            )
 
     @property
     def embedded(self) -> bool:
