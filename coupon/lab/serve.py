@@ -78,6 +78,14 @@ class Server:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def identity(self) -> tuple[tuple[str, str], ...]:
+        """Return this server's identity settings, for a crowd that must mint its tokens."""
+        return tuple(
+            (name, value) for name, value in self.env.items()
+            if name == "COUPON_AUTH" or name.startswith("COUPON_JWT_")
+        )  # fmt: skip
+
     def start(self, timeout: float = 60.0) -> Server:
         """Start gunicorn and wait until it answers /ping (or raise)."""
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
