@@ -12,6 +12,8 @@ SHARE_TARGETS = {"queued": 0.60, "sold out": 0.80}
 # (faster row, slower row, how many times faster it must be)
 RATIO_TARGETS = [("lua", "atomic_update", 2.0), ("atomic_update", "select_for_update", 1.3)]
 METRIC_TOLERANCE = 0.02
+# Verifying a token per request keeps at least this share of `queued` without (docs/identity.md).
+JWT_ROW, JWT_TARGET = "queued, jwt", 0.90
 
 
 def verdict(met: bool) -> str:
@@ -52,6 +54,12 @@ def report(
     queued = run.total("queued")
     click.echo(f"  queued p99 <= {P99_TARGET_MS:.0f} ms: {queued.p99_ms:.1f} ms {verdict(queued.p99_ms <= P99_TARGET_MS)}")
     click.echo(f"  queued without a non-2xx: {queued.failed} {verdict(queued.failed == 0)}")
+    if JWT_ROW in run.loads:
+        got = run.total(JWT_ROW).rate / queued.rate
+        click.echo(
+            f"  {JWT_ROW} >= {JWT_TARGET:.0%} of queued: {run.total(JWT_ROW).rate:,.0f} / {queued.rate:,.0f}"
+            f" req/s = {got:.1%} {verdict(got >= JWT_TARGET)}; {run.total(JWT_ROW).failed} non-2xx or errors"
+        )
     for fast, slow, times in RATIO_TARGETS:
         got = run.total(fast).rate / run.total(slow).rate
         click.echo(f"  {fast} >= {times}x {slow}: {got:.2f}x {verdict(got >= times)}")
