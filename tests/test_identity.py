@@ -185,8 +185,9 @@ def test_a_verified_token_is_remembered_until_it_expires(
 ) -> None:
     coupon_id = create(jwt_client, 100)["id"]
     decoded: list[str] = []
-    real = identity.jwt.decode
-    monkeypatch.setattr(identity.jwt, "decode", lambda token, *a, **k: decoded.append(token) or real(token, *a, **k))
+    decoder = jwt_client.application.extensions["coupon.gate"].verifier.decoder
+    real = decoder.decode
+    monkeypatch.setattr(decoder, "decode", lambda token, *a, **k: decoded.append(token) or real(token, *a, **k))
     token = hs(sub="41", exp=int(time.time()) + 30)
     for _ in range(3):
         jwt_client.get(f"/coupons/{coupon_id}/issues/41", headers=bearer(token))

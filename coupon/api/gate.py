@@ -41,8 +41,18 @@ def _storage(runtime: Runtime) -> Storage:
     return RedisStorage("redis://", connection_pool=pool, key_prefix=prefix)
 
 
+# Users a process remembers having seen once; a safety net, cleared when full.
+MAX_FIRST_SIGHTS = 100_000
+
+
 class UserLimit:
-    """A per-user limit on issue requests, counted in Redis (fixed windows, `limits`)."""
+    """A per-user limit on issue requests, counted in Redis (fixed windows, `limits`).
+
+    A user's first request in a process costs no round trip: it is counted in Redis with its
+    second (cost 2). A flash sale is mostly users asking once, and the sold-out answer comes
+    from memory; only a user who asks again pays for the count. The price: within one window a
+    user may get one request per serving process past the limit.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         try:
@@ -50,12 +60,24 @@ class UserLimit:
         except ValueError as exc:
             raise ConfigError(f"COUPON_USER_RATE_LIMIT: {exc}") from exc
         self.limiter = FixedWindowRateLimiter(_storage(runtime))
+        self.window = max(item.get_expiry() for item in self.items)
+        # user id -> (when this process first saw it in this window, counted in Redis yet)
+        self.seen: dict[int, tuple[float, bool]] = {}
 
     def hit(self, user_id: int) -> None:
         """Count one issue request of user_id; raise RateLimited when it is one too many."""
+        now = time.monotonic()
+        seen = self.seen.get(user_id)
+        if seen is None or now - seen[0] >= self.window:
+            if len(self.seen) >= MAX_FIRST_SIGHTS:
+                self.seen.clear()
+            self.seen[user_id] = (now, False)
+            return
+        cost = 1 if seen[1] else 2
+        self.seen[user_id] = (seen[0], True)
         name = str(user_id)
         for item in self.items:
-            if not self.limiter.hit(item, name):
+            if not self.limiter.hit(item, name, cost=cost):
                 reset = self.limiter.get_window_stats(item, name).reset_time
                 raise RateLimited(max(1, math.ceil(reset - time.time())))
 
