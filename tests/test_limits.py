@@ -44,3 +44,30 @@ def test_body_mode_limits_the_bodys_user(make_client: Callable[..., FlaskClient]
     coupon_id = create(client, 100, strategy="lua")["id"]
     statuses = [client.post(f"/coupons/{coupon_id}/issue", json={"user_id": 5}).status_code for _ in range(3)]
     assert statuses == [201, 409, 429]
+
+
+def test_a_miss_on_an_unknown_coupon_is_remembered_briefly(make_client: Callable[..., FlaskClient], monkeypatch) -> None:
+    from coupon.api import views  # noqa: F401 - the app's modules are loaded
+    from coupon.runtime import queries
+
+    client = make_client()
+    runtime = client.application.extensions["coupon"]
+    looked_up: list[int] = []
+    real = queries.describe_coupon
+    monkeypatch.setattr(queries, "describe_coupon", lambda conn, coupon_id: looked_up.append(coupon_id) or real(conn, coupon_id))
+    for _ in range(3):
+        assert_error(client.post("/coupons/987654321/issue", json={"user_id": 1}), 404)
+    assert looked_up == [987654321]
+    runtime.misses[987654321] = 0.0  # past its time: asked again
+    assert_error(client.post("/coupons/987654321/issue", json={"user_id": 1}), 404)
+    assert looked_up == [987654321, 987654321]
+
+
+def test_the_remembered_misses_are_bounded(make_client: Callable[..., FlaskClient]) -> None:
+    from coupon import runtime as runtime_module
+
+    client = make_client()
+    runtime = client.application.extensions["coupon"]
+    for coupon_id in range(10**12, 10**12 + runtime_module.MAX_MISSES + 5):
+        runtime._miss(coupon_id)
+    assert len(runtime.misses) <= runtime_module.MAX_MISSES

@@ -10,7 +10,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import BaseConverter, ValidationError
 
 from coupon.api import inputs, issuing
-from coupon.api.auth import require_admin
+from coupon.api.auth import is_admin, require_admin
 from coupon.core import durability, queries, rules
 from coupon.core.rules import CouponNotFound
 from coupon.runtime import current
@@ -74,6 +74,7 @@ def ping() -> Response:
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
+    """Say up or down; what is down and how Redis persists only to the admin token."""
     runtime = current()
     failing = []
     try:
@@ -85,6 +86,8 @@ def healthz() -> tuple[Response, int]:
         runtime.services.redis.ping()
     except Exception:  # noqa: BLE001
         failing.append("redis")
+    if not is_admin():  # the public learns nothing of the service's insides
+        return (jsonify(ok=False, error="unavailable"), 503) if failing else (jsonify(ok=True), 200)
     if failing:
         return jsonify(ok=False, error=f"unavailable: {', '.join(failing)}", failing=failing), 503
     # What a Redis crash would cost accepted requests (coupon/core/durability.py).
