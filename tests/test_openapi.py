@@ -156,3 +156,13 @@ def test_the_document_states_the_rules_the_server_enforces() -> None:
     coupon_id = deref({"$ref": "#/components/parameters/CouponId"})["schema"]
     assert (coupon_id["minimum"], coupon_id["maximum"]) == (1, inputs.MAX_ID)
     assert DOC["paths"]["/metrics"]["get"]["security"] == [{"adminToken": []}]
+
+
+def test_the_document_states_who_may_call_the_user_operations() -> None:
+    schemes = DOC["components"]["securitySchemes"]
+    assert schemes["userToken"] == {**schemes["userToken"], "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    issue = DOC["paths"]["/coupons/{coupon_id}/issue"]["post"]
+    status = DOC["paths"]["/coupons/{coupon_id}/issues/{user_id}"]["get"]
+    assert issue["security"] == [{"userToken": []}]
+    assert status["security"] == [{"userToken": []}, {"adminToken": []}]
+    assert {"401", "403", "429"} <= set(issue["responses"]) and {"401", "403"} <= set(status["responses"])

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import redis
 from flask import Flask, Response, jsonify
+from gunicorn.http.errors import NoMoreData, ParseException
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -52,6 +53,11 @@ def answer_for(exc: BaseException) -> Answer:
         return _http(exc)
     if isinstance(exc, InputError):
         return Answer(exc.status, exc.body())
+    # gunicorn reads a chunked body as the app reads it: a malformed one (a bad chunk size, a
+    # missing CRLF, a forbidden trailer) or one cut short is the client's error, not a fault.
+    if isinstance(exc, (ParseException, NoMoreData)):
+        detail = str(exc)[:200]
+        return Answer(400, {"error": "malformed request body", "detail": detail}, [("Connection", "close")])
     if isinstance(exc, UnknownStrategy):
         return Answer(400, {"error": str(exc), "field": "strategy"})
     if isinstance(exc, Unauthorized):
