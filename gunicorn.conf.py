@@ -40,9 +40,12 @@ def on_starting(server) -> None:
     from coupon.core import embedded
     from coupon.core.config import Config, ConfigError
 
+    from coupon.api.gate import describe
+
     try:
         given = Config.from_env()
         given.require_auth_mode()
+        server.log.info("%s", describe(given))  # the one line that says the mode (and checks its key)
     except ConfigError as exc:
         server.log.error("%s", exc)
         sys.exit(1)

@@ -235,3 +235,29 @@ def test_a_service_on_real_servers_needs_the_mode_said(monkeypatch: pytest.Monke
     monkeypatch.setenv("COUPON_AUTH", "yes")
     with pytest.raises(ConfigError, match="COUPON_AUTH"):
         Config.from_env()
+
+
+def test_gunicorn_on_real_servers_without_the_mode_refuses_to_start(backend: Any, redis_server: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from coupon.core.config import PROJECT_ROOT
+    from coupon.lab.serve import free_port
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith("COUPON_")}
+    env.update(COUPON_DATABASE_URL=backend.url, COUPON_REDIS_URL=redis_server, COUPON_ADMIN_TOKEN="t",
+               COUPON_BIND=f"127.0.0.1:{free_port()}")  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode != 0 and "COUPON_AUTH must be set" in done.stderr, done.stderr[-2000:]
+
+
+def test_the_startup_line_says_the_mode() -> None:
+    from coupon.api.gate import describe
+
+    assert describe(Config()).startswith("identity: body mode")
+    line = describe(Config(auth="jwt", jwt_secret=SECRET, user_rate_limit="20/minute"))
+    assert line == "identity: jwt mode: the user id is the bearer token's sub (HS256); per-user issue limit 20/minute"

@@ -82,6 +82,17 @@ class UserLimit:
                 raise RateLimited(max(1, math.ceil(reset - time.time())))
 
 
+def describe(config: Config, verifier: Verifier | None = None) -> str:
+    """Say the identity mode in one line: where the user id comes from and what limits it."""
+    if config.auth_mode != "jwt":
+        source = "body mode: the user id is the body's user_id (no caller is verified)"
+    else:
+        keys = (verifier or Verifier(config)).keys.values()
+        algorithms = ", ".join(sorted({key.algorithm for key in keys}))
+        source = f"jwt mode: the user id is the bearer token's {config.jwt_user_claim} ({algorithms})"
+    return f"identity: {source}; per-user issue limit {config.user_rate_limit or 'none'}"
+
+
 class Gate:
     """Identity and limits, in the order every issue and status request meets them."""
 
@@ -91,17 +102,8 @@ class Gate:
         self.verifier = Verifier(config) if self.mode == "jwt" else None
         self.limit = UserLimit(runtime) if config.user_rate_limit else None
         self.admin_token = (config.admin_token or "").encode()
-        log.info("identity: %s", self.describe(config))
-
-    def describe(self, config: Config) -> str:
-        """Say the mode in one line: where the user id comes from and what limits it."""
-        if self.verifier is None:
-            source = "body mode, the user id is the body's user_id (no caller is verified)"
-        else:
-            kinds = sorted({key.algorithm for key in self.verifier.keys.values()})
-            source = f"jwt mode, the user id is the bearer token's {config.jwt_user_claim} ({', '.join(kinds)})"
-        limit = config.user_rate_limit or "none"
-        return f"{source}; per-user issue limit {limit}"
+        # gunicorn's master says it once for all workers (gunicorn.conf.py).
+        log.debug("%s", describe(config, self.verifier))
 
     def issue_user(self, authorization: str | None, body: bytes, content_type: str | None) -> int:
         """Return the user an issue request is for, counted against its limit."""
