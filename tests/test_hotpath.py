@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coupon.api import hotpath, inputs
-from coupon.api.hotpath import HotPath, coupon_id_of, quick_user_id, strategy_of
+from coupon.api.hotpath import HotPath, coupon_id_of, strategy_of
+from coupon.api.inputs import quick_user_id
 from tests.test_api import AUTH
 from tests.test_identity import JWT, REFUSED, hs
 

@@ -47,7 +47,6 @@ def test_body_mode_limits_the_bodys_user(make_client: Callable[..., FlaskClient]
 
 
 def test_a_miss_on_an_unknown_coupon_is_remembered_briefly(make_client: Callable[..., FlaskClient], monkeypatch) -> None:
-    from coupon.api import views  # noqa: F401 - the app's modules are loaded
     from coupon.runtime import queries
 
     client = make_client()

@@ -21,7 +21,6 @@ from tests.slow import (
     SLOW_HEADER,
     open_files,
     raw_exchange,
-    read_response,
     readable,
     slow_sockets,
     source,

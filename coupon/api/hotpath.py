@@ -19,7 +19,6 @@ import orjson
 from coupon.api import inputs, issuing
 from coupon.api.errors import answer_for
 from coupon.api.gate import Gate
-from coupon.api.inputs import quick_user_id  # noqa: F401 - where tests and readers look for it
 from coupon.core.metrics import IssueObserver
 from coupon.runtime import Runtime
 
