@@ -7,6 +7,7 @@ key) is refused before its signature is looked at. Nothing here knows about Flas
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +93,9 @@ class Verifier:
         self.claim = config.jwt_user_claim
         self.leeway = config.jwt_leeway
         self.cache_size = config.token_cache_size
-        # token -> (user id, instant its exp passes); insertion order is age order.
-        self.cache: dict[str, tuple[int, float]] = {}
+        # token -> (user id, instant its exp passes), oldest first. An OrderedDict: dropping a
+        # plain dict's first key scans past every key deleted before it, O(size) once full.
+        self.cache: OrderedDict[str, tuple[int, float]] = OrderedDict()
         # One decoder with its options set once: less merging per token than jwt.decode.
         self.decoder = jwt.PyJWT({"require": ["exp", self.claim], "verify_aud": self.audience is not None})
 
@@ -136,7 +138,7 @@ class Verifier:
         if self.cache_size <= 0:
             return
         if len(self.cache) >= self.cache_size:
-            del self.cache[next(iter(self.cache))]  # the oldest: likely expired or done
+            self.cache.popitem(last=False)  # the oldest: likely expired or done
         self.cache[token] = (user, until)
 
 
