@@ -5,11 +5,12 @@ from pathlib import Path
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from coupon.api import inputs
 from coupon.api.identity import Minter
 from coupon.core import schema
+from coupon.core.config import ConfigError
 from coupon.lab import bench_http
 from coupon.lab.bench import bench
 from coupon.lab.cli import lab
@@ -47,10 +48,14 @@ def rebuild_redis(coupon_id: int) -> None:
               help="Private key (PEM) whose public half is COUPON_JWT_PUBLIC_KEY or in the JWKS.")
 @click.option("--kid", default=None, help="Key id to name in the header (a JWKS's key).")
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Server, for the curl.")
+@with_appcontext
 def token(user_id: int, ttl: int, key_path: Path | None, kid: str | None, url: str) -> None:
     """Mint a development token for USER_ID and print it with a curl that issues with it."""
     config = current().config
-    minter = Minter.for_config(config, key_path.read_bytes() if key_path else None, kid)
+    try:
+        minter = Minter.for_config(config, key_path.read_bytes() if key_path else None, kid)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     signed = minter.mint(user_id, ttl)
     click.echo(signed)
     click.echo(f"# {minter.algorithm}, sub {user_id}, valid {ttl} s; the service is in {config.auth_mode} mode", err=True)

@@ -261,3 +261,16 @@ def test_the_startup_line_says_the_mode() -> None:
     assert describe(Config()).startswith("identity: body mode")
     line = describe(Config(auth="jwt", jwt_secret=SECRET, user_rate_limit="20/minute"))
     assert line == "identity: jwt mode: the user id is the bearer token's sub (HS256); per-user issue limit 20/minute"
+
+
+def test_flask_token_mints_what_the_service_accepts(make_client: Callable[..., FlaskClient]) -> None:
+    client = make_client(**JWT)
+    result = client.application.test_cli_runner().invoke(args=["token", "42", "--ttl", "60"])
+    assert result.exit_code == 0, result.output
+    token = result.stdout.splitlines()[0]
+    assert "curl" in result.output and f"Bearer {token}" in result.output
+    coupon_id = create(client, 5)["id"]
+    answer = client.post(f"/coupons/{coupon_id}/issue", headers=bearer(token))
+    assert (answer.status_code, answer.get_json()["user_id"]) == (201, 42)
+    keyless = make_client().application.test_cli_runner().invoke(args=["token", "42"])
+    assert keyless.exit_code != 0 and "COUPON_JWT_SECRET" in keyless.output
