@@ -40,18 +40,36 @@ def on_starting(server) -> None:
     from coupon.core import embedded
     from coupon.core.config import Config, ConfigError
 
-    from coupon.api.gate import describe
-
     try:
         given = Config.from_env()
         given.require_auth_mode()
-        server.log.info("%s", describe(given))  # the one line that says the mode (and checks its key)
     except ConfigError as exc:
         server.log.error("%s", exc)
         sys.exit(1)
     resolved = embedded.resolve(given, export=True)
     _fresh_metrics_dir(server)
+    _say_identity(server, resolved)
     _check_backends(server, resolved)
+
+
+def _say_identity(server, config) -> None:
+    """Say the identity mode in one line, and check its key before any worker starts.
+
+    After _fresh_metrics_dir: coupon.api imports prometheus-client, which picks its
+    multiprocess mode once, from the environment, as it is first imported.
+    """
+    import sys
+
+    from coupon.api.gate import describe
+    from coupon.core import embedded
+    from coupon.core.config import ConfigError
+
+    try:
+        server.log.info("%s", describe(config))
+    except ConfigError as exc:
+        server.log.error("%s", exc)
+        embedded.stop_owned()
+        sys.exit(1)
 
 
 def _check_backends(server, config) -> None:
