@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from coupon.api.identity import Minter
-from coupon.core.config import Config
+if TYPE_CHECKING:
+    from coupon.api.identity import Minter
 
 
 class Cursor:
@@ -107,6 +107,11 @@ def minter_for(options: Any) -> Minter | None:
     private key file, with the issuer and audience the server expects."""
     if options.auth != "jwt":
         return None
+    # Imported here: coupon.api pulls in the whole service (about 2 s), which would delay every
+    # locust start, body mode's too (the chaos lab times its faults from that start).
+    from coupon.api.identity import Minter
+    from coupon.core.config import Config
+
     config = Config(
         jwt_secret=options.jwt_secret or None, jwt_issuer=options.jwt_issuer or None,
         jwt_audience=options.jwt_audience or None,
