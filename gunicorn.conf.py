@@ -39,12 +39,41 @@ control_socket_disable = True
 
 def on_starting(server) -> None:
     """Start the embedded servers once, in the master, so every worker joins the same ones."""
-    from coupon.core.config import Config
+    import sys
+
+    from coupon.core.config import Config, ConfigError
     from coupon.servers import embedded
 
-    resolved = embedded.resolve(Config.from_env(), export=True)
+    try:
+        given = Config.from_env()
+        given.require_auth_mode()
+    except ConfigError as exc:
+        server.log.error("%s", exc)
+        sys.exit(1)
+    resolved = embedded.resolve(given, export=True)
     _fresh_metrics_dir(server)
+    _say_identity(server, resolved)
     _check_backends(server, resolved)
+
+
+def _say_identity(server, config) -> None:
+    """Say the identity mode in one line, and check its key before any worker starts.
+
+    After _fresh_metrics_dir: coupon.api imports prometheus-client, which picks its
+    multiprocess mode once, from the environment, as it is first imported.
+    """
+    import sys
+
+    from coupon.api.gate import describe
+    from coupon.core.config import ConfigError
+    from coupon.servers import embedded
+
+    try:
+        server.log.info("%s", describe(config))
+    except ConfigError as exc:
+        server.log.error("%s", exc)
+        embedded.stop_owned()
+        sys.exit(1)
 
 
 def _check_backends(server, config) -> None:

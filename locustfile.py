@@ -35,13 +35,15 @@ from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
 from coupon.core.config import EMBEDDED_ADMIN_TOKEN, Config
-from coupon.lab.crowd import Cursor
+from coupon.lab.crowd import Cursor, Tokens, minter_for
 from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
 
 log = logging.getLogger("coupon.locust")
 
 # Ids drawn so far are remembered (a bounded window) so that repeats name real earlier askers.
 RECENT_USERS = 10_000
+# New ids drawn (and, in jwt mode, their tokens minted) at a time, ahead of their requests.
+AHEAD = 1000
 
 
 @events.init_command_line_parser.add_listener
@@ -51,11 +53,21 @@ def _options(parser: Any) -> None:
     group.add_argument("--coupon-quantity", type=int, default=1000, help="Quantity of the coupon made on start")
     group.add_argument("--coupon-id", type=int, default=0, help="Use this coupon instead of creating one")
     group.add_argument("--duplicate-share", type=float, default=0.1, help="Share of requests repeating a user")
+    settings = Config.from_env()
     group.add_argument(
         "--admin-token",
-        default=Config.from_env().admin_token or EMBEDDED_ADMIN_TOKEN,
+        default=settings.admin_token or EMBEDDED_ADMIN_TOKEN,
         help="Admin token for creating the coupon (env COUPON_ADMIN_TOKEN)",
     )
+    # jwt mode (docs/identity.md): each user's token is minted ahead, a batch at a time.
+    group.add_argument("--auth", choices=["body", "jwt"], default=settings.auth or "body",
+                       help="How the server knows the user (env COUPON_AUTH)")
+    group.add_argument("--jwt-secret", default=settings.jwt_secret or "",
+                       help="HS256 secret to mint tokens with (env COUPON_JWT_SECRET)")
+    group.add_argument("--jwt-private-key", default=str(settings.jwt_private_key or ""),
+                       help="Or a private key file (PEM) to mint with (env COUPON_JWT_PRIVATE_KEY)")
+    group.add_argument("--jwt-issuer", default=settings.jwt_issuer or "")
+    group.add_argument("--jwt-audience", default=settings.jwt_audience or "")
     group.add_argument("--ping", action="store_true", help="Only GET /ping: the reference ceiling")
     group.add_argument("--audit-timeout", type=float, default=30.0, help="Seconds to wait for counts to agree")
     group.add_argument("--no-audit", action="store_true", help="No audit on stop (the lab audits itself)")
@@ -161,6 +173,8 @@ class Crowd(FastHttpUser):
         # another (--processes, --worker), overlap with odds of about 1e-8; and stay below 2**63.
         self.ids = itertools.count(random.getrandbits(62) + 1)
         self.recent: deque[int] = deque(maxlen=RECENT_USERS)
+        self.tokens = Tokens(minter_for(options), keep=RECENT_USERS + AHEAD)
+        self.upcoming: deque[int] = deque()
         self.query = f"?strategy={options.strategy}" if options.strategy else ""
         # A worker process may start users before its test_start: then it keeps a cursor of its own.
         self.cursor: Cursor = getattr(self.environment, "coupon_cursor", None) or Cursor([options.coupon_id])
@@ -168,7 +182,10 @@ class Crowd(FastHttpUser):
     def _user_id(self) -> int:
         if self.recent and random.random() < self.options.duplicate_share:
             return random.choice(self.recent)
-        user_id = next(self.ids)
+        if not self.upcoming:
+            self.upcoming.extend(itertools.islice(self.ids, AHEAD))
+            self.tokens.ahead(self.upcoming)
+        user_id = self.upcoming.popleft()
         self.recent.append(user_id)
         return user_id
 
@@ -184,7 +201,8 @@ class Crowd(FastHttpUser):
         user_id = self._user_id()
         path, body = f"/coupons/{coupon_id}/issue{self.query}", {"user_id": user_id}
         heard = self.cursor.heard if self.options.users_out else lambda *_: None
-        with self.client.post(path, json=body, name=FAILED, catch_response=True) as response:
+        headers = self.tokens.headers(user_id)
+        with self.client.post(path, json=body, headers=headers, name=FAILED, catch_response=True) as response:
             if response.status_code in (201, 202):
                 response.request_meta["name"] = ISSUED
                 response.success()

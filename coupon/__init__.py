@@ -19,6 +19,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Create the WSGI app; with no database or Redis URL, start the embedded servers."""
     from coupon import cli
     from coupon.api import errors, openapi, scrape, views
+    from coupon.api.gate import Gate
     from coupon.api.hotpath import HotPath
     from coupon.core import logs
     from coupon.core.metrics import IssueObserver
@@ -30,18 +31,21 @@ def create_app(config: Config | None = None) -> Flask:
     if (given.database_url or given.redis_url or given.redis_sentinels) and not given.admin_token:
         raise ConfigError("COUPON_ADMIN_TOKEN must be set when the service runs on real servers")
     resolved = embedded.resolve(given, export=True)
-    logs.configure([resolved.admin_token or ""], as_json=resolved.log_json, level=resolved.log_level)
+    logs.configure(
+        [resolved.admin_token or "", resolved.jwt_secret or ""], as_json=resolved.log_json, level=resolved.log_level
+    )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     assert isinstance(app.json, DefaultJSONProvider)
     app.json.sort_keys = False
     runtime = app.extensions["coupon"] = Runtime.open(resolved)
     observer = app.extensions["coupon.observer"] = IssueObserver(resolved.log_issues)
+    gate = app.extensions["coupon.gate"] = Gate(runtime)
     app.register_blueprint(views.bp)
     app.register_blueprint(scrape.bp)
     app.register_blueprint(openapi.bp)
     errors.register(app)
     cli.register(app)
     # The issue route's hot path sits in front of Flask; every other request passes through.
-    app.wsgi_app = HotPath(app.wsgi_app, runtime, observer, MAX_BODY_BYTES)  # type: ignore[method-assign]
+    app.wsgi_app = HotPath(app.wsgi_app, runtime, observer, gate, MAX_BODY_BYTES)  # type: ignore[method-assign]
     return app

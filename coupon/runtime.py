@@ -1,6 +1,7 @@
 """What one process holds while it serves: connections, strategies, Redis state."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,6 +18,9 @@ from strategies.base import Strategy
 # Coupons whose strategy this process remembers; a coupon's strategy never changes, and only
 # coupons that exist are remembered, so the bound is a safety net, not an eviction policy.
 MAX_PINS = 100_000
+# Coupon ids this process remembers naming no coupon: probes of unknown ids are one database
+# query each otherwise. Any id can be probed, so this bound is an eviction policy (cleared when full).
+MAX_MISSES = 10_000
 
 
 class LabOnly(Exception):
@@ -48,6 +52,8 @@ class Runtime:
     strategies: dict[str, Strategy]
     state: RedisState
     pins: dict[int, str] = field(default_factory=dict)
+    # coupon id -> monotonic instant until which it is known to name no coupon
+    misses: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def open(cls, config: Config) -> Runtime:
@@ -80,12 +86,24 @@ class Runtime:
         """Return the strategy a coupon is issued by (COUPON_DEFAULT_STRATEGY if it has none)."""
         name = self.pins.get(coupon_id)
         if name is None:
+            if self.misses.get(coupon_id, 0.0) > time.monotonic():
+                raise CouponNotFound(coupon_id)
             with self.services.engine.connect() as conn:
                 row = queries.describe_coupon(conn, coupon_id)
             if row is None:
+                self._miss(coupon_id)
                 raise CouponNotFound(coupon_id)
             name = self._remember(coupon_id, row["strategy"])
         return name
+
+    def _miss(self, coupon_id: int) -> None:
+        ttl = self.config.unknown_coupon_ttl
+        if ttl <= 0:
+            return
+        if len(self.misses) >= MAX_MISSES:
+            self.misses.clear()
+        # A coupon created since by another process is 404 here for at most ttl seconds.
+        self.misses[coupon_id] = time.monotonic() + ttl
 
     def strategy_for(self, coupon_id: int, requested: str | None) -> Strategy:
         """Pick the strategy for an issue: the coupon's own, or the requested one of its family."""
@@ -116,6 +134,7 @@ class Runtime:
             row = queries.get_coupon(conn, coupon_id)
         assert row is not None
         self.state.prepare(row)
+        self.misses.pop(coupon_id, None)
         self._remember(coupon_id, pinned)
         return coupon_id
 

@@ -110,6 +110,10 @@ def test_config(database_url: str, redis: str, **overrides: object) -> Config:
         db_max_overflow=10,
         # A busy CI machine stretches a crowd's retries; the deadline is not what is tested.
         retry_deadline=30.0,
+        # The suites ask as any user they like, as often as they like; tests/test_identity.py
+        # and tests/test_limits.py turn jwt mode and the per-user limit on.
+        auth="body",
+        user_rate_limit="",
     )
     values.update(overrides)
     return Config(**values)  # type: ignore[arg-type]

@@ -43,16 +43,17 @@ def open_files(needed: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def slow_sockets(
-    port: int, count: int, payload: bytes, addresses: int
+    port: int, count: int, payload: bytes, addresses: int, first: int = 0
 ) -> Iterator[list[socket.socket]]:
-    """Connect count sockets spread over addresses sources, send payload on each, close at exit."""
+    """Connect count sockets spread over addresses sources (from source(first) on), send payload
+    on each, close at exit."""
     opened: list[socket.socket] = []
     try:
         for index in range(count):
             sock = socket.socket()
             opened.append(sock)
             sock.settimeout(5)
-            sock.bind((source(index % addresses), 0))
+            sock.bind((source(first + index % addresses), 0))
             sock.connect(("127.0.0.1", port))
             sock.sendall(payload)
             if payload is IDLE_KEEPALIVE:

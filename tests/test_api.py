@@ -75,8 +75,9 @@ def test_ping(client: FlaskClient) -> None:
 
 def test_healthz(client: FlaskClient) -> None:
     response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.get_json()["ok"] is True
+    assert (response.status_code, response.get_json()) == (200, {"ok": True})  # up, nothing more
+    detailed = client.get("/healthz", headers=AUTH)
+    assert detailed.status_code == 200 and "redis_durability" in detailed.get_json()
 
 
 @pytest.mark.parametrize(
@@ -88,7 +89,10 @@ def test_healthz_names_what_is_down(make_client: Any, dead: str, failing: list[s
         database_url=DEAD_DATABASE if dead in ("database", "both") else None,
         redis_url=DEAD_REDIS if dead in ("redis", "both") else None,
     )
-    response = client.get("/healthz")
+    public = client.get("/healthz")
+    assert_error(public, 503)
+    assert public.get_json() == {"ok": False, "error": "unavailable"}  # down, and nothing more
+    response = client.get("/healthz", headers=AUTH)
     message = assert_error(response, 503)
     assert response.get_json()["failing"] == failing
     for name in failing:

@@ -62,3 +62,14 @@ def test_the_report_reads_every_row_against_the_post_ceiling_and_gives_each_targ
     assert "batched_update p99 <= 50 ms: 40.0 ms met" in out
     assert "(0.02%) met" in out and "drain >= 10,000 rows/s: 25,000" in out
     assert "  ceiling, GET          11,000  110.0%" in out
+
+
+def test_the_jwt_row_is_read_against_queued_without_it(capsys):
+    run = rows({"ceiling": 10_000, "ceiling, GET": 11_000, "queued": 6_000, "queued, jwt": 5_300,
+                "sold out": 7_900, "lua": 900, "atomic_update": 400, "select_for_update": 300,
+                "batched_update": 1_000})  # fmt: skip
+    run.loads["warm-up"] = [Load(0, 1.0, 0, 1.0, 1.0), Load(100, 1.0, 100, 1.0, 1.0)]
+    runtime = SimpleNamespace(services=SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="mysql"))))
+    bench_targets.report(run, (100, 100.0), 1, (1, 1), (50_000, 2.0), runtime)  # type: ignore[arg-type]
+    assert "queued, jwt >= 90% of queued: 5,300 / 6,000 req/s = 88.3% MISSED" in capsys.readouterr().out
+

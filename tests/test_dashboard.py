@@ -84,7 +84,7 @@ def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard() -> Non
     ]
     url = urlsplit(source["url"])
     assert url.hostname == "prometheus"
-    assert f"{url.port}:{url.port}" in services["prometheus"]["ports"]
+    assert f"127.0.0.1:{url.port}:{url.port}" in services["prometheus"]["ports"]  # the host's loopback only
     (provider,) = yaml.safe_load(next((provisioning / "dashboards").glob("*.yml")).read_text())[
         "providers"
     ]

@@ -26,6 +26,8 @@ SERVICES = {
 }  # fmt: skip
 # Started only with `--profile sentinel` (docs/failover.md).
 SENTINEL_PROFILE = {"redis-replica", "sentinel1", "sentinel2", "sentinel3"}
+# Started only when asked for: the dashboards (monitoring) and the load generator (load).
+OPT_IN = {"prometheus", "grafana", "locust-master", "locust-worker"}
 
 
 def make_recipe(target: str) -> list[str]:
@@ -55,10 +57,13 @@ def test_compose_file_matches_the_compose_specification() -> None:
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
 @pytest.mark.slow
 def test_docker_compose_accepts_the_file_and_demands_a_token() -> None:
-    env = {**os.environ, "COUPON_ADMIN_TOKEN": "compose-test-token"}
+    env = {**os.environ, "COUPON_ADMIN_TOKEN": "compose-test-token", "COUPON_JWT_SECRET": "s" * 40}
     command = ["docker-compose", "-f", str(COMPOSE), "config", "-q"]
     checked = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stderr
+    secretless = {name: value for name, value in env.items() if name != "COUPON_JWT_SECRET"}
+    refused = subprocess.run(command, env=secretless, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "COUPON_JWT_SECRET" in refused.stderr
     env.pop("COUPON_ADMIN_TOKEN")
     refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "COUPON_ADMIN_TOKEN" in refused.stderr
@@ -67,7 +72,7 @@ def test_docker_compose_accepts_the_file_and_demands_a_token() -> None:
 def test_services_wait_for_healthy_dependencies() -> None:
     services = compose()["services"]
     assert set(services) == SERVICES | SENTINEL_PROFILE
-    assert {name for name, service in services.items() if service.get("profiles")} == SENTINEL_PROFILE
+    assert {name for name, service in services.items() if service.get("profiles")} == SENTINEL_PROFILE | OPT_IN
     for name, service in services.items():
         for needed, rule in (service.get("depends_on") or {}).items():
             if isinstance(rule, dict) and rule["condition"] == "service_healthy":
@@ -84,6 +89,35 @@ def test_services_wait_for_healthy_dependencies() -> None:
     for name in ("locust-worker", "worker", "app"):
         assert "ports" not in services[name], name
     assert services["app"]["environment"]["COUPON_WORKERS"]
+
+
+def test_only_the_edge_is_published_and_the_rest_binds_to_loopback_or_waits_for_a_profile() -> None:
+    services = compose()["services"]
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    for name, ports in published.items():
+        if name != "nginx":
+            assert all(port.startswith("127.0.0.1:") for port in ports), (name, ports)
+    assert set(published) == {"nginx", "prometheus", "grafana", "locust-master"}
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"]
+    for name in ("locust-master", "locust-worker"):
+        assert services[name]["profiles"] == ["load"]
+
+
+def test_grafana_refuses_to_start_with_the_default_password() -> None:
+    grafana = compose()["services"]["grafana"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:-}"
+    script = " ".join(grafana["command"]).replace("$$", "$")
+    for password, refused in (("", True), ("admin", True), ("a-real-password", False)):
+        shell = script.replace("exec /run.sh", "exit 0")
+        done = subprocess.run(["sh", "-c", shell], env={"GF_SECURITY_ADMIN_PASSWORD": password},
+                              capture_output=True, text=True, timeout=10)  # fmt: skip
+        assert (done.returncode != 0) == refused, (password, done.stderr)
+
+
+def test_the_stack_runs_in_jwt_mode() -> None:
+    env = compose()["services"]["app"]["environment"]
+    assert env["COUPON_AUTH"] == "jwt" and env["COUPON_JWT_SECRET"].startswith("${COUPON_JWT_SECRET:?")
 
 
 def test_nginx_gets_its_template_filled_and_proxies_to_the_app() -> None:

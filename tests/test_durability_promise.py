@@ -54,7 +54,7 @@ def test_healthz_exposes_the_promise(backend: Backend):
     with private_redis(aof_settings("everysec")) as server:
         app = create_app(backends.test_config(backend.url, server.url))
         try:
-            body = app.test_client().get("/healthz").get_json()
+            body = app.test_client().get("/healthz", headers={"Authorization": "Bearer test-admin-token"}).get_json()
         finally:
             app.extensions["coupon"].close()
     assert body["ok"] is True

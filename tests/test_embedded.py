@@ -176,7 +176,7 @@ def test_a_server_on_a_database_never_migrated_says_so_in_one_line(
     unmigrated: str, redis_server: str, data_dir: Path
 ):
     env = {**embedded_env(data_dir), "COUPON_DATABASE_URL": unmigrated,
-           "COUPON_REDIS_URL": redis_server, "COUPON_ADMIN_TOKEN": "t",
+           "COUPON_REDIS_URL": redis_server, "COUPON_ADMIN_TOKEN": "t", "COUPON_AUTH": "body",
            "COUPON_BIND": f"127.0.0.1:{free_port()}"}
     started = time.monotonic()
     done = subprocess.run(

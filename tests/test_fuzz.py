@@ -1,6 +1,7 @@
 """Hostile input against the real server: schemathesis from the OpenAPI document, then by hand."""
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -25,16 +26,17 @@ TOKEN = {"Authorization": "Bearer test-admin-token"}
 MAX_EXAMPLES = 25
 RUN_TIMEOUT_SECONDS = 100
 HOOKS = PROJECT_ROOT / "tests" / "schemathesis_hooks.py"
+FUZZ_SECRET = "the-fuzz-run-signs-its-user-tokens-with-this-secret-0123456789"
 
 # Input handling is the same on either database; the schemathesis run and the names go to both.
 mysql_only = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
 
 
 @pytest.fixture(scope="module")
-def server(runtime: Runtime) -> Iterator[Server]:
+def server(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One gunicorn worker over the test database, configured as a deployment (no lab setting)."""
     assert not runtime.config.lab_strategies
-    with Server(runtime.config, workers=1) as running:
+    with Server(runtime.config, workers=1, log_path=tmp_path_factory.mktemp("fuzz") / "gunicorn.log") as running:
         yield running
 
 
@@ -49,19 +51,35 @@ def assert_json_error(response: Any, field: str | None = None) -> None:
         assert field is None or body.get("field") == field, body
 
 
+@pytest.fixture(scope="module")
+def jwt_server(runtime: Runtime) -> Iterator[Server]:
+    """One gunicorn worker as a deployment runs it: jwt mode (the fuzz's user tokens: hooks)."""
+    config = dataclasses.replace(runtime.config, auth="jwt", jwt_secret=FUZZ_SECRET)
+    with Server(config, workers=1) as running:
+        yield running
+
+
+def runtime_token(server: Server) -> str:
+    return server.env["COUPON_ADMIN_TOKEN"]
+
+
 @pytest.mark.slow
-def test_schemathesis_all_checks_and_the_stateful_phase_pass(server: Server, tmp_path: Path) -> None:
-    """`st run --checks all` over every phase (examples, coverage, fuzzing, stateful)."""
+def test_schemathesis_all_checks_and_the_stateful_phase_pass(jwt_server: Server, tmp_path: Path) -> None:
+    """`st run --checks all` over every phase (examples, coverage, fuzzing, stateful), in jwt mode."""
+    server = jwt_server
     seed = SuiteSettings.from_env().fuzz_seed or str(int.from_bytes(os.urandom(4), "big"))
     command = [
         sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()",
         "run", str(PROJECT_ROOT / "coupon/api/openapi.json"), "--url", server.url,
         "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
         "--max-examples", str(MAX_EXAMPLES), "--seed", seed, "--request-timeout", "10",
-        "--header", f"Authorization: {TOKEN['Authorization']}", "--workers", "1",
+        "--workers", "1",
         "--report", "junit", "--report-dir", str(tmp_path), "--no-color",
     ]  # fmt: skip
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), "PYTHONPATH": str(PROJECT_ROOT)}
+    env = {
+        **os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), "PYTHONPATH": str(PROJECT_ROOT),
+        "FUZZ_JWT_SECRET": FUZZ_SECRET, "FUZZ_ADMIN_TOKEN": runtime_token(server),
+    }  # fmt: skip
     done = subprocess.run(
         command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS
     )
@@ -325,3 +343,25 @@ def test_requests_gunicorn_cannot_parse_answer_in_the_apps_json_shape(
     answered, body = raw_exchange(server.port, request_bytes)
     answer = json.loads(body)
     assert (answered, answer["error"]) == (status, error) and 0 < len(answer["detail"]) <= 200
+
+
+CHUNKED = b"POST /coupons/1/issue HTTP/1.1\r\nHost: e\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@mysql_only
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        b"zz\r\n{}\r\n0\r\n\r\n",  # a chunk size that is no hex number
+        b"2\r\n{}\r\n0\r\nContent-Length: 5\r\n\r\n",  # a Content-Length trailer
+        b"2\r\n{}XX0\r\n\r\n",  # chunk data without its CRLF
+    ],
+    ids=["bad size", "content-length trailer", "no crlf"],
+)
+def test_a_malformed_chunked_body_is_400_json_without_a_traceback(server: Server, chunks: bytes) -> None:
+    log_before = server.log_path.read_text() if server.log_path and server.log_path.exists() else ""
+    answered, body = raw_exchange(server.port, CHUNKED + chunks)
+    answer = json.loads(body)
+    assert (answered, answer["error"]) == (400, "malformed request body"), answer
+    if server.log_path:
+        assert "Traceback" not in server.log_path.read_text()[len(log_before):]

@@ -15,8 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coupon.api import hotpath, inputs
-from coupon.api.hotpath import HotPath, coupon_id_of, quick_user_id, strategy_of
+from coupon.api.hotpath import HotPath, coupon_id_of, strategy_of
+from coupon.api.inputs import quick_user_id
 from tests.support.api import AUTH
+from tests.test_identity import JWT, REFUSED, hs
 
 Exchange = Callable[..., tuple[int, Any]]
 
@@ -37,13 +39,15 @@ def flask_calls(app: Flask) -> list[str]:
     return calls
 
 
-def exchange(app: Flask, hot: bool, path: str, body: bytes, content_type: str) -> tuple[int, Any]:
+def exchange(
+    app: Flask, hot: bool, path: str, body: bytes, content_type: str, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     """POST raw bytes through the app with or without its hot path; return (status, JSON)."""
     wrapped = app.wsgi_app
     if not hot:
         app.wsgi_app = wrapped.app  # type: ignore[attr-defined]
     try:
-        response = app.test_client().post(path, data=body, content_type=content_type)
+        response = app.test_client().post(path, data=body, content_type=content_type, headers=headers)
     finally:
         app.wsgi_app = wrapped
     return response.status_code, response.get_json()
@@ -100,6 +104,37 @@ def test_what_the_hot_path_answers_or_hands_on_matches_flask_alone(
     without = exchange(app, False, target, body, content_type)
     assert with_hot == without
     assert 400 <= with_hot[0] < 500 and isinstance(with_hot[1]["error"], str)
+
+
+JWT_CASES = [
+    *[(REFUSED[case], b'{"user_id": 41}') for case in ("no token", "expired", "wrong aud", "alg none")],
+    (lambda: {"Authorization": f"Bearer {hs(sub='41')}"}, b'{"user_id": 7}'),  # another user: 403
+    (lambda: {"Authorization": f"Bearer {hs(sub='41')}"}, b'{"user_id": 0}'),  # malformed: 400
+    (lambda: {"Authorization": f"Bearer {hs(sub='41')}"}, b"{"),
+]
+
+
+@pytest.mark.parametrize(("headers", "body"), JWT_CASES)
+def test_in_jwt_mode_the_hot_path_refuses_as_flask_alone_does(
+    make_client: Callable[..., Any], headers: Callable[[], dict[str, str]], body: bytes
+) -> None:
+    app = make_client(**JWT).application
+    target = f"/coupons/{new_coupon(app, 5)}/issue"
+    with_hot = exchange(app, True, target, body, "application/json", headers())
+    without = exchange(app, False, target, body, "application/json", headers())
+    assert with_hot == without
+    assert 400 <= with_hot[0] < 500 and isinstance(with_hot[1]["error"], str)
+
+
+def test_in_jwt_mode_a_token_issue_never_reaches_flask(make_client: Callable[..., Any]) -> None:
+    app = make_client(**JWT).application
+    coupon_id = new_coupon(app, 5)
+    calls: list[str] = []
+    inner = app.wsgi_app.app  # type: ignore[attr-defined]
+    app.wsgi_app.app = lambda environ, start: calls.append(environ["PATH_INFO"]) or inner(environ, start)  # type: ignore[attr-defined]
+    status, body = exchange(app, True, f"/coupons/{coupon_id}/issue", b"{}", "application/json",
+                            {"Authorization": f"Bearer {hs(sub='41')}"})  # fmt: skip
+    assert (status, body["user_id"], calls) == (201, 41, [])
 
 
 def test_refusals_are_the_hot_paths_own_and_odd_queries_go_to_flask(

@@ -227,3 +227,34 @@ def test_the_lab_keeps_its_data_apart_from_the_service(app, tmp_path: Path):
     engine.dispose()
     assert sorted(found) == sorted(lab_ids)
     assert not list(runtime.services.redis.scan_iter(match=f"{service.redis_prefix}{{*", count=1000))
+
+
+def test_a_lab_run_in_jwt_mode_sends_tokens_minted_ahead(make_client, tmp_path: Path):
+    from tests.test_identity import JWT
+
+    app = make_client(**JWT).application
+    args = ["lab", "--strategies", "atomic_update", "--duration", "3", "--users", "10",
+            "--sellouts", "1", "--quantity", "10", "--output", str(tmp_path)]
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 0, result.output
+    (out,) = tmp_path.iterdir()
+    rows = {row["label"]: row for row in json.loads((out / "report.json").read_text())["results"]}
+    # Every answer was a 201 or a 409: no request went without a token the server accepts.
+    assert rows["atomic_update"]["load"]["failures"] == 0
+    assert rows["atomic_update"]["load"]["issued"] == 10
+    assert rows["atomic_update"]["audit"]["verdict"] == "exact in 1/1 sell-outs"
+
+
+def test_the_crowds_tokens_are_minted_ahead_and_bounded():
+    from coupon.api.identity import Minter, Verifier
+    from coupon.core.config import Config
+    from coupon.lab.crowd import Tokens
+    from tests.test_identity import SECRET
+
+    config = Config(jwt_secret=SECRET)
+    tokens = Tokens(Minter.for_config(config), keep=3)
+    tokens.ahead(range(1, 6))
+    assert list(tokens.minted) == [3, 4, 5]
+    verifier = Verifier(config)
+    assert [verifier.user_of(tokens.headers(user)["Authorization"]) for user in (4, 9)] == [4, 9]
+    assert Tokens(None, keep=3).headers(4) == {}

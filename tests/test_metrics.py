@@ -432,3 +432,29 @@ def test_a_gracefully_stopping_worker_folds() -> None:
     worker_exit(None, SimpleNamespace(wsgi=app))
     worker_exit(None, SimpleNamespace())  # a worker whose app never loaded
     assert issued(strategy) == 2
+
+
+@pytest.mark.slow
+@mysql_only
+def test_a_server_that_makes_its_own_metrics_dir_counts_every_worker(
+    runtime: Runtime, make_coupon: MakeCoupon
+) -> None:
+    # No PROMETHEUS_MULTIPROC_DIR given: the master makes one, before anything of the app is
+    # imported there (prometheus-client picks its mode at its first import; gunicorn.conf.py).
+    from coupon.lab.bench_http import issues_counted
+
+    coupon_id = make_coupon(quantity=100, strategy="lua")
+    server = Server(runtime.config, workers=2)
+    server.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with server:
+        for user in range(1, 6):
+            body = json.dumps({"user_id": user}).encode()
+            request = urllib.request.Request(f"{server.url}/coupons/{coupon_id}/issue", data=body,
+                                             headers={"Content-Type": "application/json"})  # fmt: skip
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 201
+        deadline = time.monotonic() + 30
+        while (counted := issues_counted(server.url, runtime.config.admin_token or "", "lua")) < 5:
+            assert time.monotonic() < deadline, f"the scrape counts {counted} of 5 issues"
+            time.sleep(0.2)
+    assert counted == 5

@@ -186,3 +186,11 @@ def test_schemathesis_coupons_and_strategies_carry_their_pinned_fields(client: F
     assert {"strategy", "family"} <= created.get_json().keys()  # were missing from both
     assert {"strategy", "family"} <= client.get(f"/coupons/{created.get_json()['id']}").get_json().keys()
     assert all("family" in strategy for strategy in client.get("/strategies").get_json()["strategies"])
+def test_the_document_states_who_may_call_the_user_operations() -> None:
+    schemes = DOC["components"]["securitySchemes"]
+    assert schemes["userToken"] == {**schemes["userToken"], "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    issue = DOC["paths"]["/coupons/{coupon_id}/issue"]["post"]
+    status = DOC["paths"]["/coupons/{coupon_id}/issues/{user_id}"]["get"]
+    assert issue["security"] == [{"userToken": []}]
+    assert status["security"] == [{"userToken": []}, {"adminToken": []}]
+    assert {"401", "403", "429"} <= set(issue["responses"]) and {"401", "403"} <= set(status["responses"])

@@ -21,7 +21,6 @@ from tests.slow import (
     SLOW_HEADER,
     open_files,
     raw_exchange,
-    read_response,
     readable,
     slow_sockets,
     source,
@@ -33,7 +32,9 @@ pytestmark = pytest.mark.slow
 ON_MYSQL = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
 
 SLOW = 2100  # past the 2 x 1000 gevent slots that such sockets used to fill
-PER_ADDRESS = 100  # limit_conn per_address in the template
+TRICKLE, PROBES = 100, 25  # the issue's trickle, and its 25 probes from the same address
+RATE_BURST = 200  # limit_req's burst in the template
+TRICKLE_ADDRESS, RATE_ADDRESS = 1000, 1010  # source() indexes no other test uses
 BODY_TIMEOUT = 10.0  # client_body_timeout in the template
 ANSWER_WITHIN = 1.0
 
@@ -101,29 +102,47 @@ def test_slow_headers_and_idle_keepalives_leave_the_service_answering(
     nginx: Nginx, coupon_id: int
 ) -> None:
     half = SLOW // 2
+    # Each idle connection made one request: spread over addresses, under the per-address rate.
     with slow_sockets(nginx.port, half, SLOW_HEADER, addresses=1) as headers, slow_sockets(
-        nginx.port, half, IDLE_KEEPALIVE, addresses=1
+        nginx.port, half, IDLE_KEEPALIVE, addresses=half // (RATE_BURST // 2)
     ) as idle:
         assert_service_answers(nginx.port, coupon_id, user_id=2)
         assert readable(headers + idle) == []
 
 
 @ON_MYSQL
-def test_one_address_gets_only_its_share_of_requests_in_progress(
+def test_a_trickle_of_bodies_from_one_address_locks_none_of_its_neighbours_out(
     nginx: Nginx, coupon_id: int
 ) -> None:
-    extra = 20
-    with slow_sockets(nginx.port, PER_ADDRESS + extra, SLOW_BODY, addresses=1) as held:
-        refused = wait_readable(held, extra, time.monotonic() + 5)
-        assert len(refused) == extra
-        assert set(readable(held)) == set(refused)  # the first 100 are still held, unanswered
-        assert {read_response(sock) for sock in refused} == {
-            (429, b'{"error": "too many requests in progress from this address"}\n')
-        }
-        # That address is at its limit; any other is served.
-        status, answer, _ = call(nginx.port, "GET", "/ping", address=source(0))
-        assert status == 429 and "error" in answer
+    # The issue's trickle: 100 bodies that never finish, from the address a carrier NAT shares.
+    # An address of its own: the per-address rate counts what the other tests sent.
+    with slow_sockets(nginx.port, TRICKLE, SLOW_BODY, addresses=1, first=TRICKLE_ADDRESS) as held:
+        probes = [call(nginx.port, "GET", "/ping", address=source(TRICKLE_ADDRESS))[:2] for _ in range(PROBES)]
+        assert probes == [(200, {"ok": True})] * PROBES
+        assert readable(held) == []  # every trickled body is still held, unanswered
         assert_service_answers(nginx.port, coupon_id, user_id=3)
+
+
+@ON_MYSQL
+def test_one_address_past_its_request_rate_is_429_with_retry_after(nginx: Nginx) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=5, source_address=(source(RATE_ADDRESS), 0))
+    answers: list[int] = []
+    try:
+        for _ in range(RATE_BURST * 2):
+            conn.request("GET", "/ping")
+            response = conn.getresponse()
+            body = json.loads(response.read())
+            answers.append(response.status)
+            if response.status == 429:
+                assert body == {"error": "too many requests from this address"}
+                assert response.headers["Retry-After"] == "1"
+                break
+    finally:
+        conn.close()
+    # The burst passes whole (and what the rate refilled meanwhile); the next is refused.
+    assert answers[-1] == 429 and len(answers) > RATE_BURST and set(answers[:-1]) == {200}
+    status, _, _ = call(nginx.port, "GET", "/ping", address=source(RATE_ADDRESS + 1))  # another: served
+    assert status == 200
 
 
 @ON_MYSQL
@@ -136,6 +155,10 @@ def test_one_address_gets_only_its_share_of_requests_in_progress(
          "request body too large"),
         (LONG_REQUEST_LINE, 414, "request line too long"),
         (BIG_HEADER, 400, "request header too large"),
+        (b"TRACE / HTTP/1.1\r\nHost: e\r\n\r\n", 405, "method not allowed"),
+        (b"POST /coupons/1/issue HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
+         "not implemented"),
+        (b"GET /ping HTTP/2.0\r\nHost: e\r\n\r\n", 505, "HTTP version not supported"),
     ],
 )  # fmt: skip
 def test_nginx_errors_answer_in_the_apps_json_shape(
@@ -151,3 +174,15 @@ def test_a_down_upstream_answers_502_in_json() -> None:
     with Nginx(f"127.0.0.1:{free_port()}") as edge:
         status, answer, _ = call(edge.port, "GET", "/ping")
     assert (status, answer) == (502, {"error": "service unavailable"})
+
+
+@ON_MYSQL
+def test_a_method_nginx_refuses_itself_is_405_with_allow(nginx: Nginx) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=5)
+    try:
+        conn.request("TRACE", "/coupons")
+        response = conn.getresponse()
+        assert (response.status, json.loads(response.read())) == (405, {"error": "method not allowed"})
+        assert response.headers["Allow"] == "GET, HEAD, POST"
+    finally:
+        conn.close()

@@ -12,11 +12,16 @@ class Unauthorized(Exception):
     """Raised when a request lacks the admin token (answered 401)."""
 
 
-def require_admin() -> None:
-    """Raise Unauthorized unless the request carries `Authorization: Bearer <admin token>`."""
+def is_admin() -> bool:
+    """Tell whether the request carries `Authorization: Bearer <admin token>`."""
     expected = current().config.admin_token or ""
     header = request.headers.get("Authorization", "")
     given = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
     # Constant-time comparison: the time taken says nothing about how much of it matched.
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def require_admin() -> None:
+    """Raise Unauthorized unless the request carries the admin token."""
+    if not is_admin():
         raise Unauthorized()

@@ -10,11 +10,14 @@ from typing import Any, NamedTuple
 
 import redis
 from flask import Flask, Response, jsonify
+from gunicorn.http.errors import NoMoreData, ParseException
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from coupon.api.auth import Unauthorized
+from coupon.api.gate import RateLimited
+from coupon.api.identity import Forbidden, Unauthenticated
 from coupon.api.inputs import InputError
 from coupon.core.connections import redis_unavailable
 from coupon.core.queries import OverIssue
@@ -50,10 +53,21 @@ def answer_for(exc: BaseException) -> Answer:
         return _http(exc)
     if isinstance(exc, InputError):
         return Answer(exc.status, exc.body())
+    # gunicorn reads a chunked body as the app reads it: a malformed one (a bad chunk size, a
+    # missing CRLF, a forbidden trailer) or one cut short is the client's error, not a fault.
+    if isinstance(exc, (ParseException, NoMoreData)):
+        detail = str(exc)[:200]
+        return Answer(400, {"error": "malformed request body", "detail": detail}, [("Connection", "close")])
     if isinstance(exc, UnknownStrategy):
         return Answer(400, {"error": str(exc), "field": "strategy"})
     if isinstance(exc, Unauthorized):
         return Answer(401, {"error": "missing or wrong admin token"}, [("WWW-Authenticate", "Bearer")])
+    if isinstance(exc, Unauthenticated):
+        return Answer(401, {"error": str(exc)}, [("WWW-Authenticate", "Bearer")])
+    if isinstance(exc, Forbidden):
+        return Answer(403, {"error": str(exc)})
+    if isinstance(exc, RateLimited):
+        return Answer(429, {"error": str(exc), "retry_after": exc.retry_after}, [("Retry-After", str(exc.retry_after))])
     if isinstance(exc, LabOnly):
         return Answer(403, {"error": str(exc), "field": "strategy"})
     if isinstance(exc, FamilyMismatch):

@@ -5,8 +5,8 @@ request object) costs more CPU than the strategy itself. This middleware answers
 /coupons/<canonical id>/issue with a body of declared length and an empty or lone
 ``strategy=<name>`` query; anything else (another route, an odd query, a chunked body) goes on
 to Flask untouched. What it answers goes through the view's own functions: the body through
-coupon/api/inputs.py (after a quick check that accepts only what inputs would accept), the issue
-through coupon/api/issuing.py, every error through coupon/api/errors.py: one contract.
+coupon/api/gate.py (who asks, and within which limit), the issue through coupon/api/issuing.py,
+every error through coupon/api/errors.py: one contract.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import orjson
 
 from coupon.api import inputs, issuing
 from coupon.api.errors import answer_for
+from coupon.api.gate import Gate
 from coupon.core.metrics import IssueObserver
 from coupon.runtime import Runtime
 
@@ -57,34 +58,16 @@ def strategy_of(query: str) -> tuple[bool, str | None]:
     return True, name
 
 
-def quick_user_id(body: bytes, content_type: str) -> int | None:
-    """Return user_id from a plain body, or None where only inputs.issue_user_id can tell.
-
-    Accepts a subset of what inputs accepts: application/json, strict UTF-8 JSON (orjson refuses
-    NaN, lone surrogates and integers past 64 bits), an object with no more brackets than the
-    depth bound (so it cannot nest deeper), and an integer user_id in range.
-    """
-    if content_type.partition(";")[0].strip().lower() != "application/json":
-        return None
-    if body.count(b"{") + body.count(b"[") > inputs.MAX_DEPTH:
-        return None
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    user_id = parsed.get("user_id") if type(parsed) is dict else None
-    if type(user_id) is not int or not 0 < user_id <= inputs.MAX_ID:
-        return None
-    return user_id
-
-
 class HotPath:
     """WSGI middleware in front of Flask for the issue route."""
 
-    def __init__(self, app: WSGIApp, runtime: Runtime, observer: IssueObserver, max_body: int):
+    def __init__(
+        self, app: WSGIApp, runtime: Runtime, observer: IssueObserver, gate: Gate, max_body: int
+    ) -> None:
         self.app = app
         self.runtime = runtime
         self.observer = observer
+        self.gate = gate
         self.max_body = max_body
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -98,7 +81,7 @@ class HotPath:
         body = environ["wsgi.input"].read(int(length))
         content_type = environ.get("CONTENT_TYPE", "")
         try:
-            user_id = quick_user_id(body, content_type) or inputs.issue_user_id(body, content_type)
+            user_id = self.gate.issue_user(environ.get("HTTP_AUTHORIZATION"), body, content_type)
             name = None if requested is None else inputs.strategy_name(requested)
             status, answer = issuing.issue(self.runtime, self.observer, coupon_id, user_id, name)
             headers: list[tuple[str, str]] = []

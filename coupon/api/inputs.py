@@ -12,6 +12,8 @@ from datetime import datetime
 from itertools import accumulate
 from typing import Any
 
+import orjson
+
 from coupon.core import rules
 from strategies import REGISTRY, UnknownStrategy
 
@@ -123,6 +125,35 @@ def path_user_id(text: str) -> int:
 def issue_user_id(raw: bytes, content_type: str | None) -> int:
     """Return the user_id of an issue request's body: {"user_id": <1..2^63-1>}."""
     return integer(json_object(raw, content_type), "user_id")
+
+
+def optional_user_id(raw: bytes, content_type: str | None) -> int | None:
+    """Return the user_id an issue body names, or None for an empty body or one without it."""
+    if not raw:
+        return None
+    body = json_object(raw, content_type)
+    return None if "user_id" not in body else integer(body, "user_id")
+
+
+def quick_user_id(body: bytes, content_type: str | None) -> int | None:
+    """Return user_id from a plain body, or None where only issue_user_id can tell.
+
+    Accepts a subset of what issue_user_id accepts: application/json, strict UTF-8 JSON (orjson
+    refuses NaN, lone surrogates and integers past 64 bits), an object with no more brackets
+    than the depth bound (so it cannot nest deeper), and an integer user_id in range.
+    """
+    if (content_type or "").partition(";")[0].strip().lower() != "application/json":
+        return None
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH:
+        return None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    user_id = parsed.get("user_id") if type(parsed) is dict else None
+    if type(user_id) is not int or not 0 < user_id <= MAX_ID:
+        return None
+    return user_id
 
 
 def strategy_name(value: Any) -> str:

@@ -10,7 +10,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import BaseConverter, ValidationError
 
 from coupon.api import inputs, issuing
-from coupon.api.auth import require_admin
+from coupon.api.auth import is_admin, require_admin
 from coupon.core import durability, queries, rules
 from coupon.core.rules import CouponNotFound
 from coupon.runtime import current
@@ -74,6 +74,7 @@ def ping() -> Response:
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
+    """Say up or down; what is down and how Redis persists only to the admin token."""
     runtime = current()
     failing = []
     try:
@@ -85,6 +86,8 @@ def healthz() -> tuple[Response, int]:
         runtime.services.redis.ping()
     except Exception:
         failing.append("redis")
+    if not is_admin():  # the public learns nothing of the service's insides
+        return (jsonify(ok=False, error="unavailable"), 503) if failing else (jsonify(ok=True), 200)
     if failing:
         return jsonify(ok=False, error=f"unavailable: {', '.join(failing)}", failing=failing), 503
     # What a Redis crash would cost accepted requests (coupon/core/durability.py).
@@ -133,7 +136,8 @@ def get_coupon(coupon_id: int) -> Response:
 def issue(coupon_id: int) -> tuple[Response, int]:
     # The hot path (coupon/api/hotpath.py) answers most requests before Flask sees them;
     # this view answers the rest, with the same functions in the same order.
-    user_id = inputs.issue_user_id(_body(), request.content_type)
+    gate = current_app.extensions["coupon.gate"]
+    user_id = gate.issue_user(request.headers.get("Authorization"), _body(), request.content_type)
     requested = request.args.get("strategy")
     name = None if requested is None else inputs.strategy_name(requested)
     observer = current_app.extensions["coupon.observer"]
@@ -143,8 +147,12 @@ def issue(coupon_id: int) -> tuple[Response, int]:
 
 @bp.get("/coupons/<coupon_id:coupon_id>/issues/<user_id>")
 def issue_status(coupon_id: int, user_id: str) -> Response:
-    """Tell a client where its request stands: issued, pending (queued), failed, or none."""
+    """Tell a client where its request stands: issued, pending (queued), failed, or none.
+
+    In jwt mode only the user's own token (or the admin token) may ask.
+    """
     user = inputs.path_user_id(user_id)
+    current_app.extensions["coupon.gate"].status_reader(request.headers.get("Authorization"), user)
     _describe(coupon_id)  # 404 for an unknown coupon
     runtime = current()
     with runtime.services.engine.connect() as conn:

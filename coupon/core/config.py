@@ -12,6 +12,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_ADMIN_TOKEN = "dev-admin-token"
 
 
+AUTH_MODES = ("jwt", "body")
+
+
 class ConfigError(RuntimeError):
     """Raised when the settings cannot describe a safe, working service."""
 
@@ -59,6 +62,23 @@ def parse_addresses(name: str, raw: str) -> tuple[tuple[str, int], ...]:
 def _env_addresses(name: str) -> tuple[tuple[str, int], ...]:
     raw = (os.environ.get(name) or "").strip()
     return parse_addresses(name, raw) if raw else ()
+def _env_choice(name: str, choices: tuple[str, ...]) -> str | None:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw and raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw or None
+
+
+def _env_path(name: str) -> Path | None:
+    raw = os.environ.get(name)
+    return Path(raw) if raw else None
+
+
+def _env_limit(name: str, default: str) -> str:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return "" if raw.strip().lower() in ("", "0", "none", "off") else raw.strip()
 
 
 @dataclass(frozen=True)
@@ -115,6 +135,29 @@ class Config:
     # WAIT per coalesced batch, waiting at most redis_wait_ms; a shortfall answers 503.
     redis_wait_replicas: int = 0
     redis_wait_ms: int = 1000
+    # Who the caller is (docs/identity.md): "jwt", a verified bearer token, or "body", the
+    # user_id the body names (the lab and the embedded quick start). None: not set; a server
+    # started against real servers refuses to run (gunicorn.conf.py), the rest read "body".
+    auth: str | None = None
+    # jwt mode's key: exactly one of a shared secret (HS256), a PEM public key file (RS256 or
+    # EdDSA, by the key's kind) or a JWKS file; the accepted alg follows from it.
+    jwt_secret: str | None = None
+    jwt_public_key: Path | None = None
+    jwt_jwks: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_user_claim: str = "sub"
+    # The lab's and the locustfile's key to mint tokens with (PEM private key); the service
+    # never reads it.
+    jwt_private_key: Path | None = None
+    # Clock skew allowed on exp and nbf, in seconds.
+    jwt_leeway: float = 10.0
+    # Verified tokens a process remembers until they expire (0: verify every request).
+    token_cache_size: int = 10_000
+    # Issue requests one user may send (the `limits` library's notation; "" for none).
+    user_rate_limit: str = "20/minute"
+    # How long a process remembers that a coupon id names no coupon (0: never).
+    unknown_coupon_ttl: float = 2.0
 
     @classmethod
     def from_env(cls) -> Config:
@@ -150,7 +193,32 @@ class Config:
             redis_service=os.environ.get("COUPON_REDIS_SERVICE") or None,
             redis_wait_replicas=_env_int("COUPON_REDIS_WAIT_REPLICAS", 0),
             redis_wait_ms=_env_int("COUPON_REDIS_WAIT_MS", 1000),
+            auth=_env_choice("COUPON_AUTH", AUTH_MODES),
+            jwt_secret=os.environ.get("COUPON_JWT_SECRET") or None,
+            jwt_public_key=_env_path("COUPON_JWT_PUBLIC_KEY"),
+            jwt_jwks=_env_path("COUPON_JWT_JWKS"),
+            jwt_issuer=os.environ.get("COUPON_JWT_ISSUER") or None,
+            jwt_audience=os.environ.get("COUPON_JWT_AUDIENCE") or None,
+            jwt_user_claim=os.environ.get("COUPON_JWT_USER_CLAIM") or "sub",
+            jwt_private_key=_env_path("COUPON_JWT_PRIVATE_KEY"),
+            jwt_leeway=_env_float("COUPON_JWT_LEEWAY", 10.0),
+            token_cache_size=_env_int("COUPON_TOKEN_CACHE_SIZE", 10_000),
+            user_rate_limit=_env_limit("COUPON_USER_RATE_LIMIT", "20/minute"),
+            unknown_coupon_ttl=_env_float("COUPON_UNKNOWN_COUPON_TTL", 2.0),
         )
+
+    @property
+    def auth_mode(self) -> str:
+        """Return the identity mode: the configured one, else "body" (see auth)."""
+        return self.auth or "body"
+
+    def require_auth_mode(self) -> None:
+        """Refuse to serve real servers without an explicit COUPON_AUTH: no silent default."""
+        if (self.database_url or self.redis_url) and self.auth is None:
+            raise ConfigError(
+                "COUPON_AUTH must be set (jwt or body) when the service runs on real servers:"
+                " jwt verifies who calls; body trusts the body's user_id (docs/identity.md)"
+            )
 
     @property
     def embedded(self) -> bool:

@@ -1,14 +1,17 @@
 """The hot path over real HTTP, in one run: `flask --app app bench-http` (`make bench`).
 
-Two real gunicorns with the project's settings (coupon/lab/serve.py): one serving a bare WSGI
+Three real gunicorns with the project's settings (coupon/lab/serve.py): one serving a bare WSGI
 callable (the ceiling: gunicorn + gevent alone, under the same POST requests as the issue rows;
-its GET figure is printed beside it), one serving the service. The same load
+its GET figure is printed beside it), one serving the service, and the service again in jwt
+mode, whose `queued, jwt` row sends a token of its own with each request (minted before the
+run) and is compared with `queued`: what verifying identity costs. The same load
 generator takes turns on every row, round after round, so whatever else the machine does weighs
 on all rows alike and the shares of the ceiling are comparable within the run. Then the worker
 drains what `queued` accepted, and its rate is taken in rows per second.
 """
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import time
@@ -20,6 +23,7 @@ from flask.cli import with_appcontext
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from coupon.api.identity import Minter
 from coupon.core import queries
 from coupon.core.metrics import FOLD_SECONDS
 from coupon.lab.bench_targets import report
@@ -31,9 +35,12 @@ from coupon.runtime import Runtime, current
 from strategies.queued import Queued
 
 ENDLESS = 2**31 - 1
+JWT_ROW = "queued, jwt"
 # Each row: the strategy it issues through, and whether its coupon is endless or sold out.
 ISSUE_ROWS = {
     "queued": ("queued", ENDLESS),
+    # The same, on a server in jwt mode: every request carries its own user's token.
+    JWT_ROW: ("queued", ENDLESS),
     "sold out": ("queued", 1),
     "lua": ("lua", ENDLESS),
     "atomic_update": ("atomic_update", ENDLESS),
@@ -115,15 +122,22 @@ def bench_http(
     logs = Path(tempfile.gettempdir())
     bare = Server(runtime.config, workers, log_path=logs / "coupon-bench-bare.log", target="coupon.lab.bare:app")
     service = Server(runtime.config, workers, log_path=logs / "coupon-bench-gunicorn.log")
-    with bare, service:
+    # The same service in jwt mode (a fresh secret), over the same database and Redis.
+    minter = Minter(secrets.token_urlsafe(48).encode(), "HS256")
+    verified = Server(
+        runtime.config, workers, log_path=logs / "coupon-bench-gunicorn-jwt.log",
+        extra_env={"COUPON_AUTH": "jwt", "COUPON_JWT_SECRET": minter.key.decode()},
+    )  # fmt: skip
+    with bare, service, verified:
         urls = {"ceiling": f"{bare.url}/", "ceiling, GET": f"{bare.url}/", "/ping": f"{service.url}/ping"}
         for row, (strategy, _) in ISSUE_ROWS.items():
-            urls[row] = f"{service.url}/coupons/{coupons[row]}/issue?strategy={strategy}"
+            base = verified.url if row == JWT_ROW else service.url
+            urls[row] = f"{base}/coupons/{coupons[row]}/issue?strategy={strategy}"
         run.load("warm-up", urls["/ping"], post=False)
         run.load("warm-up", urls["sold out"], post=True)  # sells the one coupon out
         for _ in range(rounds):
             for row, url in urls.items():
-                run.load(row, url, post=row not in GET_ROWS)
+                run.load(row, url, post=row not in GET_ROWS, minter=minter if row == JWT_ROW else None)
         # A worker folds its issue counts into the shared files every FOLD_SECONDS: the scrape
         # waits for the other worker's last fold.
         time.sleep(3 * FOLD_SECONDS)

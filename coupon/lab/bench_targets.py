@@ -19,6 +19,8 @@ RATIO_TARGETS = [
 # Rows held to the p99 target and to no non-2xx answer.
 P99_ROWS = ("queued", "batched_update")
 METRIC_TOLERANCE = 0.02
+# Verifying a token per request keeps at least this share of `queued` without (docs/identity.md).
+JWT_ROW, JWT_TARGET = "queued, jwt", 0.90
 
 
 def verdict(met: bool) -> str:
@@ -60,6 +62,13 @@ def report(
         row = run.total(name)
         click.echo(f"  {name} p99 <= {P99_TARGET_MS:.0f} ms: {row.p99_ms:.1f} ms {verdict(row.p99_ms <= P99_TARGET_MS)}")
         click.echo(f"  {name} without a non-2xx: {row.failed} {verdict(row.failed == 0)}")
+    queued = run.total("queued")
+    if JWT_ROW in run.loads:
+        got = run.total(JWT_ROW).rate / queued.rate
+        click.echo(
+            f"  {JWT_ROW} >= {JWT_TARGET:.0%} of queued: {run.total(JWT_ROW).rate:,.0f} / {queued.rate:,.0f}"
+            f" req/s = {got:.1%} {verdict(got >= JWT_TARGET)}; {run.total(JWT_ROW).failed} non-2xx or errors"
+        )
     for fast, slow, times in RATIO_TARGETS:
         got = run.total(fast).rate / run.total(slow).rate
         click.echo(f"  {fast} >= {times}x {slow}: {got:.2f}x {verdict(got >= times)}")

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from coupon.api.identity import Minter
 
 
 class Cursor:
@@ -70,3 +74,55 @@ def read_users(path: Path) -> dict[int, dict[str, set[int]]]:
     return {
         int(k): {kind: set(ids) for kind, ids in v.items()} for k, v in json.loads(path.read_text()).items()
     }
+
+
+class Tokens:
+    """Bearer tokens for the crowd's users in jwt mode, minted ahead of the requests that use them.
+
+    Signing costs the crowd about as much CPU as a request (PyJWT, HS256: ~25 us), so it is done
+    a batch at a time before the ids are asked with, never per request; without a minter (body
+    mode) every header is empty.
+    """
+
+    def __init__(self, minter: Minter | None, keep: int, ttl: float = 3600.0) -> None:
+        self.minter = minter
+        self.keep = keep  # the repeats draw from the last `keep` ids: their tokens stay
+        self.ttl = ttl
+        self.minted: OrderedDict[int, dict[str, str]] = OrderedDict()
+
+    def ahead(self, user_ids: Iterable[int]) -> None:
+        """Mint the tokens of user_ids now, forgetting the oldest past the bound."""
+        if self.minter is None:
+            return
+        for user_id in user_ids:
+            self.minted[user_id] = {"Authorization": f"Bearer {self.minter.mint(user_id, self.ttl)}"}
+        while len(self.minted) > self.keep:
+            self.minted.popitem(last=False)
+
+    def headers(self, user_id: int) -> dict[str, str]:
+        """Return the Authorization header of user_id (minted now if it was not ahead)."""
+        if self.minter is None:
+            return {}
+        found = self.minted.get(user_id)
+        if found is None:
+            self.ahead([user_id])
+            found = self.minted[user_id]
+        return found
+
+
+def minter_for(options: Any) -> Minter | None:
+    """Build the crowd's minter from locust's options: None in body mode; else the secret or a
+    private key file, with the issuer and audience the server expects."""
+    if options.auth != "jwt":
+        return None
+    # Imported here: coupon.api pulls in the whole service (about 2 s), which would delay every
+    # locust start, body mode's too (the chaos lab times its faults from that start).
+    from coupon.api.identity import Minter
+    from coupon.core.config import Config
+
+    config = Config(
+        jwt_secret=options.jwt_secret or None, jwt_issuer=options.jwt_issuer or None,
+        jwt_audience=options.jwt_audience or None,
+    )  # fmt: skip
+    key = Path(options.jwt_private_key).read_bytes() if options.jwt_private_key else None
+    return Minter.for_config(config, key)

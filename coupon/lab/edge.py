@@ -36,8 +36,9 @@ def nginx_binary() -> str | None:
 class Nginx:
     """nginx in front of one upstream on a free loopback port; a context manager that stops it."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, rate: str = "20r/s", burst: int = 200) -> None:
         self.upstream = upstream
+        self.rate, self.burst = rate, burst
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.prefix = Path(tempfile.mkdtemp(prefix="coupon-edge-"))
@@ -51,6 +52,8 @@ class Nginx:
             "COUPON_EDGE_LISTEN": f"127.0.0.1:{self.port}",
             "COUPON_EDGE_UPSTREAM": self.upstream,
             "COUPON_EDGE_TEMP": str(self.prefix / "temp"),
+            "COUPON_EDGE_RATE": self.rate,
+            "COUPON_EDGE_BURST": str(self.burst),
         }
         config.write_text(render(values))
         (self.prefix / "temp").mkdir(exist_ok=True)

@@ -7,6 +7,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from coupon.api.identity import Minter
+
 # POST {"user_id": n}, n unique across wrk's threads (thread k sends base+k, base+k+T, ...).
 WRK_SCRIPT = """
 local count = 0
@@ -24,6 +26,36 @@ function request()
                     '{"user_id": ' .. user .. '}')
 end
 """
+# The same with a bearer token per request: each thread takes every T-th line of the tokens file
+# ("<user id> <token>", minted before the run), so that no two requests share a user.
+WRK_TOKEN_SCRIPT = """
+local count = 0
+function setup(thread)
+  count = count + 1
+  thread:set("offset", count)
+end
+function init(args)
+  local step = tonumber(args[1])
+  users, tokens, index = {}, {}, 0
+  local line_number = 0
+  for line in io.lines(args[2]) do
+    if line_number % step == offset - 1 then
+      local user, token = line:match("^(%d+) (%S+)$")
+      users[#users + 1] = user
+      tokens[#tokens + 1] = "Bearer " .. token
+    end
+    line_number = line_number + 1
+  end
+end
+function request()
+  index = index % #users + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["Authorization"] = tokens[index]},
+                    '{"user_id": ' .. users[index] .. '}')
+end
+"""
+# Tokens minted per second of a jwt run: above any rate these rows reach on one machine, so
+# that no token (and no user) comes round twice.
+TOKENS_PER_SECOND = 25_000
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
@@ -62,11 +94,25 @@ def parse_wrk(output: str) -> Load:
     return Load(int(found.group(1)), seconds, failed, _ms(p50.group(1)), _ms(p99.group(1)))
 
 
-def wrk(url: str, seconds: int, connections: int, threads: int, post: bool, base: int) -> Load:
+def mint_tokens(minter: Minter, base: int, count: int) -> list[tuple[int, str]]:
+    """Mint one token each for the users above base, before the run that sends them."""
+    return [(user, minter.mint(user)) for user in range(base + 1, base + 1 + count)]
+
+
+def wrk(
+    url: str, seconds: int, connections: int, threads: int, post: bool, base: int,
+    tokens: list[tuple[int, str]] | None = None,
+) -> Load:  # fmt: skip
     """Run wrk against url; with post, send user ids above base, unique, as JSON bodies."""
     command = ["wrk", "--latency", f"-t{threads}", f"-c{connections}", f"-d{seconds}s"]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        if post:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script, tempfile.NamedTemporaryFile("w") as minted:
+        if tokens is not None:
+            minted.write("".join(f"{user} {token}\n" for user, token in tokens))
+            minted.flush()
+            script.write(WRK_TOKEN_SCRIPT)
+            script.flush()
+            command += ["-s", script.name, url, "--", str(threads), minted.name]
+        elif post:
             script.write(WRK_SCRIPT)
             script.flush()
             command += ["-s", script.name, url, "--", str(threads), str(base)]
@@ -76,7 +122,10 @@ def wrk(url: str, seconds: int, connections: int, threads: int, post: bool, base
     return parse_wrk(output)
 
 
-def gevent_load(url: str, seconds: int, connections: int, post: bool, base: int) -> Load:
+def gevent_load(
+    url: str, seconds: int, connections: int, post: bool, base: int,
+    tokens: list[tuple[int, str]] | None = None,
+) -> Load:  # fmt: skip
     """The install-free fallback: geventhttpclient greenlets in this process."""
     import gevent
     from geventhttpclient import URL, HTTPClient
@@ -95,6 +144,9 @@ def gevent_load(url: str, seconds: int, connections: int, post: bool, base: int)
                 if post:
                     body = f'{{"user_id": {counts["user"]}}}'
                     headers = {"Content-Type": "application/json"}
+                    if tokens:
+                        user, token = tokens[counts["user"] % len(tokens)]
+                        body, headers["Authorization"] = f'{{"user_id": {user}}}', f"Bearer {token}"
                     response = client.post(target.request_uri, body=body, headers=headers)
                 else:
                     response = client.get(target.request_uri)
@@ -122,13 +174,17 @@ class Run:
     use_wrk: bool
     loads: dict[str, list[Load]] = field(default_factory=dict)
 
-    def load(self, name: str, url: str, post: bool) -> None:
-        """Run one load; each run's users are new (ids of run k start above k billion)."""
+    def load(self, name: str, url: str, post: bool, minter: Minter | None = None) -> None:
+        """Run one load; each run's users are new (ids of run k start above k billion).
+
+        With a minter, every request carries its own user's token, minted before the run.
+        """
         base = (1 + sum(len(rounds) for rounds in self.loads.values())) * 10**9
+        tokens = None if minter is None else mint_tokens(minter, base, TOKENS_PER_SECOND * self.seconds)
         if self.use_wrk:
-            result = wrk(url, self.seconds, self.connections, self.threads, post, base)
+            result = wrk(url, self.seconds, self.connections, self.threads, post, base, tokens)
         else:
-            result = gevent_load(url, self.seconds, self.connections, post, base)
+            result = gevent_load(url, self.seconds, self.connections, post, base, tokens)
         self.loads.setdefault(name, []).append(result)
 
     def total(self, name: str) -> Load:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -57,6 +58,8 @@ class Target:
     seed: int = 1
     users_out: bool = False  # closed loop: also write who heard what, per coupon (.users.json)
     seconds_out: bool = False  # with users_out: also write answers per second by kind (.seconds.json)
+    # The server's identity settings (COUPON_AUTH, COUPON_JWT_*): the crowd mints what it accepts.
+    identity: tuple[tuple[str, str], ...] = ()
 
 
 def command(target: Target, stats_prefix: Path) -> list[str]:
@@ -98,7 +101,8 @@ def spawn(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> 
     started = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command(target, stats_prefix), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT
+            command(target, stats_prefix), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **dict(target.identity)},
         )
         deadline = started + target.warmup + target.duration + STOP_TIMEOUT_SECONDS + 60
         while True:

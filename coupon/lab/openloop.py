@@ -5,7 +5,6 @@ Imported by locustfile.py only (it needs gevent's monkey-patching, which locust 
 from __future__ import annotations
 
 import gc
-import itertools
 import json
 import random
 import time
@@ -18,6 +17,7 @@ from geventhttpclient import URL, HTTPClient
 from locust.env import Environment
 
 from coupon.lab import arrivals
+from coupon.lab.crowd import Tokens, minter_for
 from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
 
 NAMES = {arrivals.ISSUED: ISSUED, arrivals.REFUSED: REFUSED, arrivals.ERROR: FAILED}
@@ -30,17 +30,25 @@ TIMEOUT_SECONDS = 30.0
 DRAIN_SECONDS = TIMEOUT_SECONDS + 5
 
 
-def _sender(client: HTTPClient, path: str, ping: bool) -> Any:
-    """Return send(): one request, its outcome; every caller is new (the issue path, no repeats)."""
-    ids = itertools.count(random.getrandbits(62) + 1)
-    headers = {"Content-Type": "application/json"}
+def _sender(client: HTTPClient, path: str, ping: bool, tokens: Tokens, count: int) -> Any:
+    """Return send(): one request, its outcome; every caller is new (the issue path, no repeats).
+
+    In jwt mode every caller's token is minted here, before the first arrival.
+    """
+    start = random.getrandbits(62) + 1
+    ids = iter(range(start, start + count))
+    if not ping:
+        tokens.ahead(range(start, start + count))
+    plain = {"Content-Type": "application/json"}
 
     def send() -> str:
         try:
             if ping:
                 response = client.get(path)
             else:
-                response = client.post(path, body=f'{{"user_id": {next(ids)}}}', headers=headers)
+                user = next(ids)
+                headers = {**plain, **tokens.headers(user)}
+                response = client.post(path, body=f'{{"user_id": {user}}}', headers=headers)
             response.read()
         except Exception:  # a broken connection or a timeout is a counted fault
             return arrivals.ERROR
@@ -72,8 +80,9 @@ def run(environment: Environment, options: Any, path: str) -> None:
             exception=RuntimeError("fault") if failed else None,
         )
 
+    tokens = Tokens(minter_for(options), keep=len(times))
     scheduler = arrivals.Scheduler(
-        times, pool, _sender(client, path, ping), windows, time.perf_counter, gevent.sleep, fire
+        times, pool, _sender(client, path, ping, tokens, len(times)), windows, time.perf_counter, gevent.sleep, fire
     )
     # Locust's own objects need no collecting: keep the collector's pauses out of the latencies.
     gc.freeze()

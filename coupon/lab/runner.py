@@ -93,6 +93,7 @@ def measure(runtime: Runtime, server: Server, run: Run, settings: Settings, out:
         users=settings.users,
         duration=settings.duration,
         duplicate_share=settings.duplicate_share,
+        identity=server.identity,
     )
     prefix = out / f"locust_{safe_name(run.label)}"
     measured = load.run(target, prefix, lambda seconds: tick(run, seconds))

@@ -35,6 +35,16 @@ def config_env(config: Config) -> dict[str, str]:
         "COUPON_RETRY_DEADLINE": str(config.retry_deadline),
         "COUPON_SOLDOUT_TTL": str(config.soldout_ttl),
         "COUPON_LOG_ISSUES": "1" if config.log_issues else "",
+        # The lab's servers default to body mode (docs/identity.md).
+        "COUPON_AUTH": config.auth_mode,
+        "COUPON_JWT_SECRET": config.jwt_secret or "",
+        "COUPON_JWT_PUBLIC_KEY": str(config.jwt_public_key or ""),
+        "COUPON_JWT_JWKS": str(config.jwt_jwks or ""),
+        "COUPON_JWT_ISSUER": config.jwt_issuer or "",
+        "COUPON_JWT_AUDIENCE": config.jwt_audience or "",
+        "COUPON_JWT_USER_CLAIM": config.jwt_user_claim,
+        "COUPON_TOKEN_CACHE_SIZE": str(config.token_cache_size),
+        "COUPON_USER_RATE_LIMIT": config.user_rate_limit or "none",
         "COUPON_DB_POOL_SIZE": str(config.db_pool_size),
         "COUPON_DB_MAX_OVERFLOW": str(config.db_max_overflow),
         # Always explicit, so that a parent's own setting never leaks into a child.
@@ -71,6 +81,14 @@ class Server:
         }
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def identity(self) -> tuple[tuple[str, str], ...]:
+        """Return this server's identity settings, for a crowd that must mint its tokens."""
+        return tuple(
+            (name, value) for name, value in self.env.items()
+            if name == "COUPON_AUTH" or name.startswith("COUPON_JWT_")
+        )  # fmt: skip
 
     def start(self, timeout: float = 60.0) -> Server:
         """Start gunicorn and wait until it answers /ping (or raise)."""

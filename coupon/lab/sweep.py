@@ -81,7 +81,7 @@ def _open_loop(server: Server, run: Run, coupon_id: int, rate: float, seconds: f
                in_flight: int, seed: int, prefix: Path) -> dict[str, Any]:
     target = load.Target(
         host=server.url, strategy=run.strategy, coupon_ids=(coupon_id,), users=1, duration=seconds,
-        rate=rate, warmup=warmup, max_in_flight=in_flight, seed=seed,
+        rate=rate, warmup=warmup, max_in_flight=in_flight, seed=seed, identity=server.identity,
     )
     return load.run_open(target, prefix, lambda elapsed: None)
 

@@ -145,10 +145,12 @@ def resolve(config: Config, *, export: bool = False) -> Config:
         database_url=database_url,
         redis_url=redis_url or None,
         admin_token=config.admin_token or EMBEDDED_ADMIN_TOKEN,
+        auth=config.auth_mode,
     )
     if export:
         os.environ["COUPON_DATABASE_URL"] = database_url
         os.environ["COUPON_REDIS_URL"] = redis_url
         os.environ["COUPON_ADMIN_TOKEN"] = resolved.admin_token or ""
+        os.environ["COUPON_AUTH"] = resolved.auth_mode
     return resolved
 
