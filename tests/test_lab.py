@@ -188,3 +188,8 @@ def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
     assert f"Backend: **{document['backend']['database']}**" in markdown
     for chart in ("throughput", "latency", "correctness"):
         assert (out / f"{chart}.png").read_bytes().startswith(PNG_MAGIC)
+    # The checker judged the history every run writes: the exact row valid, none's over-issue seen.
+    assert (out / "history.jsonl").exists() and "## Checker" in markdown
+    check = document["check"]
+    assert check["by_run"]["atomic_update"] == "valid"
+    assert ("over" in check["by_run"]["none"]) == (over > 0)

@@ -20,7 +20,7 @@ from rich.progress import (
 
 from coupon.core import durability, embedded, schema
 from coupon.core.config import PROJECT_ROOT, ConfigError
-from coupon.lab import facts, report, runner
+from coupon.lab import checking, facts, report, runner
 from coupon.lab.plan import SCENARIOS, Run, Settings, Steps, plan
 from coupon.runtime import Runtime, current
 
@@ -139,7 +139,7 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
     return {"backend": facts.backend(runtime), "machine": facts.machine(), "versions": facts.versions()}
 
 
-@click.command("lab")
+@click.group("lab", invoke_without_command=True)
 @click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="all", show_default=True,
               help="; ".join(f"{name}: {scenario.description}" for name, scenario in SCENARIOS.items()))
 @click.option("--strategies", default="", help="Comma-separated strategies (default: the scenario's).")
@@ -165,9 +165,12 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
 @click.option("--recovery", default=3.0, show_default=True, type=click.FloatRange(0.1),
               help="chaos: the workers' recovery bound (COUPON_RECOVERY_SECONDS of its servers).")
 @click.option("--output", default="reports", show_default=True, help="Where reports/<timestamp>/ goes.")
+@click.pass_context
 @with_appcontext
-def lab(scenario: str, strategies: str, faults: str, output: str, **options: Any) -> None:
-    """Run every strategy under locust load against a real gunicorn, audit, and report."""
+def lab(ctx: click.Context, scenario: str, strategies: str, faults: str, output: str, **options: Any) -> None:
+    """Run every strategy under locust load against a real gunicorn, audit, check, and report."""
+    if ctx.invoked_subcommand is not None:
+        return
     runtime = current()
     _prepare_backends(runtime)
     known = list(runtime.strategies)
@@ -179,5 +182,25 @@ def lab(scenario: str, strategies: str, faults: str, output: str, **options: Any
     # Wide enough for the table when the output is a file or a CI log rather than a terminal.
     console = Console(width=None if sys.stdout.isatty() else 160)
     path = DRIVERS[SCENARIOS[scenario].driver](runtime, runs, settings, out, console)
+    checked = checking.finish(out, settings.recovery)
+    if checked is not None:
+        console.print(f"checker: {checked.verdict()} ({out / checking.CHECK_FILE})")
     console.print(f"backend: {facts.backend(runtime)['database']}; report: {path}")
+
+
+@lab.command("check")
+@click.argument("report_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--recovery", type=float, default=None, help="The recovery bound [default: the history's].")
+def check_command(report_dir: Path, recovery: float | None) -> None:
+    """Judge a report's history.jsonl against its final_state.json; exit 1 unless valid."""
+    found = checking.check(report_dir, recovery)
+    for strategy, row in sorted(found.by_strategy().items()):
+        shown = ", ".join(f"{name} {n}" for name, n in row.items() if n)
+        click.echo(f"{strategy}: {shown}")
+    for coupon in found.coupons:
+        if not coupon.valid:
+            click.echo(f"coupon {coupon.coupon} ({coupon.strategy}): {coupon.counts} e.g. {coupon.examples}")
+    click.echo(found.verdict())
+    if not found.valid:
+        raise SystemExit(1)
 

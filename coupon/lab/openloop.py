@@ -18,6 +18,7 @@ from geventhttpclient import URL, HTTPClient
 from locust.env import Environment
 
 from coupon.lab import arrivals
+from coupon.lab.history import Recorder
 from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
 
 NAMES = {arrivals.ISSUED: ISSUED, arrivals.REFUSED: REFUSED, arrivals.ERROR: FAILED}
@@ -30,21 +31,26 @@ TIMEOUT_SECONDS = 30.0
 DRAIN_SECONDS = TIMEOUT_SECONDS + 5
 
 
-def _sender(client: HTTPClient, path: str, ping: bool) -> Any:
+def _sender(client: HTTPClient, path: str, ping: bool, recorder: Recorder | None, coupon_id: int) -> Any:
     """Return send(): one request, its outcome; every caller is new (the issue path, no repeats)."""
     ids = itertools.count(random.getrandbits(62) + 1)
     headers = {"Content-Type": "application/json"}
 
     def send() -> str:
+        user, invoked, text = next(ids), time.monotonic(), ""
         try:
             if ping:
                 response = client.get(path)
             else:
-                response = client.post(path, body=f'{{"user_id": {next(ids)}}}', headers=headers)
-            response.read()
-        except Exception:  # noqa: BLE001 - a broken connection or a timeout is a counted fault
+                response = client.post(path, body=f'{{"user_id": {user}}}', headers=headers)
+            text = response.read().decode(errors="replace")
+        except Exception as exc:  # noqa: BLE001 - a broken connection or a timeout is a counted fault
+            if recorder is not None:
+                recorder.record("open-loop", coupon_id, user, None, invoked, 0, repr(exc))
             return arrivals.ERROR
         status = response.status_code
+        if recorder is not None:
+            recorder.record("open-loop", coupon_id, user, None, invoked, status, text)
         if status in (200, 201, 202):
             return arrivals.ISSUED
         return arrivals.REFUSED if status == 409 else arrivals.ERROR
@@ -63,6 +69,8 @@ def run(environment: Environment, options: Any, path: str) -> None:
     )
     pool = gevent.pool.Pool(options.max_in_flight)
     ping = options.ping
+    recorder = Recorder(cap=options.history_cap) if options.history_out and not ping else None
+    coupon_id = 0 if ping else environment.coupon_cursor.current
 
     def fire(latency: float, outcome: str) -> None:
         failed = outcome == arrivals.ERROR
@@ -73,7 +81,8 @@ def run(environment: Environment, options: Any, path: str) -> None:
         )
 
     scheduler = arrivals.Scheduler(
-        times, pool, _sender(client, path, ping), windows, time.perf_counter, gevent.sleep, fire
+        times, pool, _sender(client, path, ping, recorder, coupon_id), windows,
+        time.perf_counter, gevent.sleep, fire,
     )
     # Locust's own objects need no collecting: keep the collector's pauses out of the latencies.
     gc.freeze()
@@ -89,3 +98,5 @@ def run(environment: Environment, options: Any, path: str) -> None:
         "all": everything.summary(), "measured": measured.summary(),
     }
     Path(options.arrivals_out).write_text(json.dumps(document, indent=1))
+    if recorder is not None:
+        recorder.write(Path(options.history_out), coupons=[coupon_id])
