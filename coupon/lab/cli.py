@@ -131,8 +131,15 @@ def _chaos(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, con
     return path
 
 
+def _nemesis(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, console: Console) -> Path:
+    """The nemesis scenario: seeded schedules of overlapping faults, each seed judged by the checker."""
+    from coupon.lab.nemesis import driver
+
+    return driver.drive(runtime, settings, out, console, _facts(runtime))
+
+
 # How each kind of scenario is measured and reported (plan.Scenario.driver names one).
-DRIVERS = {"sellouts": _sellouts, "capacity": _capacity, "chaos": _chaos}
+DRIVERS = {"sellouts": _sellouts, "capacity": _capacity, "chaos": _chaos, "nemesis": _nemesis}
 
 
 def _facts(runtime: Runtime) -> dict[str, Any]:
@@ -164,6 +171,12 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
 @click.option("--faults", default="", help="chaos: comma-separated faults (default: the scenario's matrix).")
 @click.option("--recovery", default=3.0, show_default=True, type=click.FloatRange(0.1),
               help="chaos: the workers' recovery bound (COUPON_RECOVERY_SECONDS of its servers).")
+@click.option("--seed", default=Steps.seed, show_default=True,
+              help="nemesis: the first seed of the fault schedule; capacity: of the arrival times.")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="nemesis: seeds in a row.")
+@click.option("--minutes", default=1.0, show_default=True, type=click.FloatRange(0.1),
+              help="nemesis: minutes of load per seed.")
+@click.option("--replay", default="", help="nemesis: run again the schedules saved in this report dir.")
 @click.option("--output", default="reports", show_default=True, help="Where reports/<timestamp>/ goes.")
 @click.pass_context
 @with_appcontext
@@ -182,7 +195,7 @@ def lab(ctx: click.Context, scenario: str, strategies: str, faults: str, output:
     # Wide enough for the table when the output is a file or a CI log rather than a terminal.
     console = Console(width=None if sys.stdout.isatty() else 160)
     path = DRIVERS[SCENARIOS[scenario].driver](runtime, runs, settings, out, console)
-    checked = checking.finish(out, settings.recovery)
+    checked = None if scenario == "nemesis" else checking.finish(out, settings.recovery)
     if checked is not None:
         console.print(f"checker: {checked.verdict()} ({out / checking.CHECK_FILE})")
     console.print(f"backend: {facts.backend(runtime)['database']}; report: {path}")

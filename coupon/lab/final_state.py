@@ -21,6 +21,7 @@ def _redis(runtime: Runtime, coupon_id: int) -> dict[str, Any]:
         "redis_users": sorted(int(user) for user in client.smembers(keys.users)),
         "journal": sorted(int(user) for user in client.zrange(keys.journal, 0, -1)),
         "backlog": worker.backlog(runtime, coupon_id),
+        "dead_letters": int(client.xlen(keys.dead)),  # accepted, then given up: why a 202 has no row
     }
 
 

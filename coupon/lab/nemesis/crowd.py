@@ -1,0 +1,94 @@
+"""The nemesis's clients: threads asking for coupons, each answer written to the history.
+
+Each sale is a strategy's run of coupons, sold out one after another; a client asks for the
+coupon its sale is on (now and then for an earlier one, so a sold-out answer is tried again),
+naming any member of the coupon's family. A client that hears `info` (no answer, a timeout, a
+5xx) asks again as the same user, as a real client does, up to RETRIES times.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from coupon.lab.history import Recorder
+
+RETRIES = 5
+TIMEOUT_SECONDS = 5.0  # longer than the servers' retry deadline (3 s in the lab's stack)
+EARLIER_SHARE = 0.15  # requests for a coupon already sold out (false sold-outs show there)
+REPEAT_SHARE = 0.1  # requests repeating a user of this client
+
+
+@dataclass
+class Sale:
+    """One pinned strategy's coupons, the members its requests may name, and where it is."""
+
+    strategy: str
+    members: tuple[str, ...]
+    coupon_ids: list[int]
+    index: int = 0
+    guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def sold_out(self, coupon_id: int) -> None:
+        """Move on past coupon_id if the sale is on it."""
+        with self.guard:
+            if self.coupon_ids[self.index] == coupon_id and self.index + 1 < len(self.coupon_ids):
+                self.index += 1
+
+
+class Client(threading.Thread):
+    """One client: a keep-alive connection, its own seeded choices, its own users."""
+
+    def __init__(self, number: int, url: str, sales: list[Sale], recorder: Recorder, seed: int,
+                 stop: threading.Event) -> None:  # fmt: skip
+        super().__init__(daemon=True, name=f"client-{number}")
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.sales, self.recorder, self.stopping = sales, recorder, stop
+        self.rng = random.Random(seed * 1_000 + number)
+        self.users = iter(range((number + 1) * 10**12, (number + 2) * 10**12))
+        self.recent: deque[int] = deque(maxlen=100)
+        self.conn: http.client.HTTPConnection | None = None
+
+    def _post(self, path: str, user: int) -> tuple[int, str]:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_SECONDS)
+        try:
+            self.conn.request("POST", path, json.dumps({"user_id": user}), {"Content-Type": "application/json"})
+            response = self.conn.getresponse()
+            return response.status, response.read().decode(errors="replace")
+        except (OSError, http.client.HTTPException) as exc:
+            self.conn.close()
+            self.conn = None
+            return 0, repr(exc)
+
+    def _pick(self) -> tuple[Sale, int, int, str]:
+        sale = self.rng.choice(self.sales)
+        coupon = sale.coupon_ids[sale.index]
+        if self.rng.random() < EARLIER_SHARE:
+            coupon = self.rng.choice(sale.coupon_ids[: sale.index + 1])
+        if self.recent and self.rng.random() < REPEAT_SHARE:
+            user = self.rng.choice(self.recent)
+        else:
+            user = next(self.users)
+            self.recent.append(user)
+        return sale, coupon, user, self.rng.choice(sale.members)
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            sale, coupon, user, strategy = self._pick()
+            for attempt in range(RETRIES):
+                invoked = time.monotonic()
+                status, text = self._post(f"/coupons/{coupon}/issue?strategy={strategy}", user)
+                kind = self.recorder.record(self.name, coupon, user, strategy, invoked, status, text)
+                if kind != "info" or self.stopping.wait(0.1 * (attempt + 1)):
+                    break
+            if '"sold_out"' in text:
+                sale.sold_out(coupon)
+        if self.conn is not None:
+            self.conn.close()
