@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Any, Callable
 
 from coupon.core.pids import alive
@@ -48,6 +49,38 @@ def _readonly(arena: Arena, step: Step, memo: dict[str, Any]) -> dict[str, Any]:
 def _readonly_heal(arena: Arena, step: Step, memo: dict[str, Any]) -> dict[str, Any]:
     arena.stack.redis.client().execute_command("REPLICAOF", "NO", "ONE")
     return {}
+
+
+# Loops until ARGV[1] seconds have passed: every other command meanwhile is answered BUSY.
+BUSY_SCRIPT = """
+local t = redis.call('TIME')
+local start = t[1] + t[2] / 1e6
+repeat
+  t = redis.call('TIME')
+until t[1] + t[2] / 1e6 - start > tonumber(ARGV[1])
+return 1
+"""
+
+
+def _busy(arena: Arena, step: Step, memo: dict[str, Any]) -> dict[str, Any]:
+    client = arena.stack.redis.client()
+    client.config_set("busy-reply-threshold", "100")  # BUSY after 0.1 s of a script, not 5 s
+    thread = threading.Thread(target=lambda: _quietly(client.eval, BUSY_SCRIPT, 0, step.hold), daemon=True)
+    thread.start()
+    memo["thread"] = thread
+    return {}
+
+
+def _busy_heal(arena: Arena, step: Step, memo: dict[str, Any]) -> dict[str, Any]:
+    memo["thread"].join(timeout=10)  # the script ends by itself after the hold
+    return {}
+
+
+def _quietly(call: Callable[..., Any], *args: Any) -> None:
+    try:
+        call(*args)
+    except Exception:  # noqa: BLE001 - Redis killed under the script by an overlapping fault
+        pass
 
 
 def _app_kill(arena: Arena, step: Step, memo: dict[str, Any]) -> dict[str, Any]:
@@ -136,6 +169,7 @@ ACTIONS: dict[str, tuple[Action, Action | None]] = {
     "redis-restart": (_redis_stop, _redis_start),
     "redis-oom": (_oom, _oom_heal),
     "redis-readonly": (_readonly, _readonly_heal),
+    "redis-busy": (_busy, _busy_heal),
     "app-kill": (_app_kill, _nothing),
     "app-stop": (_app_stop, _cont),
     "worker-kill": (_worker_kill, _worker_start),

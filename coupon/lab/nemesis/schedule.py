@@ -21,6 +21,7 @@ KINDS: dict[str, tuple[str, float, float | None]] = {
     "redis-restart": ("redis", 0.2, 1.0),  # SIGTERM: a clean shutdown, nothing lost, a new run id
     "redis-oom": ("redis-config", 0.5, 3.0),  # maxmemory 1: OOM error replies
     "redis-readonly": ("redis-config", 0.5, 3.0),  # REPLICAOF a host that does not answer
+    "redis-busy": ("redis-config", 0.5, 3.0),  # a long script: BUSY to everything else
     "app-kill": ("app", 0.0, 0.0),  # SIGKILL of a gunicorn worker (its master starts another)
     "app-stop": ("app", None, None),  # SIGSTOP of a gunicorn worker past the bound, then SIGCONT
     "worker-kill": ("worker", 0.5, 4.0),  # SIGKILL of the stream worker; a new one after the hold
