@@ -19,14 +19,14 @@ from tests import backends
 
 
 def test_a_seed_draws_the_same_schedule_every_time():
-    one, again = (schedules.make(7, 60, 3.0, 4, 30) for _ in range(2))
-    assert one == again and one != schedules.make(8, 60, 3.0, 4, 30)
+    one, again = (schedules.make(7, 60, 3.0, 4) for _ in range(2))
+    assert one == again and one != schedules.make(8, 60, 3.0, 4)
 
 
 def test_schedules_overlap_faults_on_different_things_and_never_on_one():
     overlapping = 0
     for seed in range(20):
-        steps = schedules.make(seed, 60, 3.0, 4, 30).steps
+        steps = schedules.make(seed, 60, 3.0, 4).steps
         assert all(step.at <= 0.7 * 60 for step in steps)
         for a in steps:
             for b in steps:
@@ -41,7 +41,7 @@ def test_every_fault_of_the_schedule_can_be_injected():
 
 
 def test_a_saved_schedule_replays_as_it_was(tmp_path: Path):
-    drawn = schedules.make(3, 30, 1.0, 2, 15)
+    drawn = schedules.make(3, 30, 1.0, 2)
     (tmp_path / "seed-3").mkdir()
     schedules.save(drawn, tmp_path / "seed-3" / "schedule.json")
     assert plans(Settings(scenario="nemesis", replay=str(tmp_path)), 2) == [drawn]
@@ -65,8 +65,9 @@ def _one_per_family() -> tuple[str, ...]:
 def test_one_short_seed_per_family_is_valid_and_none_is_caught(backend, tmp_path: Path):
     config = backends.test_config(backend.url, "redis://127.0.0.1:1/0")  # the seed has its own Redis
     before = {pid for pid in children(os.getpid()) if alive(pid)}
-    plan = schedules.make(1, 20.0, 1.0, 1, 10)
-    seed = run_seed(config, plan, _one_per_family(), 2, tmp_path / "seed-1", lambda doing: None)
+    strategies = _one_per_family()
+    plan = schedules.make(1, 20.0, 1.0, len(strategies))
+    seed = run_seed(config, plan, strategies, 2, tmp_path / "seed-1", lambda doing: None)
     after = {pid for pid in children(os.getpid()) if alive(pid)}
     assert after <= before, "a server of the seed outlived it"
     assert seed.faults > 0 and seed.ops > 0 and (tmp_path / "seed-1" / "history.jsonl").exists()

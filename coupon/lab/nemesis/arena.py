@@ -23,6 +23,7 @@ from coupon.lab.chaos.faults import DROP_EVERY, Fault
 from coupon.lab.chaos.proxy import Proxy, ReplyDropper, is_commit, redis_dropper
 from coupon.lab.chaos.redis_private import aof_settings, cut_to_fsynced
 from coupon.lab.chaos.servers import Stack, _worker
+from coupon.lab.nemesis.crowd import Sale
 from coupon.lab.serve import free_port
 
 REPAIR_TIMEOUT_SECONDS = 60
@@ -59,7 +60,7 @@ class Arena:
     setup: Setup
     recovery: float
     out: Path
-    coupons: dict[int, int]  # a repair's target (sale * 1000 + n) -> coupon id
+    sales: list[Sale]  # a repair's target is a sale: the coupon it is on then
     owned: ExitStack = field(default_factory=ExitStack)
     stopped: list[int] = field(default_factory=list)  # pids under SIGSTOP
     repairs: list[threading.Thread] = field(default_factory=list)

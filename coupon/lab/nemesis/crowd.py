@@ -9,36 +9,54 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import random
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 from urllib.parse import urlsplit
 
 from coupon.lab.history import Recorder
+
+log = logging.getLogger(__name__)
 
 RETRIES = 5
 TIMEOUT_SECONDS = 5.0  # longer than the servers' retry deadline (3 s in the lab's stack)
 EARLIER_SHARE = 0.15  # requests for a coupon already sold out (false sold-outs show there)
 REPEAT_SHARE = 0.1  # requests repeating a user of this client
+THINK_SECONDS = 0.02  # a client's mean pause between operations, drawn from 0..2x
 
 
 @dataclass
 class Sale:
-    """One pinned strategy's coupons, the members its requests may name, and where it is."""
+    """One pinned strategy's coupons, the members its requests may name, and where it is.
+
+    A new coupon is made when the current one sells out, so that sales last the whole load
+    whatever its rate (while Redis is down none can be made: the sale stays where it is).
+    """
 
     strategy: str
     members: tuple[str, ...]
-    coupon_ids: list[int]
-    index: int = 0
+    make: Callable[[], int]
+    coupon_ids: list[int] = field(default_factory=list)
     guard: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def current(self) -> int:
+        """Return the coupon the sale is on."""
+        return self.coupon_ids[-1]
+
     def sold_out(self, coupon_id: int) -> None:
-        """Move on past coupon_id if the sale is on it."""
+        """Move on past coupon_id to a new coupon, if the sale is on it."""
         with self.guard:
-            if self.coupon_ids[self.index] == coupon_id and self.index + 1 < len(self.coupon_ids):
-                self.index += 1
+            if self.current != coupon_id:
+                return
+            try:
+                self.coupon_ids.append(self.make())
+            except Exception as exc:  # noqa: BLE001 - a fault is on: the next sold-out tries again
+                log.info("no new coupon for %s now: %s", self.strategy, exc)
 
 
 class Client(threading.Thread):
@@ -69,9 +87,9 @@ class Client(threading.Thread):
 
     def _pick(self) -> tuple[Sale, int, int, str]:
         sale = self.rng.choice(self.sales)
-        coupon = sale.coupon_ids[sale.index]
+        coupon = sale.current
         if self.rng.random() < EARLIER_SHARE:
-            coupon = self.rng.choice(sale.coupon_ids[: sale.index + 1])
+            coupon = self.rng.choice(sale.coupon_ids)
         if self.recent and self.rng.random() < REPEAT_SHARE:
             user = self.rng.choice(self.recent)
         else:
@@ -90,5 +108,6 @@ class Client(threading.Thread):
                     break
             if '"sold_out"' in text:
                 sale.sold_out(coupon)
+            self.stopping.wait(self.rng.uniform(0, 2 * THINK_SECONDS))  # the client's pace
         if self.conn is not None:
             self.conn.close()

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from coupon.lab.nemesis import report
 from coupon.lab.nemesis import schedule as schedules
-from coupon.lab.nemesis.run import Seed, per_sale, run_seed
+from coupon.lab.nemesis.run import Seed, run_seed
 from coupon.lab.plan import Settings
 from coupon.runtime import Runtime
 from strategies import LAB_ONLY, REGISTRY
@@ -30,7 +30,7 @@ def plans(settings: Settings, sales: int) -> list[schedules.Schedule]:
         return [schedules.load(path) for path in paths]
     seconds = 60 * settings.minutes
     first = settings.steps.seed
-    return [schedules.make(seed, seconds, settings.recovery, sales, per_sale(seconds))
+    return [schedules.make(seed, seconds, settings.recovery, sales)
             for seed in range(first, first + settings.seeds)]  # fmt: skip
 
 

@@ -150,7 +150,7 @@ def _dropper(on_redis: bool, every: int) -> Action:
 
 def _repair(*command: str) -> Action:
     def act(arena: Arena, step: Step, memo: dict[str, Any]) -> None:
-        coupon_id = arena.coupons[step.target]
+        coupon_id = arena.sales[step.target % len(arena.sales)].current
         memo["coupon"] = coupon_id
         arena.repair(list(command), coupon_id, memo["done"])
         return None  # its stop event is written when the command exits

@@ -19,11 +19,12 @@ from coupon.lab.nemesis.arena import Arena, Setup
 from coupon.lab.nemesis.crowd import Client, Sale
 from coupon.lab.nemesis.faults import ACTIONS
 from coupon.lab.nemesis.schedule import Schedule
+from coupon.runtime import Runtime
 from strategies import FAMILIES, FAMILY_OF, LAB_ONLY
 
 log = logging.getLogger(__name__)
 
-QUANTITY = 30  # units per coupon
+QUANTITY = 20  # units per coupon: small, so that every sale sells out many times
 CLIENTS = 12
 Say = Callable[[str], None]
 
@@ -45,9 +46,11 @@ class Seed:
                 "verdict": self.check.verdict(), "by_strategy": self.check.by_strategy(), "dir": str(self.out)}  # fmt: skip
 
 
-def per_sale(seconds: float) -> int:
-    """Return how many coupons each sale gets: enough that the crowd sells through the faults."""
-    return max(4, int(seconds / 2))
+def _maker(runtime: Runtime, seed: int, strategy: str) -> Callable[[], int]:
+    def make() -> int:
+        return runtime.create_coupon(f"nemesis {seed} {strategy}", QUANTITY, strategy=strategy)
+
+    return make
 
 
 def members(strategy: str) -> tuple[str, ...]:
@@ -89,12 +92,10 @@ def run_seed(config: Config, plan: Schedule, strategies: tuple[str, ...], worker
     schedules.save(plan, out / "schedule.json")
     setup, recorder = Setup(plan.appendfsync), Recorder()
     with stack(config, setup, "queued", workers, plan.recovery, out, "nemesis") as owned:
-        count = per_sale(plan.seconds)
-        sales = [Sale(name, members(name), [
-            owned.runtime.create_coupon(f"nemesis {plan.seed} {name} #{n + 1}", QUANTITY, strategy=name)
-            for n in range(count)]) for name in strategies]  # fmt: skip
-        targets = {s * 1000 + n: sale.coupon_ids[n] for s, sale in enumerate(sales) for n in range(count)}
-        arena = Arena(owned, setup, plan.recovery, out, targets)
+        sales = [Sale(name, members(name), _maker(owned.runtime, plan.seed, name)) for name in strategies]
+        for sale in sales:
+            sale.coupon_ids.append(sale.make())
+        arena = Arena(owned, setup, plan.recovery, out, sales)
         with arena.owned:
             stop = threading.Event()
             clients = [Client(n, owned.server.url, sales, recorder, plan.seed, stop) for n in range(CLIENTS)]
@@ -109,7 +110,7 @@ def run_seed(config: Config, plan: Schedule, strategies: tuple[str, ...], worker
                 client.join(timeout=60)
             say("heal and drain")
             arena.heal_all()
-            ids = tuple(targets.values())
+            ids = tuple(coupon for sale in sales for coupon in sale.coupon_ids)
             settled = wait_settled(owned, "queued", ids, plan.recovery)
             pins = {coupon: sale.strategy for sale in sales for coupon in sale.coupon_ids}
             state = final_state.read(owned.runtime, ids, pins)

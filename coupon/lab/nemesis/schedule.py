@@ -42,7 +42,7 @@ class Step:
     at: float
     fault: str
     hold: float
-    target: int = 0  # repairs: which sale (by order) and which of its coupons, as sale * 1000 + n
+    target: int = 0  # repairs: which sale (by order); the repair acts on the coupon it is on then
 
     @property
     def ends(self) -> float:
@@ -78,8 +78,7 @@ def _hold(rng: random.Random, fault: str, recovery: float) -> float:
     return round(rng.uniform(low, high), 2)
 
 
-def make(seed: int, seconds: float, recovery: float, sales: int, per_sale: int,
-         kinds: tuple[str, ...] = tuple(KINDS)) -> Schedule:  # fmt: skip
+def make(seed: int, seconds: float, recovery: float, sales: int, kinds: tuple[str, ...] = tuple(KINDS)) -> Schedule:
     """Draw a schedule: a fault tried every 2.5 s or so of the active window (kept when the thing
     it acts on is free), overlapping across things."""
     rng = random.Random(seed)
@@ -93,8 +92,7 @@ def make(seed: int, seconds: float, recovery: float, sales: int, per_sale: int,
         if busy.get(thing, -1.0) >= at:
             continue
         hold = _hold(rng, fault, recovery)
-        # Repairs aim at the coupon a sale is on by then: coupons sell out in order.
-        target = rng.randrange(sales) * 1000 + min(per_sale - 1, int(per_sale * at / seconds)) if thing == "repair" else 0
+        target = rng.randrange(sales) if thing == "repair" else 0
         steps.append(Step(at, fault, hold, target))
         busy[thing] = at + hold + (0.5 if thing != "repair" else 0.0)
     return Schedule(seed, seconds, recovery, rng.choice(APPENDFSYNC), tuple(steps))
