@@ -46,6 +46,7 @@ def drive(runtime: Runtime, settings: Settings, out: Path, console: Console, fac
         console.print(f"seed {plan.seed}: {done.faults} faults, {done.ops} operations, "
                       f"settled in {done.settled_s} s: {done.check.verdict()}")  # fmt: skip
         seeds.append(done)
-    path = report.write(out, seeds, facts, " ".join(["flask --app app lab", *sys.argv[3:]]))
+    given = sys.argv[sys.argv.index("lab") + 1:] if "lab" in sys.argv else []
+    path = report.write(out, seeds, facts, " ".join(["flask --app app lab", *given]))
     report.show(seeds, console)
     return path
