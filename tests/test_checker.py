@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from coupon.lab import history
+from coupon.lab import final_state, history
 from coupon.lab.checker import ANOMALIES, judge
 from coupon.lab.history import History, Recorder
 
@@ -105,3 +105,14 @@ def test_the_history_file_round_trips_in_time_order(tmp_path: Path):
     assert [o["user"] for o in written.ops] == [8, 7]
     assert [o["type"] for o in written.ops] == ["info", "info"]
     assert written.ops[1]["answer"] == "busy" and written.header["recovery"] == 2.0
+
+
+def test_lab_check_judges_a_report_dir_and_fails_when_invalid(app, tmp_path: Path):
+    history.write(tmp_path / history.FILE, VALID, [], recovery=RECOVERY)
+    final_state.save(tmp_path, state(2, [1, 2]))
+    runner = app.test_cli_runner()
+    passed = runner.invoke(args=["lab", "check", str(tmp_path)])
+    assert passed.exit_code == 0 and "valid" in passed.output, passed.output
+    final_state.save(tmp_path, state(2, [1, 2, 3]))  # user 3 was told sold_out: over, failed but present
+    failed = runner.invoke(args=["lab", "check", str(tmp_path)])
+    assert failed.exit_code == 1 and "over 1" in failed.output and "failed but present 1" in failed.output

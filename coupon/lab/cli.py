@@ -205,15 +205,22 @@ def lab(ctx: click.Context, scenario: str, strategies: str, faults: str, output:
 @click.argument("report_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--recovery", type=float, default=None, help="The recovery bound [default: the history's].")
 def check_command(report_dir: Path, recovery: float | None) -> None:
-    """Judge a report's history.jsonl against its final_state.json; exit 1 unless valid."""
-    found = checking.check(report_dir, recovery)
-    for strategy, row in sorted(found.by_strategy().items()):
-        shown = ", ".join(f"{name} {n}" for name, n in row.items() if n)
-        click.echo(f"{strategy}: {shown}")
-    for coupon in found.coupons:
-        if not coupon.valid:
-            click.echo(f"coupon {coupon.coupon} ({coupon.strategy}): {coupon.counts} e.g. {coupon.examples}")
-    click.echo(found.verdict())
-    if not found.valid:
+    """Judge a report's history.jsonl against its final_state.json (a nemesis report: each seed's);
+    exit 1 unless valid."""
+    dirs = [report_dir] if (report_dir / "history.jsonl").exists() else sorted(report_dir.glob("seed-*"))
+    if not dirs:
+        raise click.ClickException(f"no history.jsonl in {report_dir} or its seed-*/ folders")
+    valid = True
+    for folder in dirs:
+        found = checking.check(folder, recovery)
+        for strategy, row in sorted(found.by_strategy().items()):
+            shown = ", ".join(f"{name} {n}" for name, n in row.items() if n)
+            click.echo(f"{folder.name} {strategy}: {shown}")
+        for coupon in found.coupons:
+            if not coupon.valid:
+                bad = {name: n for name, n in coupon.counts.items() if n}
+                click.echo(f"  coupon {coupon.coupon} ({coupon.strategy}): {bad} e.g. {coupon.examples}")
+        click.echo(f"{folder.name}: {found.verdict()}")
+        valid = valid and found.valid
+    if not valid:
         raise SystemExit(1)
-
