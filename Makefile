@@ -4,15 +4,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench bench-edge worker lab migrate clean
+.PHONY: install install-service install-load serve test test-fast check bench bench-edge worker lab migrate clean
 
-$(STAMP): requirements.txt
+# requirements.txt includes requirements/: the service's, the embedded servers', the lab's and
+# development's pins. Every target below installs all of them once.
+$(STAMP): requirements.txt $(wildcard requirements/*.txt)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The images (Dockerfile): the service alone, or the service and the lab's load generator.
+install-service:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements/service.txt
+
+install-load: install-service
+	$(BIN)/pip install --quiet -r requirements/lab.txt
 
 migrate: $(STAMP)
 	$(BIN)/flask --app app db upgrade
@@ -22,6 +33,16 @@ serve: migrate
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite without the tests marked slow (real servers under load, crowds on locks, faults).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Lint and types, as CI runs them (pyproject.toml). `ruff format --check .` joins once the tree
+# is formatted.
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 worker: migrate
 	$(BIN)/flask --app app worker $(WORKER_ARGS)
@@ -34,9 +55,10 @@ bench: migrate
 # What nginx in front costs: wrk on /ping and queued issues, direct and through deploy/ (needs
 # `apt-get install nginx wrk`).
 bench-edge: migrate
-	$(BIN)/python -m deploy.bench $(BENCH_EDGE_ARGS)
+	$(BIN)/python -m coupon.lab.bench_edge $(BENCH_EDGE_ARGS)
 
-# Every strategy side by side under locust load; LAB_ARGS e.g. --scenario lease-expiry.
+# Every strategy side by side under locust load; LAB_ARGS e.g. --scenario lease-expiry, or
+# --baseline reports/<timestamp> --fail-on-regression to gate on a previous run (docs/report.md).
 lab: migrate
 	$(BIN)/flask --app app lab $(LAB_ARGS)
 

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import os
 
-bind = os.environ.get("COUPON_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("COUPON_WORKERS", "2"))
+from coupon.core.config import Config
+
+# Read here for gunicorn's own settings; the app reads the same Config in each worker.
+_settings = Config.from_env()
+bind = _settings.bind
+workers = _settings.workers
 worker_class = "gevent"
-worker_connections = int(os.environ.get("COUPON_WORKER_CONNECTIONS", "1000"))
+worker_connections = _settings.worker_connections
 # Long enough for a request queued behind a hot row lock; a stuck worker is still replaced.
 timeout = 60
 graceful_timeout = 20
@@ -22,21 +26,21 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 # Nothing in gunicorn bounds the wait for a request's body: while a request is being served,
 # each read and write of its socket is given this.
-client_socket_timeout = float(os.environ.get("COUPON_CLIENT_SOCKET_TIMEOUT", "10"))
+client_socket_timeout = _settings.client_socket_timeout
 # One listening socket per worker (SO_REUSEPORT): the kernel spreads new connections evenly
 # over the workers. With one shared socket, the worker that wins accept() takes a whole burst
 # of connections and its requests queue behind each other while the other worker idles (the
 # p99 of several hundred ms seen at 64 connections). COUPON_REUSE_PORT=0 turns it off.
-reuse_port = os.environ.get("COUPON_REUSE_PORT", "1") != "0"
-accesslog = os.environ.get("COUPON_ACCESS_LOG") or None
+reuse_port = _settings.reuse_port
+accesslog = _settings.access_log
 # Several servers may run side by side (tests, the lab): no shared control socket.
 control_socket_disable = True
 
 
 def on_starting(server) -> None:
     """Start the embedded servers once, in the master, so every worker joins the same ones."""
-    from coupon.core import embedded
     from coupon.core.config import Config
+    from coupon.servers import embedded
 
     resolved = embedded.resolve(Config.from_env(), export=True)
     _fresh_metrics_dir(server)
@@ -49,9 +53,10 @@ def _check_backends(server, config) -> None:
 
     from sqlalchemy.exc import OperationalError
 
-    from coupon.core import durability, embedded, schema
+    from coupon.core import durability, schema
     from coupon.core.config import ConfigError
     from coupon.core.connections import make_redis
+    from coupon.servers import embedded
 
     try:
         schema.ensure(config.database_url, owned=embedded.is_embedded_database(config))
@@ -64,7 +69,7 @@ def _check_backends(server, config) -> None:
     client = make_redis(config)
     try:
         server.log.info("%s", durability.read(client).line())
-    except Exception as exc:  # noqa: BLE001 - a Redis down at startup: the workers will say so
+    except Exception as exc:  # a Redis down at startup: the workers will say so
         server.log.warning("Redis persistence unknown: %s", exc)
     finally:
         client.close()
@@ -104,7 +109,7 @@ def on_exit(server) -> None:
     """Remove the metrics directory this master created; stop the embedded servers it started."""
     import shutil
 
-    from coupon.core import embedded
+    from coupon.servers import embedded
 
     created = getattr(server, "coupon_metrics_dir", None)
     if created:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import random
 import time
 import urllib.request
@@ -35,6 +34,7 @@ from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
+from coupon.core.config import EMBEDDED_ADMIN_TOKEN, Config
 from coupon.lab.crowd import Cursor
 from coupon.lab.history import Recorder
 from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
@@ -56,7 +56,7 @@ def _options(parser: Any) -> None:
     group.add_argument("--duplicate-share", type=float, default=0.1, help="Share of requests repeating a user")
     group.add_argument(
         "--admin-token",
-        default=os.environ.get("COUPON_ADMIN_TOKEN") or "dev-admin-token",
+        default=Config.from_env().admin_token or EMBEDDED_ADMIN_TOKEN,
         help="Admin token for creating the coupon (env COUPON_ADMIN_TOKEN)",
     )
     group.add_argument("--ping", action="store_true", help="Only GET /ping: the reference ceiling")
@@ -65,6 +65,7 @@ def _options(parser: Any) -> None:
     group.add_argument("--coupon-ids", default="", help="Sell these coupons out one after another")
     group.add_argument("--tally-out", default="", help="Write per-coupon told-issued counts here (JSON)")
     group.add_argument("--users-out", default="", help="Write per-coupon user ids by answer here (JSON)")
+    group.add_argument("--seconds-out", default="", help="With --users-out: answers per second by kind (JSON)")
     group.add_argument("--rate", type=float, default=0.0, help="Open loop: requests/s offered (with -u 1)")
     group.add_argument("--warmup", type=float, default=1.0, help="Open loop: seconds before measuring")
     group.add_argument("--measure", type=float, default=3.0, help="Open loop: seconds measured")
@@ -134,6 +135,8 @@ def _write_tally(environment: Environment, **_: Any) -> None:
         environment.coupon_cursor.write(Path(options.tally_out))
     if options.users_out and not options.rate and not isinstance(environment.runner, WorkerRunner):
         environment.coupon_cursor.write_users(Path(options.users_out))
+        if options.seconds_out:
+            environment.coupon_cursor.write_seconds(Path(options.seconds_out))
 
 
 @events.test_stop.add_listener

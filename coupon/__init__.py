@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
-from coupon.core import embedded
 from coupon.core.config import Config, ConfigError
+from coupon.servers import embedded
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,13 @@ def create_app(config: Config | None = None) -> Flask:
     given = config or Config.from_env()
     # Only the all-embedded sandbox may fall back to the well-known dev token: a service with
     # any real server configured must not run open.
-    if (given.database_url or given.redis_url) and not given.admin_token:
+    if (given.database_url or given.redis_url or given.redis_sentinels) and not given.admin_token:
         raise ConfigError("COUPON_ADMIN_TOKEN must be set when the service runs on real servers")
     resolved = embedded.resolve(given, export=True)
-    logs.configure(secrets=[resolved.admin_token or ""])
+    logs.configure([resolved.admin_token or ""], as_json=resolved.log_json, level=resolved.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    assert isinstance(app.json, DefaultJSONProvider)
     app.json.sort_keys = False
     runtime = app.extensions["coupon"] = Runtime.open(resolved)
     observer = app.extensions["coupon.observer"] = IssueObserver(resolved.log_issues)

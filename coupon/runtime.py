@@ -10,9 +10,9 @@ from coupon.core import queries
 from coupon.core.config import Config, ConfigError
 from coupon.core.connections import Services
 from coupon.core.rules import CouponNotFound
+from coupon.store.state import RedisState
 from strategies import FAMILY_OF, LAB_ONLY, UnknownStrategy, build_all, pick
 from strategies.base import Strategy
-from strategies.redis_state import RedisState
 
 # Coupons whose strategy this process remembers; a coupon's strategy never changes, and only
 # coupons that exist are remembered, so the bound is a safety net, not an eviction policy.
@@ -133,4 +133,5 @@ class Runtime:
 
 def current() -> Runtime:
     """Return the Runtime of the Flask app handling this request or command."""
-    return current_app.extensions["coupon"]
+    runtime: Runtime = current_app.extensions["coupon"]
+    return runtime

@@ -6,9 +6,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from coupon.core import embedded
 from coupon.core.config import Config
 from coupon.core.models import metadata
+from coupon.servers import embedded
 
 if context.config.config_file_name is not None and not context.config.attributes.get("quiet"):
     fileConfig(context.config.config_file_name, disable_existing_loggers=False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from coupon.core.connections import Services
 from strategies.base import Strategy
+from strategies.batched import BatchedUpdate
 from strategies.database import (
     AtomicUpdate,
     NoLock,
@@ -24,6 +25,7 @@ REGISTRY: dict[str, type[Strategy]] = {
         FencedLock,
         SelectForUpdate,
         AtomicUpdate,
+        BatchedUpdate,
         Optimistic,
         RedisCounter,
         LuaScript,
@@ -32,16 +34,19 @@ REGISTRY: dict[str, type[Strategy]] = {
 }
 
 
-# Strategies that may share one coupon. Within a family every member keeps its count in the
-# same place and re-checks the stock where the others write it, so mixing them never
-# over-issues. Across families it does: the Redis family counts reservations in Redis, which
-# the database strategies never touch (sell a coupon out with atomic_update and lua still
-# sees its whole stock). The lock-based strategies read the count without a row lock and add
-# to it unconditionally: exact only while every writer of the coupon takes the same lock (and,
-# for fenced_lock, the same fence), so each is a family of its own.
+# Strategies that may share one coupon: a family is the database guard its members write
+# through, so that no rebuild, restart, sweep or repair can move a unit from one guard to
+# another. The database family (redis_counter among them: Redis only filters, its write is
+# the same conditional UPDATE) takes the stock on the coupon row, issued_quantity <= total;
+# the redis family writes seated rows, one per seat 1..total (coupon_issue's unique seat).
+# Mixed, each guard is blind to the other's rows: a rebuild turned redis_counter's seatless
+# rows into free seats, and a sweep gave a frozen writer's unit to lua as a seat (over-issue).
+# The lock-based strategies read the count without a row lock and add to it unconditionally:
+# exact only while every writer of the coupon takes the same lock (and, for fenced_lock, the
+# same fence), so each is a family of its own.
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "database": ("select_for_update", "atomic_update", "optimistic"),
-    "redis": ("redis_counter", "lua", "queued"),
+    "database": ("select_for_update", "atomic_update", "optimistic", "batched_update", "redis_counter"),
+    "redis": ("lua", "queued"),
     "redis_lock": ("redis_lock",),
     "fenced_lock": ("fenced_lock",),
     "process_lock": ("process_lock",),

@@ -25,7 +25,8 @@ import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-from strategies.wire import Wire
+from coupon.core.config import Config
+from strategies.wire import Wait, Wire
 
 # Calls one batch takes at most; the rest wait for the next lead.
 MAX_BATCH = 256
@@ -86,7 +87,7 @@ class Batched:
     def _send(self, batch: list[_Call]) -> None:
         try:
             self._run(batch)
-        except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it, then go on
+        except BaseException as exc:  # every waiter must hear of it, then go on
             for call in batch:
                 call.result = exc
                 call.done.set()
@@ -95,15 +96,21 @@ class Batched:
             call.done.set()
 
 
-# A script's batch form: ARGV[1] is how many arguments one call has, then every call's in turn,
-# all with the same KEYS; it answers a list, one answer per call. `prologue` runs once first
-# and may answer for the whole batch (`count` calls) itself. The script's own text reads a
-# local ARGV, filled with each call's arguments in turn.
+# A script's two forms, from its one source: alone (ONE) and batched (MANY). The batch form's
+# ARGV[1] is how many arguments one call has, then every call's in turn, all with the same
+# KEYS; it answers a list, one answer per call. The script's own text reads a local ARGV,
+# filled with each call's arguments in turn, and `once`, a table shared by a script call's
+# calls for what is worth reading once per call of the script (reserve.lua's epoch).
+ONE = """
+local once = {{}}
+local function one()
+{source}
+end
+return one()
+"""
 MANY = """
-local calls, answers = ARGV, {{}}
+local calls, answers, once = ARGV, {{}}, {{}}
 local width = tonumber(calls[1])
-local count = (#calls - 1) / width
-{prologue}
 local ARGV = {{}}
 local function one()
 {source}
@@ -118,26 +125,31 @@ return answers
 """
 
 
-def many(source: str, prologue: str = "") -> str:
+def alone(source: str) -> str:
+    """Return a script's single form (ONE)."""
+    return ONE.format(source=source)
+
+
+def many(source: str) -> str:
     """Return a script's batch form (MANY): its calls with the same keys as one call."""
-    return MANY.format(prologue=prologue, source=source)
+    return MANY.format(source=source)
 
 
 class Coalesced(Batched):
     """A script whose concurrent calls share round trips and calls (plain Redis only).
 
     A batch's calls with the same keys go as one call of the script's batch form (``many``):
-    one EVALSHA runs them one after the other, each as the script alone would, and a prologue
-    (the epoch guard) runs once. A/B under wrk -c64: +5.7% `queued`, +4.3% `lua` requests per
+    one EVALSHA runs them one after the other, each as the script alone would, reading what the
+    script reads once per call of it (the epoch) once for the batch. A/B under wrk -c64: +5.7% `queued`, +4.3% `lua` requests per
     second against one EVALSHA per call; Redis's CPU per `queued` request 17.5 -> 11.3 us. An
     error the batch form raises reaches each of its calls; an error one call answers stays its.
     """
 
-    def __init__(self, client: redis.Redis, batch_form: str) -> None:
+    def __init__(self, client: redis.Redis, batch_form: str, wait: Wait | None = None) -> None:
         super().__init__(self._script_batch)
         self.client = client
         self.script = client.register_script(batch_form)
-        self._wire = Wire(client)
+        self._wire = Wire(client, wait)
 
     def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:  # type: ignore[override]
         return super().__call__(keys, args)
@@ -173,6 +185,19 @@ class Coalesced(Batched):
         return self._wire.round_trip(commands)
 
 
-def coalesce(client: redis.Redis, script: Script, batch_form: str) -> Coalesced | Script:
-    """Share round trips through the script's batch form; a cluster client keeps the script."""
-    return Coalesced(client, batch_form) if isinstance(client, redis.Redis) else script
+def coalesce(
+    client: redis.Redis, script: Script, batch_form: str, wait: Wait | None = None
+) -> Coalesced | Script:
+    """Share round trips through the script's batch form; a cluster client keeps the script.
+
+    With ``wait`` (COUPON_REDIS_WAIT_REPLICAS), each batch is acknowledged only once WAIT has
+    it on that many replicas: one WAIT per batch, in the batch's own write (strategies/wire.py).
+    """
+    return Coalesced(client, batch_form, wait) if isinstance(client, redis.Redis) else script
+
+
+def replica_wait(config: Config) -> Wait | None:
+    """Return the WAIT a reservation needs (None: answer without one, the default)."""
+    if config.redis_wait_replicas <= 0:
+        return None
+    return Wait(config.redis_wait_replicas, config.redis_wait_ms)

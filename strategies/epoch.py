@@ -4,53 +4,21 @@ A Redis restarted from an AOF cut short by a power cut (appendfsync everysec or 
 replica promoted before it had every write, has forgotten reservations it acknowledged; the
 database still holds their rows, so selling their seats again would over-issue. Every coupon's
 state is stamped with the run_id of the Redis process that last reconciled it against the
-database (``restore``, which stamps it); the reserve scripts, wrapped by ``guard``, answer
-"no state" for a coupon stamped by another run, and the strategy calls ``restore`` and retries.
-A restart that lost nothing costs one reconciliation per coupon; one that lost something
-gets back every row (and every accepted request still in a stream) before anyone is served.
-
-The hook, for strategies that reserve in Redis: register ``guard(source)`` instead of the
-script's source, and on NO_STATE call ``restore(state, coupon_id)`` before the retry.
+database (``restore``, which stamps it through stamp.lua); reserve.lua answers "no state" for a
+coupon stamped by another run, and the strategy calls ``restore`` and retries. A restart that
+lost nothing costs one reconciliation per coupon; one that lost something gets back every row
+(and every accepted request still in a stream) before anyone is served.
 """
 from __future__ import annotations
 
 import logging
 
-from strategies.redis_state import RedisState
+from coupon.store.state import RedisState
 
 log = logging.getLogger(__name__)
 
-# The reserve scripts' "no state" answer (strategies/lua/reserve.lua).
+# reserve.lua's "no state" answer: the coupon's state is lost or reconciled by another run.
 NO_STATE = 5
-
-# KEYS[1] must be the coupon's meta hash, as in every reserve script.
-STALE = """
-local info = redis.call('INFO', 'server')
--- A plain find, then a match anchored there: scanning the whole text with the pattern cost
--- 2 us more per call (commandstats: 7.5 against 5.5 us for the guard alone).
-local run = string.match(info, '^%w+', string.find(info, 'run_id:', 1, true) + 7)
-local stale = redis.call('HGET', KEYS[1], 'epoch') ~= run
-"""
-GUARD = f"""{STALE}
-if stale then
-  return {{{NO_STATE}, 0}}
-end
-return guarded()
-"""
-# The same check once for a batch of calls of one coupon (strategies/coalesce.py's `many`).
-BATCH_GUARD = f"""{STALE}
-if stale then
-  for i = 1, count do
-    answers[i] = {{{NO_STATE}, 0}}
-  end
-  return answers
-end
-"""
-
-
-def guard(source: str) -> str:
-    """Wrap a reserve script so that it serves only a coupon reconciled by this Redis run."""
-    return f"local function guarded()\n{source}\nend\n{GUARD}"
 
 
 def restore(state: RedisState, coupon_id: int) -> None:

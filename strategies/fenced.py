@@ -59,7 +59,7 @@ class FencedLock(RedisLock):
 
     def next_token(self, coupon_id: int, *, past_row: bool = False) -> int:
         """Take the next fencing token from Redis, above any the row has already seen."""
-        fence = self.state.keys(coupon_id).fence
+        fence = self.keys(coupon_id).fence
         token = int(self.redis.incr(fence))
         if token == 1 or past_row:
             # A fresh counter: a new coupon, or Redis lost the key. Jump past the row's token,

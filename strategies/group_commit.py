@@ -65,7 +65,7 @@ class GroupCommit:
             alone = call.payload[-1]
             try:
                 call.result = alone()
-            except Exception as exc:  # noqa: BLE001 - what alone() raises, its caller raises
+            except Exception as exc:  # what alone() raises, its caller raises
                 call.result = exc
             return
         seats = [(coupon_id, user_id, seat) for coupon_id, user_id, seat, _ in (c.payload for c in batch)]

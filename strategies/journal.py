@@ -19,9 +19,9 @@ import redis
 from sqlalchemy import Engine
 
 from coupon.core import queries
-from coupon.core.keys import CouponKeys, journal_registry
+from coupon.store.keys import CouponKeys, journal_registry
+from coupon.store.state import load_script
 from strategies.coalesce import Batched, _Call
-from strategies.redis_state import load_script
 from strategies.wire import Wire
 
 log = logging.getLogger(__name__)

@@ -3,19 +3,22 @@ from __future__ import annotations
 
 from redis.commands.core import Script
 
-from coupon.core import rules, stream
+from coupon.core import rules
 from coupon.core.connections import Services
-from coupon.core.rules import CouponNotFound, Outcome
+from coupon.core.rules import Outcome
+from coupon.store import stream
+from coupon.store.state import script_source
 from strategies import epoch
-from strategies.coalesce import coalesce, many
-from strategies.redis_backed import NO_STATE, RESERVE_CODES, compose
-from strategies.seated import LuaScript
+from strategies.coalesce import alone, coalesce, many, replica_wait
+from strategies.epoch import NO_STATE
+from strategies.reservations import RESERVE_CODES, Reserving
+from strategies.soldout import SoldOut
 
 # Which reserve.lua answer means "reserved": the queued script answers accepted for it.
 RESERVED = 0
 
 
-class Queued(LuaScript):
+class Queued(Reserving):
     """One script checks, reserves and appends the request to the coupon's stream; answer 202.
 
     No database round trip on the request path: the worker (coupon/queue/worker.py) writes the row.
@@ -30,27 +33,38 @@ class Queued(LuaScript):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        source = compose("queue")
-        self._enqueue: Script = self.redis.register_script(epoch.guard(source))
+        source = script_source("reserve")
+        self._enqueue: Script = self.redis.register_script(alone(source))
         # Concurrent requests of this process share round trips, script calls and the epoch
         # check (strategies/coalesce.py).
-        self._enqueue_shared = coalesce(self.redis, self._enqueue, many(source, epoch.BATCH_GUARD))
-        self._prefix = services.config.redis_prefix
-        # Coupons this process has put in the workers' registry; once each is enough.
-        self._registered: set[int] = set()
+        self._enqueue_shared = coalesce(
+            self.redis, self._enqueue, many(source), replica_wait(services.config)
+        )
+        # The sold-out fast path (strategies/soldout.py): per process, bounded by soldout_ttl.
+        self.soldout = SoldOut(services.config.soldout_ttl)
 
     def enqueue(self, coupon_id: int, user_id: int) -> Outcome:
-        """Run the reserve-and-enqueue script, rebuilding the coupon's state if Redis lost it."""
+        """Run the reserve-and-enqueue script, rebuilding the coupon's state if Redis lost it.
+
+        Only an accepted request that created the stream registers it for the workers' poll,
+        after its entry: a process that dies in between leaves the stream to the workers'
+        discovery (coupon/queue/worker.py, every DISCOVERY_SECONDS), and a refusal registers
+        nothing, so the poll list holds only coupons with requests to persist.
+        """
         script_keys = self.script_keys(coupon_id, "stream")
-        args = [user_id, rules.epoch_now(), stream.GROUP]
-        code = int(self._enqueue_shared(keys=script_keys, args=args)[0])
-        if code == NO_STATE:
-            # Redis lost its data (the workers' registry with it) or went back in time:
-            # merge the database's truth, stamp this run, register again.
+        args: list[str | int | float] = [user_id, rules.epoch_now(), stream.GROUP]
+        answer = self._enqueue_shared(keys=script_keys, args=args)
+        if int(answer[0]) == NO_STATE:
+            # Redis lost its data (the workers' registry with it) or went back in time: merge
+            # the database's truth, stamp this run, register what the streams still hold.
             epoch.restore(self.state, coupon_id)
-            stream.register(self.redis, self._prefix, coupon_id)
-            code = int(self._enqueue_shared(keys=script_keys, args=args)[0])
+            if stream.backlog(self.redis, self.keys(coupon_id)):
+                stream.register(self.redis, self.prefix, coupon_id)
+            answer = self._enqueue_shared(keys=script_keys, args=args)
+        code = int(answer[0])
         if code == RESERVED:
+            if len(answer) > 2 and int(answer[2]):
+                stream.register(self.redis, self.prefix, coupon_id)
             return Outcome.ACCEPTED
         outcome = RESERVE_CODES[code]
         if outcome is Outcome.SOLD_OUT:
@@ -60,27 +74,16 @@ class Queued(LuaScript):
     def enqueue_many(self, coupon_id: int, user_ids: list[int]) -> int:
         """Enqueue many users in one pipeline (bulk loads, benchmarks); return how many got in."""
         epoch.restore(self.state, coupon_id)  # the pipeline cannot restore midway
-        stream.register(self.redis, self._prefix, coupon_id)
-        keys = self.state.keys(coupon_id)
+        stream.register(self.redis, self.prefix, coupon_id)
+        keys = self.keys(coupon_id)
         script_keys = [*keys.reserve_keys(), keys.stream]
         now = rules.epoch_now()
         pipe = self.redis.pipeline(transaction=False)
         for user_id in user_ids:
             self._enqueue(keys=script_keys, args=[user_id, now, stream.GROUP], client=pipe)
-        return sum(int(code) == RESERVED for code, _ in pipe.execute())
+        return sum(int(answer[0]) == RESERVED for answer in pipe.execute())
 
     def issue(self, coupon_id: int, user_id: int) -> Outcome:
         if self.soldout.active(coupon_id):
             return Outcome.SOLD_OUT
-        if coupon_id in self._registered:
-            return self.enqueue(coupon_id, user_id)
-        # Register before the first entry, so no entry sits in a stream the workers don't know.
-        stream.register(self.redis, self._prefix, coupon_id)
-        try:
-            outcome = self.enqueue(coupon_id, user_id)
-        except CouponNotFound:
-            # No such coupon, so nobody can have enqueued for it: keep the registry clean.
-            stream.unregister(self.redis, self._prefix, coupon_id)
-            raise
-        self._registered.add(coupon_id)
-        return outcome
+        return self.enqueue(coupon_id, user_id)

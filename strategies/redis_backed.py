@@ -1,4 +1,4 @@
-"""Strategies that serialise issuance in Redis: a distributed lock, counters, a Lua script."""
+"""Strategies that serialise issuance in Redis: a distributed lock, and a counted reservation."""
 from __future__ import annotations
 
 import logging
@@ -12,72 +12,13 @@ from sqlalchemy import Connection
 
 from coupon.core import queries, rules
 from coupon.core.connections import Services
-from coupon.core.rules import Busy, CouponRow, Outcome
-from strategies import epoch
-from strategies.base import Strategy, issue_in_db, take_unchecked, with_retries
-from strategies.journal import Journal
-from strategies.outcome import NotWritten, holds_row, write_resolved
-from strategies.redis_state import LUA_DIR, RedisState, from_epoch_text
+from coupon.core.rules import Busy, CouponNotFound, CouponRow, Outcome
+from strategies.base import issue_in_db, take_unchecked, with_retries
+from strategies.outcome import holds_row, write_resolved
+from strategies.reservations import Journaled, RedisStrategy
 from strategies.stall import Stall
 
 log = logging.getLogger(__name__)
-
-# The reserve script's answers, in the order its header lists them.
-RESERVE_CODES = {
-    0: Outcome.ISSUED,
-    1: Outcome.SOLD_OUT,
-    2: Outcome.ALREADY_ISSUED,
-    3: Outcome.NOT_STARTED,
-    4: Outcome.ENDED,
-}
-NO_STATE = 5
-# journal.lua: this user's reservation is still journaled, its write's outcome unknown.
-HELD = 6
-# Coupons whose script keys a process keeps built (more are built again as needed).
-KEYS_KEPT = 10_000
-# How often a reservation whose seat another row holds reserves again before answering 503.
-SEAT_RETRIES = 3
-
-
-def compose(wrapper: str) -> str:
-    """Return reserve.lua wrapped as a local function, followed by the named wrapper script."""
-    reserve = (LUA_DIR / "reserve.lua").read_text()
-    return f"local function reserve()\n{reserve}\nend\n{(LUA_DIR / f'{wrapper}.lua').read_text()}"
-
-
-class RedisStrategy(Strategy):
-    """A strategy that keeps per-coupon state in Redis."""
-
-    def __init__(self, services: Services) -> None:
-        super().__init__(services)
-        self.redis = services.redis
-        self.state = RedisState(services.redis, services.engine, services.config.redis_prefix)
-        self.journal = Journal(services.redis, services.config.redis_prefix)
-        # Coupons this process has put in the workers' sweep registry (again after state loss).
-        self._journaled: set[int] = set()
-        self._script_keys: dict[tuple[int, str], list[str]] = {}
-
-    def script_keys(self, coupon_id: int, last: str) -> list[str]:
-        """Return reserve.lua's keys and then the named one (journal, stream), built once."""
-        found = self._script_keys.get((coupon_id, last))
-        if found is None:
-            if len(self._script_keys) >= KEYS_KEPT:
-                self._script_keys.clear()
-            keys = self.state.keys(coupon_id)
-            found = self._script_keys[coupon_id, last] = [*keys.reserve_keys(), getattr(keys, last)]
-        return found
-
-    def journaling(self, coupon_id: int) -> None:
-        """Register the coupon for the workers' sweep, once per process (and after a rebuild)."""
-        if coupon_id not in self._journaled:
-            self.journal.register(coupon_id)
-            self._journaled.add(coupon_id)
-
-    def rebuilt(self, coupon_id: int) -> None:
-        """Restore lost or stale state and register the coupon again: its registry entry went too."""
-        epoch.restore(self.state, coupon_id)
-        self._journaled.discard(coupon_id)
-        self.journaling(coupon_id)
 
 
 class RedisLock(RedisStrategy):
@@ -103,7 +44,7 @@ class RedisLock(RedisStrategy):
         config = self.services.config
         lock = redis_lock.Lock(
             self.redis,
-            name=self.state.keys(coupon_id).lock,
+            name=self.keys(coupon_id).lock,
             expire=config.lock_expire,
             auto_renewal=True,
             # A RedisCluster client is no StrictRedis; the lock's keys share one hash tag.
@@ -133,41 +74,45 @@ class RedisLock(RedisStrategy):
             return with_retries(attempt, self.services.config.retry_deadline)
 
 
-class RedisCounter(RedisStrategy):
-    """SADD the user and INCR the counter in one MULTI, then take the stock in the database too.
+class RedisCounter(Journaled):
+    """SADD the user and read the set's size in one MULTI, then take the stock in the database.
 
-    Commands, not a script: the MULTI makes the SADD and INCR one step (no failure between
-    them), and the journal entry rides along. A user already present still increments inside
-    the MULTI, so a DECR follows; a crash just between them leaves the counter one high (stock
-    looks sold out one early) until `reconcile --fix` recounts. The database re-checks the
-    stock with a conditional UPDATE, so nothing Redis says can push rows past the total.
+    Commands, not a script: the MULTI makes the SADD and the SCARD one step, and the journal
+    entry rides along. The set is the counter: a holder asking again adds nothing, so a repeat
+    never takes a unit, not even for a round trip (an INCR per request did, and refused new
+    users while units remained). A new user past the total is added and taken out again. The
+    database re-checks the stock with the database family's conditional UPDATE, so nothing
+    Redis says can push rows past the total.
     """
 
     name = "redis_counter"
-    description = "Redis SADD + INCR in one MULTI, then a conditional UPDATE in the database."
+    description = "Redis SADD + SCARD in one MULTI, then a conditional UPDATE in the database."
     cross_process = True
 
     def _window(self, coupon_id: int) -> tuple[int, Outcome | None]:
-        keys = self.state.keys(coupon_id)
+        keys = self.keys(coupon_id)
         total, start, end = self.redis.hmget(keys.meta, "total", "start", "end")
         if total is None:
             self.rebuilt(coupon_id)
             total, start, end = self.redis.hmget(keys.meta, "total", "start", "end")
-        window = (from_epoch_text(start), from_epoch_text(end))
+        if total is None:
+            raise CouponNotFound(coupon_id)  # restored and still absent: gone meanwhile
+        window = (rules.from_epoch_text(start), rules.from_epoch_text(end))
         return int(total), rules.window_refusal(*window, rules.utcnow())
 
     def issue(self, coupon_id: int, user_id: int) -> Outcome:
-        keys = self.state.keys(coupon_id)
+        keys = self.keys(coupon_id)
         total, refusal = self._window(coupon_id)
         if refusal is not None:
             return refusal
         self.journaling(coupon_id)
         now = rules.epoch_now()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(keys.users, user_id).incr(keys.count).zadd(keys.journal, {user_id: now}, nx=True)
+        pipe.sadd(keys.users, user_id)
+        pipe.scard(keys.users)
+        pipe.zadd(keys.journal, {str(user_id): now}, nx=True)
         added, count, journaled = pipe.execute()
         if not added:
-            self.redis.decr(keys.count)
             if journaled:  # nothing was in flight for this user: a row, or a row on its way
                 self.journal.clear(coupon_id, user_id)
                 return Outcome.ALREADY_ISSUED
@@ -193,18 +138,7 @@ class RedisCounter(RedisStrategy):
             queries.insert_issue(conn, coupon_id, user_id)
             return Outcome.ISSUED
 
-        try:
-            outcome = write_resolved(self.services.engine, coupon_id, user_id, work)
-        except queries.DuplicateIssue:
-            # The user's row predates Redis's knowledge of it: it holds a unit of stock, so
-            # the reservation stays counted and the user stays known.
-            self.journal.clear(coupon_id, user_id)
-            return Outcome.ALREADY_ISSUED
-        except NotWritten as failed:
-            self.journal.release(coupon_id, user_id)
-            raise failed.__cause__ or failed
-        if outcome is Outcome.SOLD_OUT:
-            self.journal.release(coupon_id, user_id)
-        else:
-            self.journal.clear(coupon_id, user_id)
+        write = partial(write_resolved, self.services.engine, coupon_id, user_id, work)
+        outcome = self.settled(coupon_id, user_id, 0, write)
+        assert outcome is not None, "a row without a seat never meets the seat key"
         return outcome

@@ -11,7 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from coupon.core.redis_server import RedisServer
 from coupon.lab.chaos.redis_private import (
     aof_settings,
     build_shim,
@@ -20,6 +19,7 @@ from coupon.lab.chaos.redis_private import (
     shim_env,
 )
 from coupon.runtime import Runtime
+from coupon.servers.redis_server import RedisServer
 from tests import backends
 from tests.powerloss import Load
 from tests.queueing import wait_for

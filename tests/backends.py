@@ -1,7 +1,6 @@
 """Where the tests find MySQL, PostgreSQL and Redis, and how they get a clean database."""
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,19 +9,18 @@ import pytest
 import redis
 from sqlalchemy import create_engine, make_url, text
 
-from coupon.core import embedded, schema
-from coupon.core.config import Config
+from coupon.core import schema
+from coupon.core.config import Config, SuiteSettings
+from coupon.lab import sandbox
+from coupon.servers import embedded
 
 # One database per test session, so that several sessions (developers, CI) never collide.
 TEST_DATABASE = f"coupon_lab_test_{uuid.uuid4().hex[:8]}"
-MYSQL_SERVER_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
-POSTGRES_SERVER_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def services_required() -> bool:
     """Tell whether a missing service must fail the run (CI) rather than skip."""
-    return os.environ.get("COUPON_REQUIRE_SERVICES") == "1"
+    return SuiteSettings.from_env().require_services
 
 
 def unavailable(what: str, exc: Exception) -> None:
@@ -52,9 +50,9 @@ def _server_sql(server_url: str, *statements: str) -> None:
     engine.dispose()
 
 
-def _drop_statement(server_url: str) -> str:
+def _drop_statement(server_url: str, name: str = TEST_DATABASE) -> str:
     force = " WITH (FORCE)" if make_url(server_url).get_backend_name() == "postgresql" else ""
-    return f"DROP DATABASE IF EXISTS {TEST_DATABASE}{force}"
+    return f"DROP DATABASE IF EXISTS {name}{force}"
 
 
 def _fresh_database(server_url: str) -> str:
@@ -63,20 +61,21 @@ def _fresh_database(server_url: str) -> str:
     return make_url(server_url).set(database=TEST_DATABASE).render_as_string(hide_password=False)
 
 
-def drop_database(backend: "Backend") -> None:
-    """Drop this session's test database (the server URL is the backend's own)."""
-    _server_sql(backend.server_url, _drop_statement(backend.server_url))
+def drop_database(backend: Backend) -> None:
+    """Drop this session's test database and the lab's beside it (coupon/lab/sandbox.py)."""
+    lab = _drop_statement(backend.server_url, TEST_DATABASE + sandbox.SUFFIX)
+    _server_sql(backend.server_url, _drop_statement(backend.server_url), lab)
 
 
 def open_backend(name: str, data_dir: str) -> Backend:
     """Prepare a migrated, empty test database; PostgreSQL falls back to the embedded one."""
     if name == "mysql":
-        server = os.environ.get("COUPON_TEST_MYSQL_URL", MYSQL_SERVER_URL)
+        server = SuiteSettings.from_env().mysql_url
     else:
-        server = os.environ.get("COUPON_TEST_POSTGRES_URL", POSTGRES_SERVER_URL)
+        server = SuiteSettings.from_env().postgres_url
     try:
         url = _fresh_database(server)
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server
+    except Exception as exc:  # any failure to reach the server
         if name == "mysql" or services_required():
             unavailable(name, exc)
         # A laptop with no PostgreSQL: the embedded one stands in, as in `make serve`.
@@ -89,7 +88,7 @@ def open_backend(name: str, data_dir: str) -> Backend:
 
 def redis_url(data_dir: str) -> str:
     """Return a reachable Redis URL: the real server, or the embedded one on a laptop."""
-    url = os.environ.get("COUPON_TEST_REDIS_URL", REDIS_URL)
+    url = SuiteSettings.from_env().redis_url
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
         return url

@@ -25,10 +25,17 @@ def _cli(port: int, *args: str, timeout: float = 30.0) -> str:
 
 
 class LocalCluster:
-    """Three redis-server processes in cluster mode, joined by `redis-cli --cluster create`."""
+    """Three redis-server processes in cluster mode, joined by `redis-cli --cluster create`.
 
-    def __init__(self, masters: int = 3) -> None:
-        self.ports = [free_port() for _ in range(masters)]
+    With replicas, each master gets that many, and a master unseen for 2 s is failed over. The
+    cluster is ready once every replica has synced: a replica still waiting for its first sync
+    refuses to stand ("disconnected from master for longer than allowed"), and one promoted
+    empty would forget every 202.
+    """
+
+    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
+        self.replicas = replicas
+        self.ports = [free_port() for _ in range(masters * (1 + replicas))]
         self.root = Path(tempfile.mkdtemp(prefix="coupon-cluster-"))
         self.processes: list[subprocess.Popen[bytes]] = []
 
@@ -46,6 +53,9 @@ class LocalCluster:
             "--cluster-config-file", "nodes.conf", "--dir", str(node_dir),
             "--save", "", "--appendonly", "no", "--loglevel", "warning",
         ]  # fmt: skip
+        if self.replicas:
+            command += ["--cluster-node-timeout", "2000",
+                        "--repl-diskless-sync-delay", "0"]  # fmt: skip
         log = open(node_dir / "redis.log", "wb")
         self.processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
 
@@ -64,7 +74,7 @@ class LocalCluster:
             self._wait(f"node {port} up", lambda p=port: "PONG" in _cli(p, "ping"), 30)
         nodes = [f"127.0.0.1:{port}" for port in self.ports]
         created = _cli(self.ports[0], "--cluster", "create", *nodes,
-                       "--cluster-replicas", "0", "--cluster-yes", timeout=60)  # fmt: skip
+                       "--cluster-replicas", str(self.replicas), "--cluster-yes", timeout=60)  # fmt: skip
         if "[OK] All 16384 slots covered" not in created:
             raise RuntimeError(f"redis cluster create failed: {created}")
         for port in self.ports:
@@ -74,6 +84,12 @@ class LocalCluster:
                 30,
             )
         return self
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node (a crash)."""
+        process = self.processes[self.ports.index(port)]
+        process.kill()
+        process.wait(timeout=10)
 
     def stop(self) -> None:
         """Kill the nodes and remove their directories."""

@@ -7,11 +7,12 @@ import sys
 import time
 from typing import Callable
 
-from coupon.core import queries, stream
+from coupon.core import queries
 from coupon.core.config import PROJECT_ROOT
 from coupon.core.rules import Outcome
 from coupon.lab.serve import config_env
 from coupon.runtime import Runtime
+from coupon.store import stream
 
 
 def accept(runtime: Runtime, coupon_id: int, users: range | list[int]) -> None:
@@ -32,7 +33,7 @@ def pending(runtime: Runtime, coupon_id: int) -> int:
     keys = runtime.state.keys(coupon_id)
     try:
         return int(runtime.services.redis.xpending(keys.stream, stream.GROUP)["pending"])
-    except Exception:  # noqa: BLE001 - no stream or no group yet: nothing pending
+    except Exception:  # no stream or no group yet: nothing pending
         return 0
 
 

@@ -1,7 +1,7 @@
 """The HTTP API's codes and errors, through the Flask test client, on both backends."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,9 +14,8 @@ from coupon.core.models import coupon as coupon_table
 from coupon.core.rules import Outcome
 from coupon.runtime import Runtime
 from strategies import FAMILY_OF, LAB_ONLY, REGISTRY
+from tests.support.api import AUTH, TOKEN
 
-TOKEN = "test-admin-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 DEAD_DATABASE = "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere"
 SYNC_STRATEGIES = [name for name, cls in REGISTRY.items() if cls.synchronous]
@@ -43,7 +42,7 @@ def assert_error(response: TestResponse, status: int, field: str | None = None) 
 
 def iso(delta: timedelta) -> str:
     """Format now + delta as ISO-8601 in UTC."""
-    return (datetime.now(timezone.utc) + delta).isoformat()
+    return (datetime.now(UTC) + delta).isoformat()
 
 
 def create(client: FlaskClient, quantity: int = 10, **fields: Any) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def rows(rates: dict[str, float]) -> Run:
 
 def test_the_report_reads_every_row_against_the_post_ceiling_and_gives_each_target_a_verdict(capsys):
     run = rows({"ceiling": 10_000, "ceiling, GET": 11_000, "queued": 6_100, "sold out": 7_900,
-                "lua": 900, "atomic_update": 400, "select_for_update": 300})  # fmt: skip
+                "lua": 900, "atomic_update": 400, "select_for_update": 300, "batched_update": 1_000})  # fmt: skip
     run.loads["warm-up"] = [Load(0, 1.0, 0, 1.0, 1.0), Load(100, 1.0, 100, 1.0, 1.0)]
     runtime = SimpleNamespace(services=SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="mysql"))))
     sent = 24_400 + 31_600 + 100
@@ -57,5 +57,8 @@ def test_the_report_reads_every_row_against_the_post_ceiling_and_gives_each_targ
     assert "sold out >= 80% of the ceiling: 79.0% MISSED" in out
     assert "lua >= 2.0x atomic_update: 2.25x met" in out
     assert "atomic_update >= 1.3x select_for_update: 1.33x met" in out
+    assert "batched_update >= 3.0x atomic_update: 2.50x MISSED" in out
+    assert "batched_update >= 0.6x lua: 1.11x met" in out
+    assert "batched_update p99 <= 50 ms: 40.0 ms met" in out
     assert "(0.02%) met" in out and "drain >= 10,000 rows/s: 25,000" in out
     assert "  ceiling, GET          11,000  110.0%" in out

@@ -210,6 +210,7 @@ def test_report_json_carries_capacity_and_the_curve(tmp_path: Path):
     assert "| lua | 2 | 100 | 50% |" in markdown and "200 -> 50" in markdown
 
 
+@pytest.mark.slow
 def test_a_short_real_capacity_run(app, tmp_path: Path):
     args = ["lab", "--scenario", "capacity", "--strategies", "atomic_update", "--start-rps", "20",
             "--max-rps", "40", "--warmup", "0.5", "--step-seconds", "1", "--burst", "100",
@@ -234,6 +235,10 @@ def test_a_short_real_capacity_run(app, tmp_path: Path):
     assert burst["issued"] == 20 and burst["sent"] == burst["issued"] + burst["refused"] + burst["errors"]
     assert 0 < burst["sold_out_after_ms"] <= burst["drained_after_ms"]
     assert (out / "capacity.png").read_bytes().startswith(PNG_MAGIC)
+    spectrum = rows["atomic_update"]["curve"][0]["spectrum"]
+    assert list(spectrum) == ["p50", "p90", "p99", "p99.9", "p99.99", "max"]
+    assert 0 < spectrum["p50"] <= spectrum["p99"] <= spectrum["p99.99"] <= spectrum["max"]
+    assert "Each step" in (out / "report.html").read_text()
 
 
 def test_the_usl_fit_recovers_known_contention_and_coherency():

@@ -2,6 +2,7 @@
 row runs end to end on servers the lab starts and stops (none left behind)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,8 +14,7 @@ from redis.retry import Retry
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from coupon.core.pids import alive, children
-from coupon.lab.chaos import faults, figures, matrix
+from coupon.lab.chaos import faults, figures, matrix, timeline
 from coupon.lab.chaos.figures import CouponFacts
 from coupon.lab.chaos.redis_private import (
     build_shim,
@@ -23,8 +23,10 @@ from coupon.lab.chaos.redis_private import (
     shim_env,
 )
 from coupon.lab.chaos.run import run_row
+from coupon.lab.crowd import Cursor
 from coupon.lab.plan import Settings
 from coupon.lab.serve import Server
+from coupon.servers.pids import alive, children
 from tests import backends
 from tests.queueing import wait_for
 
@@ -142,10 +144,12 @@ def test_app_kill_kills_one_gunicorn_worker_and_the_server_serves_on(backend, re
     with Server(config, workers=2, log_path=tmp_path / "gunicorn.log") as server:
         before = children(server.process.pid)
         killed = faults.make("app-kill").inject(SimpleNamespace(server=server))["killed_pid"]
-        now = lambda: children(server.process.pid)  # noqa: E731
+        now = lambda: children(server.process.pid)
         wait_for(lambda: killed not in now() and len(now()) == 2, "gunicorn to reap it and start another", 20)
         assert killed in before
-        assert server._answers()
+        # The surviving worker answers; on a loaded machine a ping may wait past its 1 s
+        # timeout while the new worker boots, so the answer is awaited with a deadline.
+        wait_for(server._answers, "the server to answer /ping", 20)
 
 
 def test_the_columns_come_from_the_audit_and_the_answers():
@@ -189,3 +193,24 @@ def test_a_short_chaos_row_end_to_end_leaves_no_server_behind(backend, tmp_path)
     assert f.told_yes <= f.rows <= f.quantity == 20 * 10
     assert row.recover_s is not None and row.recover_s < 10
     assert (tmp_path / "locust_lua_redis_kill_always.users.json").exists()
+    line = row.facts["timeline"]
+    start, end = line["fault"]
+    assert 0 < start < end and end - start == pytest.approx(row.facts["fault_seconds"], abs=0.05)
+    assert len(line["seconds"]) >= 2 and sum(map(sum, line["per_second"].values())) > 0
+
+
+def test_the_timeline_is_each_seconds_answers_by_kind(tmp_path: Path):
+    cursor = Cursor([7])
+    for kind in ("yes", "yes", "no", "already", "error"):
+        cursor.heard(7, 1, kind)
+    cursor.write_seconds(tmp_path / "now.json")
+    (counts,) = json.loads((tmp_path / "now.json").read_text()).values()
+    assert counts == {"yes": 2, "no": 1, "already": 1, "error": 1}
+
+    # Seconds 1001, 1002 and 1004 heard something; 1003 nothing: a zero, not a gap.
+    heard = {"1001": {"yes": 20, "no": 5}, "1002": {"already": 10, "error": 3}, "1004": {"no": 20}}
+    (tmp_path / "run.seconds.json").write_text(json.dumps(heard))
+    line = timeline.read(tmp_path / "run.seconds.json", started=1000.0, fault=(1001.5, 1002.5))
+    assert line == {"seconds": [1, 2, 3, 4], "fault": [1.5, 2.5],
+                    "per_second": {"issued": [20, 0, 0, 0], "refused": [5, 10, 0, 20], "errors": [0, 3, 0, 0]}}  # fmt: skip
+    assert timeline.read(tmp_path / "absent.json", 0.0, (1.0, 2.0)) == {}

@@ -36,7 +36,13 @@ def test_the_suite_covers_the_strategies_it_must() -> None:
     assert REDIS_COUNTED == ["redis_counter", "lua"]
 
 
-@pytest.mark.parametrize("name", SAFE)
+# The crowds that queue on a lock or retry take seconds each: slow; the rest stay fast.
+SLOW_CROWDS = {"redis_lock", "fenced_lock", "optimistic"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_CROWDS else name for name in SAFE]
+)
 def test_crowd_gets_exactly_the_quantity(
     runtime: Runtime, make_coupon: MakeCoupon, name: str
 ) -> None:

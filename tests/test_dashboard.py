@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from coupon.core.config import PROJECT_ROOT
 from tests.conftest import MakeCoupon
-from tests.test_deploy import compose
+from tests.support.compose import compose
 
 DEPLOY = PROJECT_ROOT / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "coupon.json"

@@ -8,28 +8,24 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import jsonschema_rs
 import pytest
-import yaml
 
 from coupon import create_app
 from coupon.core.config import PROJECT_ROOT, Config, ConfigError
-from deploy import edge
+from coupon.lab import edge
 from tests.backends import Backend
 from tests.backends import test_config as config_for
+from tests.support.compose import COMPOSE, compose
 
-COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 SCHEMA = Path(__file__).parent / "data" / "compose_spec.json"
 SERVICES = {
     "mysql", "redis", "migrate", "app", "nginx", "worker", "prometheus", "grafana",
     "locust-master", "locust-worker",
 }  # fmt: skip
-
-
-def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
+# Started only with `--profile sentinel` (docs/failover.md).
+SENTINEL_PROFILE = {"redis-replica", "sentinel1", "sentinel2", "sentinel3"}
 
 
 def make_recipe(target: str) -> list[str]:
@@ -57,6 +53,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+@pytest.mark.slow
 def test_docker_compose_accepts_the_file_and_demands_a_token() -> None:
     env = {**os.environ, "COUPON_ADMIN_TOKEN": "compose-test-token"}
     command = ["docker-compose", "-f", str(COMPOSE), "config", "-q"]
@@ -69,7 +66,8 @@ def test_docker_compose_accepts_the_file_and_demands_a_token() -> None:
 
 def test_services_wait_for_healthy_dependencies() -> None:
     services = compose()["services"]
-    assert set(services) == SERVICES
+    assert set(services) == SERVICES | SENTINEL_PROFILE
+    assert {name for name, service in services.items() if service.get("profiles")} == SENTINEL_PROFILE
     for name, service in services.items():
         for needed, rule in (service.get("depends_on") or {}).items():
             if isinstance(rule, dict) and rule["condition"] == "service_healthy":
@@ -106,9 +104,15 @@ def test_nginx_gets_its_template_filled_and_proxies_to_the_app() -> None:
 def test_images_run_what_ci_and_the_makefile_run() -> None:
     services = compose()["services"]
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
-    # CI's `make test` installs through the same target the image builds with.
-    assert re.search(r"^RUN make install\b", dockerfile, re.MULTILINE)
+    # The image installs the service's pins alone through the Makefile; CI's `make test` installs
+    # them too, with the lab's and development's (requirements.txt includes every file).
+    assert re.search(r"^RUN make \$INSTALL\b", dockerfile, re.MULTILINE)
+    assert re.search(r"^ARG INSTALL=install-service$", dockerfile, re.MULTILINE)
+    assert "pip install --quiet -r requirements/service.txt" in " ".join(make_recipe("install-service"))
     assert "pip install --quiet -r requirements.txt" in " ".join(make_recipe("$(STAMP)"))
+    assert "-r requirements/service.txt" in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()
+    for service in ("locust-master", "locust-worker"):
+        assert services[service]["build"]["args"]["INSTALL"] == "install-load"
     assert re.search(r"^make test\b", (PROJECT_ROOT / ".ci" / "run").read_text(), re.MULTILINE)
     serve = shlex.split(make_recipe("serve")[0])
     assert dockerfile_cmd() == services["app"]["command"] == serve

@@ -18,7 +18,6 @@ from typing import Iterator
 import pytest
 
 from coupon.core import queries
-from coupon.core.redis_server import RedisServer
 from coupon.lab.chaos.redis_private import (
     aof_settings,
     build_shim,
@@ -28,6 +27,7 @@ from coupon.lab.chaos.redis_private import (
 )
 from coupon.queue.worker import Settings, Worker
 from coupon.runtime import Runtime
+from coupon.servers.redis_server import RedisServer
 from tests import backends
 from tests.backends import Backend
 from tests.powerloss import Load

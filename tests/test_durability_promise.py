@@ -7,8 +7,8 @@ import pytest
 
 from coupon import create_app
 from coupon.core import durability
-from coupon.core.redis_server import RedisServer
 from coupon.lab.chaos.redis_private import aof_settings, private_redis
+from coupon.servers.redis_server import RedisServer
 from tests import backends
 from tests.backends import Backend
 

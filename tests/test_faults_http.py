@@ -14,10 +14,10 @@ from coupon.core import queries
 from coupon.lab.serve import Server
 from coupon.queue.worker import Settings, Worker
 from coupon.runtime import Runtime
+from coupon.servers.pids import children as worker_pids
 from tests import backends
 from tests.crowd import crowd
 from tests.queueing import wait_for
-from tests.test_http import worker_pids
 
 pytestmark = pytest.mark.slow
 

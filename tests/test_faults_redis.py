@@ -67,7 +67,7 @@ def test_the_worker_survives_a_demoted_master_and_resumes(backend, local_redis, 
         worker = Worker(runtime)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
-        readonly = lambda: int(admin.info("errorstats").get("errorstat_READONLY", {}).get("count", 0))  # noqa: E731
+        readonly = lambda: int(admin.info("errorstats").get("errorstat_READONLY", {}).get("count", 0))
         wait_for(lambda: readonly() >= 3, "the worker to hit READONLY three times", timeout=15)
         assert thread.is_alive() and database_totals(runtime, coupon_id)[0] == 0
         admin.execute_command("REPLICAOF", "NO", "ONE")

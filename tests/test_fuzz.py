@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from coupon.core.config import PROJECT_ROOT
+from coupon.core.config import PROJECT_ROOT, SuiteSettings
 from coupon.lab.serve import Server
 from coupon.runtime import Runtime
 from tests.conftest import MakeCoupon
@@ -49,9 +49,10 @@ def assert_json_error(response: Any, field: str | None = None) -> None:
         assert field is None or body.get("field") == field, body
 
 
+@pytest.mark.slow
 def test_schemathesis_all_checks_and_the_stateful_phase_pass(server: Server, tmp_path: Path) -> None:
     """`st run --checks all` over every phase (examples, coverage, fuzzing, stateful)."""
-    seed = os.environ.get("COUPON_FUZZ_SEED") or str(int.from_bytes(os.urandom(4), "big"))
+    seed = SuiteSettings.from_env().fuzz_seed or str(int.from_bytes(os.urandom(4), "big"))
     command = [
         sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()",
         "run", str(PROJECT_ROOT / "coupon/api/openapi.json"), "--url", server.url,
@@ -99,7 +100,7 @@ def test_bad_user_ids_are_400(server: Server, make_coupon: MakeCoupon, body: obj
 @pytest.mark.parametrize(
     ("data", "content_type"),
     [("not json", "text/plain"), ("{broken", "application/json"), ("", "application/json"),
-     ("\xff\xfe", "application/json")],  # fmt: skip
+     ("\xff\xfe", "application/json")],
 )
 def test_non_json_bodies_are_400(
     server: Server, make_coupon: MakeCoupon, data: str, content_type: str

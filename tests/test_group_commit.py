@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -13,6 +12,7 @@ from strategies.coalesce import _Call
 from strategies.group_commit import ALONE, GroupCommit, Unanswered
 from strategies.outcome import NotWritten, UnknownOutcome
 from tests.crowd import crowd
+from tests.queueing import wait_for
 from tests.totals import redis_totals
 
 
@@ -100,13 +100,18 @@ def test_a_crowd_on_lua_shares_commits_and_issues_exactly_the_total(runtime, mak
     batches: list[int] = []
     real = queries.insert_seated_issues
 
-    def slow_statement(conn, seats):  # a busy database: requests pile up behind each commit
+    lua = runtime.strategies["lua"]
+
+    def waiting() -> int:  # the requests queued behind the commit in flight
+        return len(lua.commits._batches._pending)
+
+    def held_statement(conn, seats):  # a busy database: a lone first commit waits for a queue
         batches.append(len(seats))
-        time.sleep(0.01)
+        if len(batches) == 1 and len(seats) == 1:
+            wait_for(lambda: waiting() >= 2, "requests to queue behind the first commit", 10)
         return real(conn, seats)
 
-    monkeypatch.setattr(queries, "insert_seated_issues", slow_statement)
-    lua = runtime.strategies["lua"]
+    monkeypatch.setattr(queries, "insert_seated_issues", held_statement)
     results = crowd(lua.issue, [(coupon_id, user) for user in range(1, 201)], threads=32)
     assert results.count(Outcome.ISSUED) == 150 and results.count(Outcome.SOLD_OUT) == 50
     assert max(batches) > 1 and sum(batches) <= 150  # shared transactions

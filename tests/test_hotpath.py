@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from coupon.api import hotpath, inputs
 from coupon.api.hotpath import HotPath, coupon_id_of, quick_user_id, strategy_of
-from tests.test_api import AUTH
+from tests.support.api import AUTH
 
 Exchange = Callable[..., tuple[int, Any]]
 
@@ -123,6 +123,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @given(
     body=st.one_of(
         st.dictionaries(st.sampled_from(["user_id", "x"]), json_values, max_size=2).map(json.dumps),

@@ -11,9 +11,9 @@ import redis
 from sqlalchemy import create_engine
 
 from coupon.core import queries
-from coupon.core.keys import CouponKeys
-from coupon.core.pids import children as worker_pids
 from coupon.lab.serve import Server
+from coupon.servers.pids import children as worker_pids
+from coupon.store.keys import CouponKeys
 from strategies import REGISTRY
 from tests import backends
 from tests.backends import Backend
@@ -146,7 +146,8 @@ def test_crowd_over_http_gets_exactly_the_quantity(
     if strategy in REDIS_COUNTED:
         keys = CouponKeys(server[1].redis_prefix, coupon_id)
         with redis.Redis.from_url(server[1].redis_url, decode_responses=True) as redis_client:
-            assert int(redis_client.get(keys.count)) == QUANTITY
+            if strategy == "lua":  # seats counted out; redis_counter's users set is its count
+                assert int(redis_client.get(keys.count)) == QUANTITY
             assert redis_client.scard(keys.users) == QUANTITY
 
 

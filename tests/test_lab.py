@@ -5,14 +5,16 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import bindparam, create_engine, make_url, text
 
 from coupon.core import queries
-from coupon.lab import audit
+from coupon.lab import audit, sandbox
 from coupon.lab.crowd import Cursor, read_tally
 from coupon.lab.load import percentile, read_stats
 from coupon.lab.names import ISSUED, REFUSED
 from coupon.lab.plan import SCENARIOS, Settings, plan, pool_env
 from coupon.lab.verdict import SellOuts
+from tests import reports
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -135,6 +137,7 @@ def test_read_stats_counts_what_callers_were_told(tmp_path: Path):
     assert load.rps == pytest.approx(10.0)
     assert load.issued_seconds == pytest.approx(10.0)
     assert (load.p50, load.p95, load.p99) == (5.0, 20.0, 900.0)
+    assert load.spectrum == {"p50": 5.0, "p90": 20.0, "p99": 900.0, "p99.9": 900.0, "p99.99": 900.0, "max": 900.0}
     assert percentile({}, 0.5) == 0.0
 
 
@@ -162,13 +165,18 @@ def test_plans_put_ping_first_and_keep_pools_small():
         assert workers_count * (int(env["COUPON_DB_POOL_SIZE"]) + int(env["COUPON_DB_MAX_OVERFLOW"])) <= 48
 
 
+@pytest.mark.slow
 def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
+    # A hand-made baseline with the same rows, each 1000 times faster: the run regresses against it.
+    baseline = reports.save(tmp_path / "baseline", reports.sellouts(
+        [reports.sellout_row(label, 10**6, 0.01) for label in ("/ping", "atomic_update", "none")]))
     args = ["lab", "--strategies", "atomic_update,none", "--duration", "3", "--users", "10",
-            "--sellouts", "3", "--quantity", "10", "--output", str(tmp_path)]
+            "--sellouts", "3", "--quantity", "10", "--output", str(tmp_path / "runs"),
+            "--baseline", str(baseline), "--fail-on-regression"]
     result = app.test_cli_runner().invoke(args=args)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the gate's exit, once the report is written
 
-    (out,) = tmp_path.iterdir()
+    (out,) = (tmp_path / "runs").iterdir()
     document = json.loads((out / "report.json").read_text())
     rows = {row["label"]: row for row in document["results"]}
     assert list(rows) == ["/ping", "atomic_update", "none"]
@@ -193,3 +201,34 @@ def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
     check = document["check"]
     assert check["by_run"]["atomic_update"] == "valid"
     assert ("over" in check["by_run"]["none"]) == (over > 0)
+    assert set(rows["none"]["load"]["spectrum"]) == {"p50", "p90", "p99", "p99.9", "p99.99", "max"}
+    compared = json.loads((out / "compare.json").read_text())
+    assert [row["label"] for row in compared["rows"] if row["regressions"]] == ["atomic_update", "none"]
+    page = (out / "report.html").read_text()
+    assert "regression against the baseline" in page and "exact in 3/3 sell-outs" in page
+
+
+@pytest.mark.slow
+def test_the_lab_keeps_its_data_apart_from_the_service(app, tmp_path: Path):
+    service = app.extensions["coupon"].config
+    lab = sandbox.lab_config(service)
+    assert make_url(lab.database_url).database == make_url(service.database_url).database + "_lab"
+    assert lab.redis_prefix == service.redis_prefix + "lab:"
+    args = ["lab", "--strategies", "atomic_update", "--duration", "1", "--users", "2",
+            "--sellouts", "1", "--quantity", "2", "--output", str(tmp_path)]
+    runtime = app.extensions["coupon"]
+    with runtime.services.engine.connect() as conn:
+        before = conn.execute(text("SELECT COUNT(*) FROM coupon")).scalar_one()
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 0, result.output
+    (out,) = tmp_path.iterdir()
+    lab_ids = json.loads((out / "report.json").read_text())["results"][1]["coupon_ids"]
+    with runtime.services.engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM coupon")).scalar_one() == before
+    engine = create_engine(lab.database_url)
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT id FROM coupon WHERE id IN :ids").bindparams(
+            bindparam("ids", expanding=True)), {"ids": lab_ids}).scalars().all()
+    engine.dispose()
+    assert sorted(found) == sorted(lab_ids)
+    assert not list(runtime.services.redis.scan_iter(match=f"{service.redis_prefix}{{*", count=1000))

@@ -17,7 +17,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import pytest
 from flask import Flask
@@ -25,7 +24,6 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from coupon.api.scrape import StreamCollector
-from coupon.core import stream
 from coupon.core.config import PROJECT_ROOT
 from coupon.core.metrics import (
     BOUNDS,
@@ -39,10 +37,18 @@ from coupon.core.metrics import (
 from coupon.core.rules import Busy, CouponNotFound, Outcome
 from coupon.lab.serve import Server, config_env, free_port
 from coupon.runtime import Runtime
+from coupon.store import stream
 from tests.backends import Backend
 from tests.backends import test_config as config_for
 from tests.conftest import MakeCoupon
 from tests.crowd import crowd, errors, tally
+from tests.support.metrics import (
+    ELAPSED,
+    PAST,
+    assert_same_counts,
+    issue_samples,
+    wait_for,
+)
 
 QUANTITY = 20
 BATCH = 64
@@ -192,6 +198,7 @@ def test_worker_and_fast_path_counters_move(
 
 
 @mysql_only
+@pytest.mark.slow
 def test_the_worker_command_serves_its_own_metrics(
     runtime: Runtime, make_coupon: MakeCoupon
 ) -> None:
@@ -222,54 +229,17 @@ def test_the_worker_command_serves_its_own_metrics(
 
 # The observer counts in memory and folds into prometheus-client (coupon/core/metrics.py).
 
-# A perf_counter reading from long before any fold: a record that says so is never due to fold.
-PAST = -1e9
 # Seconds between folds that no test outlives: only what the test calls folds.
 NEVER = 3600.0
-# Every bucket's edge, either side of it, zero, and past the last bound.
-ELAPSED = [0.0, 0.0004, *ISSUE_BUCKETS, *(b * 1.01 for b in ISSUE_BUCKETS), 11.0, 0.0123]
-
-# One strategy's samples: (name, result or le) -> value.
-Counts = dict[tuple[str, str], float]
-
-
-def issue_samples(strategy: str, registry: CollectorRegistry = REGISTRY) -> Counts:
-    """Return one strategy's issue counts and histogram samples from a registry."""
-    return {
-        (sample.name, sample.labels.get("result") or sample.labels.get("le", "")): sample.value
-        for family in registry.collect()
-        if family.name in ("coupon_issues", "coupon_issue_seconds")
-        for sample in family.samples
-        if sample.labels.get("strategy") == strategy and not sample.name.endswith("_created")
-    }
-
-
 def issued(strategy: str) -> float | None:
     """Return the strategy's coupon_issues_total{result="issued"} in this process."""
     labels = {"strategy": strategy, "result": "issued"}
     return REGISTRY.get_sample_value("coupon_issues_total", labels)
 
 
-def assert_same_counts(folded: Counts, observed: Counts) -> None:
-    """Assert equal samples: every count exactly, the sum within float rounding."""
-    assert folded.keys() == observed.keys()
-    for key, value in observed.items():
-        assert folded[key] == (pytest.approx(value) if key[0].endswith("_sum") else value), key
-
-
 def fresh(name: str) -> str:
     """Return a strategy label no other test uses."""
     return f"{name}-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    """Poll a condition until it holds or the deadline passes; return whether it held."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def one_pending(strategy: str, fold_seconds: float = NEVER) -> IssueObserver:
@@ -340,7 +310,7 @@ monkey.patch_all()
 import os
 from prometheus_client import CollectorRegistry, multiprocess
 from coupon.core.metrics import ISSUE_SECONDS, ISSUES, IssueObserver
-from tests.test_metrics import ELAPSED, PAST, assert_same_counts, issue_samples, wait_for
+from tests.support.metrics import ELAPSED, PAST, assert_same_counts, issue_samples, wait_for
 
 observer = IssueObserver(log_lines=False, fold_seconds=0.02)
 for i, elapsed in enumerate(ELAPSED):  # the first folds and starts the thread, the rest wait

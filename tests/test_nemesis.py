@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coupon.core.pids import alive, children
+from coupon.servers.pids import alive, children
 from coupon.lab.checker import ANOMALIES
 from coupon.lab.nemesis import schedule as schedules
 from coupon.lab.nemesis.driver import plans

@@ -156,3 +156,33 @@ def test_the_document_states_the_rules_the_server_enforces() -> None:
     coupon_id = deref({"$ref": "#/components/parameters/CouponId"})["schema"]
     assert (coupon_id["minimum"], coupon_id["maximum"]) == (1, inputs.MAX_ID)
     assert DOC["paths"]["/metrics"]["get"]["security"] == [{"adminToken": []}]
+
+
+# Regressions that schemathesis once found (its crash cache is no longer kept in the repository):
+# each is named after what it found.
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
+def test_schemathesis_metrics_without_the_token_is_401(client: FlaskClient, headers: dict[str, str]) -> None:
+    answer = client.get("/metrics", headers=headers)  # was 200 to anyone
+    assert answer.status_code == 401 and answer.headers["WWW-Authenticate"] == "Bearer"
+    assert answer.get_json() == {"error": "missing or wrong admin token"}
+
+
+def test_schemathesis_a_refused_token_says_how_to_authenticate(client: FlaskClient) -> None:
+    answer = client.post("/coupons", json={"name": "x", "total_quantity": 1})  # lacked the header
+    assert answer.status_code == 401 and answer.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_schemathesis_trace_on_every_path_is_a_json_405(client: FlaskClient) -> None:
+    for path in DOC["paths"]:
+        answer = client.open(path.format(coupon_id=1, user_id=1), method="TRACE", headers=TOKEN)
+        assert answer.status_code == 405, path  # was reported for every path
+        assert answer.is_json and "error" in answer.get_json(), path
+
+
+def test_schemathesis_coupons_and_strategies_carry_their_pinned_fields(client: FlaskClient) -> None:
+    created = client.post("/coupons", json={"name": "0", "total_quantity": 1}, headers=TOKEN)
+    assert {"strategy", "family"} <= created.get_json().keys()  # were missing from both
+    assert {"strategy", "family"} <= client.get(f"/coupons/{created.get_json()['id']}").get_json().keys()
+    assert all("family" in strategy for strategy in client.get("/strategies").get_json()["strategies"])

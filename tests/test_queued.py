@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from redis.exceptions import ResponseError
 
-from coupon.core import stream
 from coupon.core.rules import Outcome, utcnow
 from coupon.queue import reconcile, worker
+from coupon.store import stream
 from strategies.coalesce import Coalesced, _Call, many
 from tests.crowd import crowd, errors, tally
 from tests.queueing import accept, finish, pending, worker_process
@@ -16,6 +17,7 @@ from tests.totals import database_totals
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 
 
+@pytest.mark.slow
 def test_crowd_of_1000_for_100_then_burst_worker(runtime, make_coupon):
     coupon_id = make_coupon(quantity=100)
     queued = runtime.strategies["queued"]
@@ -145,7 +147,7 @@ def test_coalesced_calls_share_round_trips_and_keep_their_own_answers(runtime, m
 
 
 def test_a_batch_for_a_coupon_another_redis_run_stamped_answers_no_state_to_every_call(runtime, make_coupon):
-    # The batch form checks the epoch once for all its calls (strategies/epoch.py BATCH_GUARD).
+    # The batch form reads the epoch once for all its calls (reserve.lua's `once`).
     coupon_id = make_coupon(quantity=10)
     queued, client = runtime.strategies["queued"], runtime.services.redis
     keys = runtime.state.keys(coupon_id)

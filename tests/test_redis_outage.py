@@ -9,8 +9,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from coupon import create_app
-from coupon.core.redis_server import RedisServer
 from coupon.lab.chaos.redis_private import aof_settings, private_redis
+from coupon.servers.redis_server import RedisServer
 from tests import backends
 from tests.backends import Backend
 from tests.queueing import wait_for
@@ -113,6 +113,6 @@ def test_a_loading_redis_gets_503_then_the_service_recovers(
 def _loading(probe) -> bool:  # type: ignore[no-untyped-def]
     try:
         probe.get("filler:0")  # not PING: Redis answers PING while loading
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return "LOADING" in str(exc) or type(exc).__name__ == "BusyLoadingError"
     return False

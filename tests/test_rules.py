@@ -1,7 +1,7 @@
 """The business rules without I/O: the window, the stock, one per user, instants."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -145,4 +145,4 @@ def test_epoch_text_reads_the_older_float_encoding() -> None:
 def test_utcnow_is_naive_and_close_to_utc() -> None:
     now = rules.utcnow()
     assert now.tzinfo is None
-    assert abs(datetime.now(timezone.utc).replace(tzinfo=None) - now) < timedelta(seconds=5)
+    assert abs(datetime.now(UTC).replace(tzinfo=None) - now) < timedelta(seconds=5)

@@ -8,8 +8,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from coupon.lab.edge import Nginx, nginx_binary
 from coupon.lab.serve import Server, free_port
-from deploy.edge import Nginx, nginx_binary
 from tests import backends
 from tests.backends import Backend, unavailable
 from tests.slow import (
@@ -26,7 +26,7 @@ from tests.slow import (
     slow_sockets,
     source,
     wait_readable,
-)  # fmt: skip
+)
 
 pytestmark = pytest.mark.slow
 # What is under test is the edge, the same on either database.

@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from coupon.core.rules import Outcome
+from coupon.runtime import Runtime
 from strategies.queued import Queued
 from strategies.seated import LuaScript
 from strategies.soldout import SoldOut
@@ -82,6 +83,12 @@ def test_after_sell_out_refusals_stop_reaching_redis(
     assert commands == ["EVALSHA"]
 
 
+def release(runtime: Runtime, strategy: Queued, coupon_id: int, user: int) -> None:
+    """Give a reservation back in Redis and clear this process's flag, as LuaScript.release does."""
+    runtime.strategies["lua"].journal.release(coupon_id, user)
+    strategy.soldout.clear(coupon_id)
+
+
 def test_stock_given_back_is_seen_at_once_here_and_within_ttl_elsewhere(runtime, make_coupon):
     coupon_id = make_coupon(quantity=1)
     here, elsewhere = Queued(runtime.services), Queued(runtime.services)
@@ -92,13 +99,14 @@ def test_stock_given_back_is_seen_at_once_here_and_within_ttl_elsewhere(runtime,
     assert here.issue(coupon_id, 2) is Outcome.SOLD_OUT
     assert elsewhere.issue(coupon_id, 2) is Outcome.SOLD_OUT
 
-    # This process gives the reservation back (as the lua strategy does when its write fails).
+    # This process gives the reservation back (as the lua strategy does when its write fails:
+    # LuaScript.release, the journal's release and the flag's clear).
     keys = runtime.state.keys(coupon_id)
     runtime.services.redis.xtrim(keys.stream, maxlen=0)
-    here.release(coupon_id, 1)
+    release(runtime, here, coupon_id, 1)
 
     assert here.issue(coupon_id, 3) is Outcome.ACCEPTED  # its own flag is gone at once
-    here.release(coupon_id, 3)
+    release(runtime, here, coupon_id, 3)
     runtime.services.redis.xtrim(keys.stream, maxlen=0)
     assert elsewhere.issue(coupon_id, 4) is Outcome.SOLD_OUT  # stale, within the bound
     clock.now += 1.0

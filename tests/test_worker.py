@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from coupon.core import stream
 from coupon.lab.chaos.proxy import Proxy
 from coupon.queue import reconcile, worker
 from coupon.queue.worker import Settings, Worker
 from coupon.runtime import Runtime
+from coupon.store import stream
 from tests.backends import test_config as config_for
 from tests.queueing import accept, failures, finish, pending, wait_for, worker_process
 from tests.totals import database_totals
@@ -20,6 +20,7 @@ from tests.totals import database_totals
 QUICK_CLAIM = Settings(batch=50, claim_idle=0.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pause_at", ["read", "commit"])
 def test_worker_killed_mid_batch_then_another_loses_and_doubles_nothing(
     runtime, make_coupon, pause_at
@@ -146,6 +147,7 @@ def test_database_unreachable_keeps_entries_pending_until_it_is_back(backend, ru
     assert worker.backlog(runtime, coupon_id) == pending(runtime, coupon_id) == 0
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_batch_in_hand_and_exits(runtime, make_coupon):
     coupon_id = make_coupon(quantity=30)
     accept(runtime, coupon_id, range(1, 31))

@@ -16,11 +16,9 @@ def database_totals(runtime: Runtime, coupon_id: int) -> tuple[int, int, int]:
 
 def redis_totals(runtime: Runtime, coupon_id: int) -> tuple[int, int]:
     """Return the reservations Redis counts (seats handed out less those given back, for the
-    seated strategies) and the size of the Redis user set."""
+    seated strategies; the users, for redis_counter) and the size of the Redis user set."""
     keys = runtime.state.keys(coupon_id)
-    client = runtime.services.redis
-    counted = int(client.get(keys.count) or 0) - int(client.scard(keys.free))
-    return counted, int(client.scard(keys.users))
+    return runtime.state.held(coupon_id), int(runtime.services.redis.scard(keys.users))
 
 
 def folded_totals(runtime: Runtime, strategy: str, coupon_id: int) -> tuple[int, int, int]:

@@ -17,10 +17,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from coupon.api.auth import require_admin
-from coupon.core import stream
-from coupon.core.keys import CouponKeys
 from coupon.core.metrics import IssueObserver
 from coupon.runtime import Runtime, current
+from coupon.store import stream
+from coupon.store.keys import CouponKeys
 
 bp = Blueprint("metrics", __name__)
 

@@ -45,6 +45,22 @@ def _env_flag(name: str) -> bool:
     raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
 
+def parse_addresses(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    """Parse host:port[,host:port...] (an IPv6 host in brackets)."""
+    addresses = []
+    for address in raw.split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{name}: bad address {address.strip()!r}, want host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return tuple(addresses)
+
+
+def _env_addresses(name: str) -> tuple[tuple[str, int], ...]:
+    raw = (os.environ.get(name) or "").strip()
+    return parse_addresses(name, raw) if raw else ()
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the service reads from its environment."""
@@ -74,6 +90,31 @@ class Config:
     # Lab-only: let the API issue with the strategies that are not exact across processes
     # (none, process_lock). Off in any deployment; the lab turns it on for its own servers.
     lab_strategies: bool = False
+    # The workers' recovery bound: a reservation whose row is not known written after this
+    # long is resolved by their sweep (flask --app app worker --recovery overrides it).
+    recovery_seconds: float = 15.0
+    # Logs: one JSON object per line instead of text; the level of the project's own loggers.
+    log_json: bool = False
+    log_level: str = "INFO"
+    # The worker's own /metrics port (it is not a gunicorn process); None: not served.
+    metrics_port: int | None = None
+    # gunicorn (gunicorn.conf.py): address, processes, connections per process, the wait on a
+    # client's socket while a request is served, one listening socket per worker, access log.
+    bind: str = "127.0.0.1:8000"
+    workers: int = 2
+    worker_connections: int = 1000
+    client_socket_timeout: float = 10.0
+    reuse_port: bool = True
+    access_log: str | None = None
+    # Redis Sentinel (docs/failover.md): the sentinels' host:port list and the service (master
+    # name) they watch. Set, every process finds the primary through them and follows a
+    # failover; COUPON_REDIS_URL (optional then) still gives the database number and password.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_service: str | None = None
+    # Acknowledge a reservation only once WAIT has it on this many replicas (0: no WAIT), one
+    # WAIT per coalesced batch, waiting at most redis_wait_ms; a shortfall answers 503.
+    redis_wait_replicas: int = 0
+    redis_wait_ms: int = 1000
 
     @classmethod
     def from_env(cls) -> Config:
@@ -95,9 +136,47 @@ class Config:
             fault_pause_seconds=_env_float("COUPON_FAULT_PAUSE_SECONDS", 0.0),
             log_issues=_env_flag("COUPON_LOG_ISSUES"),
             lab_strategies=_env_flag("COUPON_LAB_STRATEGIES"),
+            recovery_seconds=_env_float("COUPON_RECOVERY_SECONDS", 15.0),
+            log_json=os.environ.get("COUPON_LOG_JSON") == "1",
+            log_level=(os.environ.get("COUPON_LOG_LEVEL") or "INFO").upper(),
+            metrics_port=_env_int("COUPON_METRICS_PORT", 0) or None,
+            bind=os.environ.get("COUPON_BIND") or "127.0.0.1:8000",
+            workers=_env_int("COUPON_WORKERS", 2),
+            worker_connections=_env_int("COUPON_WORKER_CONNECTIONS", 1000),
+            client_socket_timeout=_env_float("COUPON_CLIENT_SOCKET_TIMEOUT", 10.0),
+            reuse_port=os.environ.get("COUPON_REUSE_PORT", "1") != "0",
+            access_log=os.environ.get("COUPON_ACCESS_LOG") or None,
+            redis_sentinels=_env_addresses("COUPON_REDIS_SENTINELS"),
+            redis_service=os.environ.get("COUPON_REDIS_SERVICE") or None,
+            redis_wait_replicas=_env_int("COUPON_REDIS_WAIT_REPLICAS", 0),
+            redis_wait_ms=_env_int("COUPON_REDIS_WAIT_MS", 1000),
         )
 
     @property
     def embedded(self) -> bool:
         """Tell whether either backend falls back to the embedded servers."""
-        return self.database_url is None or self.redis_url is None
+        return self.database_url is None or (self.redis_url is None and not self.redis_sentinels)
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    """What the test suite reads from its environment (the service never reads these)."""
+
+    # CI: a missing MySQL, PostgreSQL, Redis or nginx fails the run instead of skipping.
+    require_services: bool = False
+    mysql_url: str = "mysql+pymysql://root@127.0.0.1:3306/test"
+    postgres_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Replays one schemathesis run (tests/test_fuzz.py prints the seed of a failing one).
+    fuzz_seed: str | None = None
+
+    @classmethod
+    def from_env(cls) -> SuiteSettings:
+        """Build the suite's settings from COUPON_TEST_* and friends."""
+        return cls(
+            require_services=os.environ.get("COUPON_REQUIRE_SERVICES") == "1",
+            mysql_url=os.environ.get("COUPON_TEST_MYSQL_URL") or cls.mysql_url,
+            postgres_url=os.environ.get("COUPON_TEST_POSTGRES_URL") or cls.postgres_url,
+            redis_url=os.environ.get("COUPON_TEST_REDIS_URL") or cls.redis_url,
+            fuzz_seed=os.environ.get("COUPON_FUZZ_SEED") or None,
+        )

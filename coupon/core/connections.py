@@ -12,6 +12,7 @@ from redis.retry import Retry
 from sqlalchemy import URL, Engine, create_engine, make_url
 
 from coupon.core.config import Config, ConfigError
+from coupon.core.sentinel import FailoverWatch, make_sentinel_redis
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def make_engine(config: Config) -> Engine:
 
 def make_redis(config: Config) -> redis.Redis:
     """Create the Redis client over a blocking pool (callers wait for a free connection)."""
-    if not config.redis_url:
+    if not config.redis_url and not config.redis_sentinels:
         raise ConfigError("no Redis URL")
     options: dict[str, Any] = dict(
         max_connections=config.redis_max_connections,
@@ -118,6 +119,9 @@ def make_redis(config: Config) -> redis.Redis:
         # and running it again answers already_issued to a user who holds nothing yet.
         retry=Retry(NoBackoff(), 0),
     )
+    if config.redis_sentinels:
+        return make_sentinel_redis(config, options)
+    assert config.redis_url is not None
     if config.redis_url.startswith(CLUSTER_SCHEME):
         return make_redis_cluster(config.redis_url, options)  # type: ignore[return-value]
     pool = redis.BlockingConnectionPool.from_url(config.redis_url, **options)
@@ -149,16 +153,21 @@ class Services:
     config: Config
     engine: Engine
     redis: redis.Redis
+    # Under Sentinel: closes the pool's connections when the primary switches.
+    watch: FailoverWatch | None = None
 
     @classmethod
     def open(cls, config: Config) -> Services:
         """Open the engine and the Redis client for resolved settings."""
         client = make_redis(config)
         check_eviction(client)
-        return cls(config=config, engine=make_engine(config), redis=client)
+        watch = FailoverWatch(config, client).start() if config.redis_sentinels else None
+        return cls(config=config, engine=make_engine(config), redis=client, watch=watch)
 
     def close(self) -> None:
         """Release every pooled connection."""
+        if self.watch is not None:
+            self.watch.stop()
         self.engine.dispose()
         self.redis.close()
         pool = getattr(self.redis, "connection_pool", None)  # a RedisCluster has one per node

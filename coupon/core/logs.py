@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # Fields a record may carry through `extra=` that the JSON line keeps as its own keys.
 FIELDS = ("strategy", "coupon_id", "result", "latency_ms", "status")
@@ -35,7 +34,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -48,17 +47,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure(secrets: list[str] | None = None) -> None:
+def configure(secrets: list[str] | None = None, as_json: bool = False, level: str = "INFO") -> None:
     """Send the service's logs to stderr, one line each (once per process)."""
     root = logging.getLogger()
     if any(getattr(handler, "coupon_lab", False) for handler in root.handlers):
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.coupon_lab = True  # type: ignore[attr-defined]
-    as_json = os.environ.get("COUPON_LOG_JSON") == "1"
     handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(_TEXT_FORMAT))
     handler.addFilter(SecretFilter(secrets or []))
     root.addHandler(handler)
-    level = os.environ.get("COUPON_LOG_LEVEL", "INFO").upper()
     logging.getLogger("coupon").setLevel(level)
     logging.getLogger("strategies").setLevel(level)

@@ -46,6 +46,11 @@ ISSUE_SECONDS = Histogram(
 WORKER_BATCHES = Counter("coupon_worker_batches", "Batches the worker read from the streams.")
 WORKER_ROWS = Counter("coupon_worker_rows", "Issue rows the worker wrote.")
 WORKER_FAILURES = Counter("coupon_worker_failures", "Requests the worker failed to write.")
+# One observation per batch_update transaction: how many calls took the coupon's row together.
+BATCH_SIZES = Histogram(
+    "coupon_batched_update_batch_size", "Calls answered by one batched_update transaction.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)  # fmt: skip
 SOLDOUT_HITS = Counter("coupon_soldout_fast_path_hits", "Issues refused by the sold-out fast path.")
 
 
@@ -181,11 +186,10 @@ def _forget_parent(ref: weakref.ref[IssueObserver]) -> None:
         observer._reset()
 
 
-def serve_standalone() -> None:
-    """Serve this process's metrics on COUPON_METRICS_PORT, for processes outside gunicorn."""
+def serve_standalone(port: int | None) -> None:
+    """Serve this process's metrics on port (COUPON_METRICS_PORT), for processes outside gunicorn."""
     from prometheus_client import start_http_server
 
-    port = os.environ.get("COUPON_METRICS_PORT")
     if port:
-        start_http_server(int(port))
+        start_http_server(port)
         log.info("metrics on port %s", port)

@@ -5,7 +5,7 @@ import enum
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 
@@ -42,7 +42,7 @@ class CouponRow:
 
 def utcnow() -> datetime:
     """Return the current time as a naive UTC datetime, the form the database stores."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def epoch_now() -> float:
@@ -75,7 +75,7 @@ def to_epoch(moment: datetime | None) -> float | None:
     """Convert a naive UTC datetime to epoch seconds (for Redis), keeping None."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=timezone.utc).timestamp()
+    return moment.replace(tzinfo=UTC).timestamp()
 
 
 EPOCH = datetime(1970, 1, 1)
@@ -144,4 +144,4 @@ def format_instant(moment: datetime | None) -> str | None:
     """Format a naive UTC datetime as RFC 3339 with its offset."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=timezone.utc).isoformat()
+    return moment.replace(tzinfo=UTC).isoformat()

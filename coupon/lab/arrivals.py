@@ -110,6 +110,8 @@ class Window:
             "p50_ms": self.percentile_ms(50),
             "p90_ms": self.percentile_ms(90),
             "p99_ms": self.percentile_ms(99),
+            "p99.9_ms": self.percentile_ms(99.9),
+            "p99.99_ms": self.percentile_ms(99.99),
             "max_ms": self.histogram.get_max_value() / 1000,
             "last_issued_at": self.last_issued_at,
             "last_done_at": self.last_done_at,

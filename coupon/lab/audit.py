@@ -16,7 +16,7 @@ class Audit:
     rows: int  # issue rows in the database
     users: int  # distinct users among those rows
     counter: int  # the coupon's issued_quantity column
-    reserved: int  # the Redis reservation counter (0 for strategies that keep none)
+    reserved: int  # the units Redis holds (RedisState.held; 0 for strategies that keep none)
     told_issued: int  # callers answered 201 or 202
     errors: int  # callers answered 5xx or nothing at all
     backlog: int = 0  # accepted requests the queued worker has not persisted
@@ -104,13 +104,13 @@ def read(
         rows, users = queries.count_issues(conn, coupon_id)
     if coupon is None:
         raise LookupError(f"coupon {coupon_id} vanished")
-    reserved = runtime.services.redis.get(runtime.state.keys(coupon_id).count)
+    reserved = runtime.state.held(coupon_id)
     return Audit(
         quantity=coupon.total_quantity,
         rows=rows,
         users=users,
         counter=coupon.issued_quantity,
-        reserved=int(reserved or 0),
+        reserved=reserved,
         told_issued=told_issued,
         errors=errors,
         backlog=backlog,

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from coupon.core import queries
 from coupon.core.metrics import FOLD_SECONDS
@@ -36,6 +37,7 @@ ISSUE_ROWS = {
     "sold out": ("queued", 1),
     "lua": ("lua", ENDLESS),
     "atomic_update": ("atomic_update", ENDLESS),
+    "batched_update": ("batched_update", ENDLESS),
     "select_for_update": ("select_for_update", ENDLESS),
 }
 
@@ -45,17 +47,28 @@ ISSUE_ROWS = {
 GET_ROWS = {"ceiling, GET", "/ping"}
 
 
+def scrape(url: str, token: str) -> list[Sample]:
+    """Return every sample the server's /metrics shows."""
+    request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
 def issues_counted(url: str, token: str, strategy: str) -> float:
     """Sum coupon_issues_total over every result of one strategy, scraped from the server."""
-    scrape = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(scrape, timeout=10) as response:
-        text = response.read().decode()
     return sum(
         sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
+        for sample in scrape(url, token)
         if sample.name == "coupon_issues_total" and sample.labels.get("strategy") == strategy
     )
+
+
+def batch_sizes(url: str, token: str) -> tuple[float, float]:
+    """Return (batches, calls) of batched_update's transactions, scraped from the server."""
+    found = {sample.name: sample.value for sample in scrape(url, token)}
+    name = "coupon_batched_update_batch_size"
+    return found.get(f"{name}_count", 0.0), found.get(f"{name}_sum", 0.0)
 
 
 def top_up(runtime: Runtime, coupon_id: int, rows: int) -> None:
@@ -115,6 +128,7 @@ def bench_http(
         # waits for the other worker's last fold.
         time.sleep(3 * FOLD_SECONDS)
         counted = issues_counted(service.url, runtime.config.admin_token or "", "queued")
+        batches, calls = batch_sizes(service.url, runtime.config.admin_token or "")
     sent = sum(load.requests for row in ("queued", "sold out") for load in run.loads[row])
     sent += run.loads["warm-up"][1].requests
     queued_id = coupons["queued"]
@@ -124,3 +138,5 @@ def bench_http(
     with runtime.services.engine.connect() as conn:
         rows, users = queries.count_issues(conn, queued_id)
     report(run, (sent, counted), accepted, (rows, users), (persisted, drain_seconds), runtime)
+    mean = calls / batches if batches else 0.0
+    click.echo(f"batched_update: {calls:,.0f} calls in {batches:,.0f} transactions, {mean:.1f} calls per batch")

@@ -32,6 +32,7 @@ class Point:
     refused: int = 0  # 409s: would mean the step measured refusals, not issues
     exact: bool = True
     verdict: str = "-"
+    spectrum: tuple[tuple[str, float], ...] = ()  # (p50 .. p99.99, max) in ms, from the HdrHistogram
 
     @property
     def intended_rps(self) -> float:
@@ -57,7 +58,7 @@ class Point:
     def as_dict(self, slo_p99_ms: float) -> dict[str, Any]:
         """Return every figure, with the step's pass or fail and why."""
         reasons = self.failures(slo_p99_ms)
-        return {**asdict(self), "passed": not reasons, "failures": reasons}
+        return {**asdict(self), "spectrum": dict(self.spectrum), "passed": not reasons, "failures": reasons}
 
 
 def next_rate(

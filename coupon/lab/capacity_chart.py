@@ -6,10 +6,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-from matplotlib import ticker  # noqa: E402
+import matplotlib.pyplot as plt  # the backend must be chosen first
+from matplotlib import ticker
 
-from coupon.lab.sweep import Row  # noqa: E402
+from coupon.lab.sweep import Row
 
 PING = "#9d9d9d"
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-from matplotlib import ticker  # noqa: E402
+import matplotlib.pyplot as plt  # the backend must be chosen first
+from matplotlib import ticker
 
-from coupon.lab.runner import Result  # noqa: E402
+from coupon.lab.runner import Result
 
 GOOD, BAD, PING = "#4c78a8", "#d62728", "#9d9d9d"
 
@@ -71,7 +71,7 @@ def latency(results: list[Result], path: Path) -> None:
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.set_xlim(right=max(getattr(r.load, "p99") for r in results) * 3 or 10)
+    ax.set_xlim(right=max(r.load.p99 for r in results) * 3 or 10)
     ax.set_xlabel("latency, ms (log scale; lower is better)")
     ax.set_title("Latency percentiles")
     ax.legend(loc="lower right", fontsize=8)

@@ -17,10 +17,12 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from sqlalchemy import make_url
 
-from coupon.core import durability, embedded, schema
+from coupon.core import durability
 from coupon.core.config import PROJECT_ROOT, ConfigError
-from coupon.lab import checking, facts, report, runner
+from coupon.lab import checking, facts, gate, report, runner, sandbox
+from coupon.lab.html import build
 from coupon.lab.plan import SCENARIOS, Run, Settings, Steps, plan
 from coupon.runtime import Runtime, current
 
@@ -50,14 +52,18 @@ def _out_dir(output: str) -> Path:
     return out
 
 
-def _prepare_backends(runtime: Runtime) -> None:
-    """Migrate the embedded database the lab owns (else stop in one line); say what Redis keeps."""
-    config = runtime.config
+def _prepare_backends(service: Runtime) -> Runtime:
+    """Open the lab's own database (created and migrated beside the service's); say what Redis keeps."""
     try:
-        schema.ensure(config.database_url or "", owned=embedded.is_embedded_database(config))
+        config = sandbox.lab_config(service.config)
+        sandbox.prepare(service.config.database_url or "", config.database_url or "")
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    runtime = Runtime.open(config)
+    click.echo(f"lab data: database {make_url(config.database_url or '').database}, "
+               f"Redis keys {config.redis_prefix}*")
     click.echo(durability.read(runtime.services.redis).line())
+    return runtime
 
 
 def _sellouts(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, console: Console) -> Path:
@@ -178,14 +184,21 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
               help="nemesis: minutes of load per seed.")
 @click.option("--replay", default="", help="nemesis: run again the schedules saved in this report dir.")
 @click.option("--output", default="reports", show_default=True, help="Where reports/<timestamp>/ goes.")
-@click.pass_context
+@click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A previous run's folder: compare this run with it at the end (see `lab compare`).")
+@gate.threshold_option
+@click.option("--fail-on-regression", is_flag=True, help="With --baseline: exit 1 when any row regressed.")
 @with_appcontext
-def lab(ctx: click.Context, scenario: str, strategies: str, faults: str, output: str, **options: Any) -> None:
-    """Run every strategy under locust load against a real gunicorn, audit, check, and report."""
-    if ctx.invoked_subcommand is not None:
+def lab(scenario: str, strategies: str, faults: str, output: str, baseline: Path | None,
+        threshold: float, fail_on_regression: bool, **options: Any) -> None:
+    """Run every strategy under locust load against a real gunicorn, audit, and report.
+
+    `lab compare OLD NEW` compares two runs' reports instead.
+    """
+    if click.get_current_context().invoked_subcommand:
         return
-    runtime = current()
-    _prepare_backends(runtime)
+    runtime = _prepare_backends(current())
+    click.get_current_context().call_on_close(runtime.close)
     known = list(runtime.strategies)
     steps = Steps(**{field.name: options.pop(field.name) for field in fields(Steps) if field.name in options})
     settings = Settings(scenario=scenario, strategies=_strategies(strategies, known), output=output,
@@ -198,7 +211,13 @@ def lab(ctx: click.Context, scenario: str, strategies: str, faults: str, output:
     checked = None if scenario == "nemesis" else checking.finish(out, settings.recovery)
     if checked is not None:
         console.print(f"checker: {checked.verdict()} ({out / checking.CHECK_FILE})")
-    console.print(f"backend: {facts.backend(runtime)['database']}; report: {path}")
+    page = build.write(out)
+    console.print(f"backend: {facts.backend(runtime)['database']}; report: {path}, {page}")
+    if baseline is not None and gate.gate(baseline, out, threshold / 100, console) and fail_on_regression:
+        raise SystemExit(1)
+
+
+lab.add_command(gate.compare_command)
 
 
 @lab.command("check")

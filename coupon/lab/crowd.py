@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from pathlib import Path
 
 
@@ -20,6 +22,8 @@ class Cursor:
         self.tally = {coupon_id: {"issued": 0, "errors": 0} for coupon_id in coupon_ids}
         # Who was told what, per coupon (the chaos lab's lost and phantom): kind -> user ids.
         self.users: dict[int, dict[str, set[int]]] = {coupon_id: {} for coupon_id in coupon_ids}
+        # What was heard in each wall-clock second (the chaos lab's load timeline): kind -> count.
+        self.seconds: dict[int, Counter[str]] = {}
 
     @property
     def current(self) -> int:
@@ -39,12 +43,17 @@ class Cursor:
         """Remember that user_id heard kind: 'yes' (201/202), 'no' (a 409 other than
         already_issued), 'already' (409 already_issued) or 'error' (5xx or no answer)."""
         self.users[coupon_id].setdefault(kind, set()).add(user_id)
+        self.seconds.setdefault(int(time.time()), Counter())[kind] += 1
 
     def write_users(self, path: Path) -> None:
         """Write who was told what, per coupon, as JSON lists."""
         path.write_text(json.dumps({
             str(k): {kind: sorted(ids) for kind, ids in v.items()} for k, v in self.users.items()
         }))
+
+    def write_seconds(self, path: Path) -> None:
+        """Write what was heard per wall-clock second (unix seconds as keys), as JSON."""
+        path.write_text(json.dumps({str(k): dict(v) for k, v in sorted(self.seconds.items())}))
 
     def write(self, path: Path) -> None:
         """Write the per-coupon tally as JSON (keys are coupon ids)."""

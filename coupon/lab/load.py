@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +16,8 @@ from coupon.lab.names import ISSUED, REFUSED
 # Users finish the request in flight when the time is up: a request cut off mid-flight could
 # still write a row that its caller never hears of, and the audit would call it lost.
 STOP_TIMEOUT_SECONDS = 30
+# The latency spectrum a report shows per row: name -> share of the requests at or below it.
+SPECTRUM = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99.9", 0.999), ("p99.99", 0.9999))
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Load:
     p99: float
     seconds: float
     issued_seconds: float = 0.0  # from the first 201/202 answer to the last
+    spectrum: dict[str, float] = field(default_factory=dict)  # SPECTRUM and max, ms
 
     def as_dict(self) -> dict[str, Any]:
         """Return every figure."""
@@ -54,6 +57,7 @@ class Target:
     seed: int = 1
     users_out: bool = False  # closed loop: also write who heard what, per coupon (.users.json)
     history_cap: int | None = None  # requests kept in .history.jsonl (None: locust's default cap)
+    seconds_out: bool = False  # with users_out: also write answers per second by kind (.seconds.json)
 
 
 def command(target: Target, stats_prefix: Path) -> list[str]:
@@ -81,6 +85,8 @@ def command(target: Target, stats_prefix: Path) -> list[str]:
                  "--tally-out", f"{stats_prefix}.tally.json"]
         if target.users_out:
             args += ["--users-out", f"{stats_prefix}.users.json"]
+        if target.users_out and target.seconds_out:
+            args += ["--seconds-out", f"{stats_prefix}.seconds.json"]
     if target.strategy is None:
         return args + ["--ping"]
     return args + [
@@ -140,6 +146,13 @@ def percentile(histogram: dict[int, int], share: float) -> float:
     return float(max(histogram))
 
 
+def spectrum(histogram: dict[int, int]) -> dict[str, float]:
+    """Return the latency spectrum (SPECTRUM's percentiles and the max, ms) of a histogram."""
+    if not histogram:
+        return {}
+    return {**{name: percentile(histogram, share) for name, share in SPECTRUM}, "max": float(max(histogram))}
+
+
 def _span(entry: dict[str, Any]) -> float:
     """Return the seconds from an entry's first request to its last (0 for no entry)."""
     if not entry or not entry.get("last_request_timestamp"):
@@ -175,4 +188,5 @@ def read_stats(path: Path, seconds: float) -> Load:
         p99=percentile(histogram, 0.99),
         seconds=seconds,
         issued_seconds=_span(issued),
+        spectrum=spectrum(histogram),
     )

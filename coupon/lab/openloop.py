@@ -44,7 +44,7 @@ def _sender(client: HTTPClient, path: str, ping: bool, recorder: Recorder | None
             else:
                 response = client.post(path, body=f'{{"user_id": {user}}}', headers=headers)
             text = response.read().decode(errors="replace")
-        except Exception as exc:  # noqa: BLE001 - a broken connection or a timeout is a counted fault
+        except Exception as exc:  # a broken connection or a timeout is a counted fault
             if recorder is not None:
                 recorder.record("open-loop", coupon_id, user, None, invoked, 0, repr(exc))
             return arrivals.ERROR

@@ -111,11 +111,11 @@ class Scenario:
 
 
 # The capacity scenario's default rows: one exact strategy of each family, to fit ~5 minutes.
-CAPACITY_STRATEGIES = ("atomic_update", "select_for_update", "redis_lock", "lua", "queued")
+CAPACITY_STRATEGIES = ("atomic_update", "batched_update", "select_for_update", "redis_lock", "lua", "queued")
 
 
 # The scaling scenario's default rows, each at 1..4 worker processes.
-SCALING_STRATEGIES = ("atomic_update", "lua")
+SCALING_STRATEGIES = ("atomic_update", "batched_update", "lua")
 SCALING_PROCESSES = (1, 2, 3, 4)
 
 

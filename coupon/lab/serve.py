@@ -39,6 +39,10 @@ def config_env(config: Config) -> dict[str, str]:
         "COUPON_DB_MAX_OVERFLOW": str(config.db_max_overflow),
         # Always explicit, so that a parent's own setting never leaks into a child.
         "COUPON_LAB_STRATEGIES": "1" if config.lab_strategies else "0",
+        "COUPON_REDIS_SENTINELS": ",".join(f"{host}:{port}" for host, port in config.redis_sentinels),
+        "COUPON_REDIS_SERVICE": config.redis_service or "",
+        "COUPON_REDIS_WAIT_REPLICAS": str(config.redis_wait_replicas or ""),
+        "COUPON_REDIS_WAIT_MS": str(config.redis_wait_ms),
     }
     return {name: value for name, value in env.items() if value}
 

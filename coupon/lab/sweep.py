@@ -22,6 +22,9 @@ STOCK_MARGIN = 1.5
 # Requests a step keeps in its history: steps reach thousands a second; the burst keeps all.
 STEP_HISTORY_CAP = 5000
 
+# The latency spectrum a step carries, as the open loop's summary names it (with "_ms").
+SPECTRUM = ("p50", "p90", "p99", "p99.9", "p99.99", "max")
+
 # Called with the row being measured and what it is doing now.
 Say = Callable[[Run, str], None]
 
@@ -114,6 +117,7 @@ def step(runtime: Runtime, server: Server, run: Run, rate: float, settings: Sett
         errors=measured["errors"] + summary["stuck"], dropped=measured["dropped"],
         intended=measured["intended"], seconds=steps.seconds, refused=measured["refused"],
         exact=True if found is None else found.exact, verdict="-" if found is None else found.verdict,
+        spectrum=tuple((name, round(measured[f"{name}_ms"], 2)) for name in SPECTRUM if f"{name}_ms" in measured),
     )
 
 

@@ -7,10 +7,11 @@ import sys
 import click
 from flask.cli import with_appcontext
 
-from coupon.core import metrics, stream
+from coupon.core import metrics
 from coupon.queue import reconcile
 from coupon.queue.worker import Settings, Worker, default_consumer
 from coupon.runtime import current
+from coupon.store import stream
 
 ONLY = "Only this coupon's stream (repeatable); default: every registered one."
 
@@ -25,9 +26,9 @@ ONLY = "Only this coupon's stream (repeatable); default: every registered one."
 )  # fmt: skip
 @click.option("--max-deliveries", default=5, show_default=True, type=click.IntRange(1))
 @click.option(
-    "--recovery", default=15.0, show_default=True, envvar="COUPON_RECOVERY_SECONDS",
-    type=click.FloatRange(0.1),
-    help="Seconds a reservation may wait for its row before the sweep resolves it.",
+    "--recovery", default=None, type=click.FloatRange(0.1),
+    help="Seconds a reservation may wait for its row before the sweep resolves it "
+    "[default: COUPON_RECOVERY_SECONDS, 15].",
 )  # fmt: skip
 @click.option("--coupon", "coupon_ids", multiple=True, type=int, help=ONLY)
 @click.option("--pause", default=0.0, hidden=True, help="Fault injection: stall each batch.")
@@ -39,7 +40,7 @@ def worker_command(
     consumer: str | None,
     claim_idle: float,
     max_deliveries: int,
-    recovery: float,
+    recovery: float | None,
     coupon_ids: tuple[int, ...],
     pause: float,
     pause_at: str,
@@ -49,7 +50,7 @@ def worker_command(
         batch=batch,
         claim_idle=claim_idle,
         max_deliveries=max_deliveries,
-        recovery=recovery,
+        recovery=current().config.recovery_seconds if recovery is None else recovery,
         pause=pause,
         pause_at=pause_at,
     )
@@ -61,7 +62,7 @@ def worker_command(
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())
-    metrics.serve_standalone()  # on COUPON_METRICS_PORT, when set
+    metrics.serve_standalone(current().config.metrics_port)
     click.echo(f"worker {worker.consumer} started{' (burst)' if burst else ''}")
     persisted = worker.run(burst=burst)
     click.echo(f"worker {worker.consumer} stopped: {persisted} rows persisted")

@@ -8,9 +8,9 @@ from typing import Callable
 import redis
 
 from coupon.core import metrics, queries
-from coupon.core.keys import CouponKeys
-from coupon.core.stream import GROUP, Entry, Malformed
-from strategies.redis_state import load_script
+from coupon.store.keys import CouponKeys
+from coupon.store.state import load_script
+from coupon.store.stream import GROUP, Entry, Malformed
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,23 @@
 """Compare a coupon's Redis reservations, stream backlog and database rows; repair drift.
 
 Every reservation in Redis (a member of the users set) must end as exactly one of: a database
-row, an entry in the stream (not persisted yet), or a dead letter. The counter must equal the
-users set's size, and the database's issued count its rows.
+row, an entry in the stream (not persisted yet), or a dead letter. A seated coupon's counter,
+less the seats given back, must equal the users set's size, and the database's issued count
+its rows.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
-from coupon.core import queries, stream
+from coupon.core import queries
 from coupon.core.rules import CouponNotFound
+from coupon.store import stream
+from coupon.store.state import RedisState, load_script
 from strategies.journal import DEFAULT_RECOVERY_SECONDS, Journal
-from strategies.redis_state import RedisState, load_script
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,7 +71,8 @@ def reconcile(state: RedisState, coupon_id: int) -> Report:
     reserved = {int(user) for user in client.smembers(keys.users)}
     counter = int(client.get(keys.count) or 0)
     seats = int(client.hlen(keys.seats))
-    held = counter - int(client.scard(keys.free)) if seats else counter
+    # Seated coupons hold counter - free seats; counted ones (redis_counter) keep no counter.
+    held = counter - int(client.scard(keys.free)) if seats else len(reserved)
     queued = list(stream.entries(client, keys.stream))
     dead = list(stream.entries(client, keys.dead))
     with state.engine.connect() as conn:
@@ -103,7 +109,7 @@ def fix(state: RedisState, report: Report, bound: float = DEFAULT_RECOVERY_SECON
     touched: a queued coupon's orphan is enqueued again with its seat (its client was told 202,
     and the seat keeps the database's guard); a synchronous strategy's is journaled as overdue
     and the sweep gives it back after looking for its row. The issued count is folded from the
-    rows under the coupon's row lock.
+    rows under the coupon's row lock, if no open issue holds that lock (else the sweep does).
     """
     client, keys = state.client, state.keys(report.coupon_id)
     state.rebuild(report.coupon_id, overwrite=True)
@@ -121,8 +127,11 @@ def fix(state: RedisState, report: Report, bound: float = DEFAULT_RECOVERY_SECON
             orphan(keys=[keys.users, keys.journal, keys.stream, keys.seats], args=args)
         if not queued:
             journal.sweep(state.engine, report.coupon_id, bound)
-    with state.engine.begin() as conn:
-        queries.fold_issued(conn, report.coupon_id)
+    try:
+        with state.engine.begin() as conn:
+            queries.fold_issued(conn, report.coupon_id, nowait=True)
+    except queries.RowLocked as exc:  # never wait behind an issue: the workers fold it later
+        log.warning("coupon %s: issued count not folded now (%s); the sweep folds it", report.coupon_id, exc)
 
 
 def retry_failed(state: RedisState, coupon_ids: list[int]) -> tuple[int, int]:

@@ -19,13 +19,15 @@ import uuid
 
 import redis
 
-from coupon.core import metrics, stream
+from coupon.core import metrics
 from coupon.core.connections import redis_unavailable
-from coupon.core.keys import CouponKeys
-from coupon.core.stream import Entry
 from coupon.queue.sweep import Sweeper
 from coupon.queue.writer import OUTAGE, Settings, Stopped, Writer
 from coupon.runtime import Runtime
+from coupon.store import stream
+from coupon.store.keys import CouponKeys
+from coupon.store.state import load_script
+from coupon.store.stream import Entry
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class Worker:
         self._next_claim: dict[int, float] = {}
         self._next_discovery = 0.0
         self._touched: set[int] = set()
+        self._idle_since: dict[int, float] = {}
+        self._retire = load_script(self.redis, "retire")
         self.writer = Writer(
             self.redis, runtime.services.engine, self.consumer, self.settings, self._stop
         )
@@ -96,6 +100,22 @@ class Worker:
 
     def run(self, burst: bool = False, timeout: float | None = None) -> int:
         """Work until stopped (or, in burst mode, until drained); return the rows persisted."""
+        recovery = None
+        if self.coupon_ids is None:  # polling the registry: this worker shares the recovery
+            recovery = threading.Thread(target=self.recover, name="recovery", daemon=True)
+            recovery.start()
+        try:
+            self.poll(burst, timeout)
+        finally:
+            self._stop.set()
+            if recovery is not None:
+                recovery.join()
+        self.leave()
+        log.info("consumer %s stopping: %d rows persisted", self.consumer, self.persisted)
+        return self.persisted
+
+    def poll(self, burst: bool, timeout: float | None) -> None:
+        """Handle the streams' batches until stopped, drained (burst) or past the timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = self.settings.poll
         while not self._stop.is_set():
@@ -117,9 +137,15 @@ class Worker:
                 delay = min(delay * 2 or 0.1, self.settings.backoff_max)
             if not handled:
                 self._stop.wait(delay)
-        self.leave()
-        log.info("consumer %s stopping: %d rows persisted", self.consumer, self.persisted)
-        return self.persisted
+
+    def recover(self) -> None:
+        """Sweep the journals and fold the counts on this thread, apart from the polling."""
+        while not self._stop.is_set():
+            try:
+                self.sweeper.tick()
+            except (redis.exceptions.RedisError, *OUTAGE) as exc:
+                log.warning("recovery pass failed (%s); trying again", exc)
+            self._stop.wait(self.sweeper.every)
 
     def work_all(self) -> int:
         """Handle one batch of each polled stream, stopping early when asked to."""
@@ -128,8 +154,6 @@ class Worker:
             if self._stop.is_set():
                 break
             handled += self.work(coupon_id)
-        if self.coupon_ids is None:
-            self.sweeper.tick()
         return handled
 
     def work(self, coupon_id: int) -> int:
@@ -139,12 +163,28 @@ class Worker:
         if len(entries) < self.settings.batch:
             entries += self.read_batch(keys, self.settings.batch - len(entries))
         if not entries:
+            self.retire_if_idle(coupon_id, keys)
             return 0
+        self._idle_since.pop(coupon_id, None)
         self._touched.add(coupon_id)
         metrics.WORKER_BATCHES.inc()
         self.writer.pause("read")
         self.writer.handle(coupon_id, keys, entries)
         return len(entries)
+
+    def retire_if_idle(self, coupon_id: int, keys: CouponKeys) -> None:
+        """Take a registry stream that stayed empty for retire_idle out of the poll list."""
+        if self.coupon_ids is not None:
+            return  # polling given coupons, not the registry
+        now = time.monotonic()
+        if now - self._idle_since.setdefault(coupon_id, now) >= self.settings.retire_idle:
+            self._idle_since.pop(coupon_id, None)
+            # The registry entry goes first, the stream after it and only while empty: a
+            # request accepted after that creates the stream and registers it again; one
+            # accepted before keeps the stream, which is registered again here.
+            stream.unregister(self.redis, self.prefix, coupon_id)
+            if not self._retire(keys=[keys.stream]):
+                stream.register(self.redis, self.prefix, coupon_id)
 
     def read_batch(self, keys: CouponKeys, count: int) -> list[Entry]:
         """Read entries never delivered to any consumer of the group."""

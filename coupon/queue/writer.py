@@ -19,11 +19,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from coupon.core import metrics, queries
-from coupon.core.keys import CouponKeys
 from coupon.core.rules import CouponNotFound
-from coupon.core.stream import GROUP, Entry, Malformed
 from coupon.queue.deadletter import DeadLetters
-from strategies.redis_state import load_script
+from coupon.store.keys import CouponKeys
+from coupon.store.state import load_script
+from coupon.store.stream import GROUP, Entry, Malformed
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ class Settings:
     pause_at: str = "read"  # "read" (before the transaction) or "commit" (before the ack)
     # Seconds a journaled reservation may wait for its row before the sweep resolves it.
     recovery: float = 15.0
+    # Seconds a polled stream stays empty before it leaves the poll list (its next accepted
+    # request registers it again).
+    retire_idle: float = 10.0
 
 
 class Writer:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from coupon.core.queries.batches import issue_batch
 from coupon.core.queries.coupons import (
     OverIssue,
+    RowLocked,
     add_issued,
     add_issued_capped,
     add_issued_if_available,
@@ -18,6 +19,7 @@ from coupon.core.queries.coupons import (
     fold_issued,
     get_coupon,
     set_issued,
+    take_stock,
 )
 from coupon.core.queries.failures import (
     count_failures,
@@ -33,6 +35,7 @@ from coupon.core.queries.issues import (
     holder_of_seat,
     holders,
     insert_issue,
+    insert_issues,
     insert_seated_issue,
     insert_seated_issues,
     issued_users,
@@ -43,6 +46,7 @@ from coupon.core.queries.issues import (
 __all__ = [
     "DuplicateIssue",
     "OverIssue",
+    "RowLocked",
     "SeatTaken",
     "add_issued_capped",
     "fold_issued",
@@ -70,4 +74,6 @@ __all__ = [
     "issued_users",
     "record_failures",
     "set_issued",
+    "insert_issues",
+    "take_stock",
 ]

@@ -24,6 +24,23 @@ class OverIssue(Exception):
     """Raised when the database's CHECK refuses an issued count above the total (the guard)."""
 
 
+class RowLocked(Exception):
+    """Raised when a coupon's row is locked by an open transaction and the caller would not wait."""
+
+
+# A NOWAIT lock that is taken: PostgreSQL's lock_not_available; MariaDB answers its lock wait
+# timeout (1205), MySQL 8 ER_LOCK_NOWAIT (3572).
+_LOCK_UNAVAILABLE = ("55P03", 1205, 3572)
+
+
+def _lock_unavailable(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "pgcode", None)
+    if code is None:
+        args = getattr(exc.orig, "args", ())
+        code = args[0] if args else None
+    return code in _LOCK_UNAVAILABLE
+
+
 def _counted(conn: Connection, statement: Executable) -> CursorResult:  # type: ignore[type-arg]
     """Run an update of the issued count, turning the stock CHECK's refusal into OverIssue."""
     try:
@@ -114,18 +131,27 @@ def add_issued_capped(conn: Connection, coupon_id: int) -> None:
     )
 
 
-def fold_issued(conn: Connection, coupon_id: int) -> int | None:
+def fold_issued(conn: Connection, coupon_id: int, *, nowait: bool = False) -> int | None:
     """Set the issued count to the coupon's rows, under the row lock; None if no such coupon.
 
     The rows are counted after the lock is held, so a strategy that counts as it writes
     (atomic_update) cannot commit between the count and the update. On PostgreSQL the lock is
-    FOR NO KEY UPDATE: the inserts' foreign-key checks (KEY SHARE) do not wait for it. Rows past
-    the total (only a lab-only strategy, or strategies of two families on one coupon, write
-    them) are counted up to the total: the CHECK admits no more, and the rows stay as evidence.
-    Returns the rows counted.
+    FOR NO KEY UPDATE: the inserts' foreign-key checks (KEY SHARE) do not wait for it. On
+    MariaDB an open insert's foreign-key check holds a shared lock on the row, and a fold
+    waiting for it would make every later issue of the coupon queue behind the fold: with
+    nowait, a locked row raises RowLocked at once (recovery folds it on a later pass). Rows
+    past the total (only a lab-only strategy, or strategies of two families on one coupon,
+    write them) are counted up to the total: the CHECK admits no more, and the rows stay as
+    evidence. Returns the rows counted.
     """
-    locked = select(coupon.c.id).where(coupon.c.id == coupon_id).with_for_update(key_share=True)
-    if conn.execute(locked).first() is None:
+    locked = select(coupon.c.id).where(coupon.c.id == coupon_id)
+    try:
+        found = conn.execute(locked.with_for_update(key_share=True, nowait=nowait)).first()
+    except DBAPIError as exc:
+        if nowait and _lock_unavailable(exc):
+            raise RowLocked(f"coupon {coupon_id}'s row is locked by an open transaction") from exc
+        raise
+    if found is None:
         return None
     count = select(func.count()).where(coupon_issue.c.coupon_id == coupon_id)
     rows = int(conn.execute(count).scalar_one())
@@ -150,6 +176,32 @@ def add_issued_if_available(conn: Connection, coupon_id: int, open_at: datetime 
         update(coupon).where(*conditions).values(issued_quantity=coupon.c.issued_quantity + 1)
     )
     return result.rowcount == 1
+
+
+def take_stock(
+    conn: Connection,
+    coupon_id: int,
+    count: int,
+    opened_by: datetime | None = None,
+    open_until: datetime | None = None,
+) -> bool:
+    """Take count units in one conditional UPDATE, all or none; False when fewer are left.
+
+    With opened_by and open_until, the window must be open over that whole span too (open at
+    both ends of [opened_by, open_until] means open at every moment between): False then also
+    for a coupon not started, ended, or not there.
+    """
+    conditions = [
+        coupon.c.id == coupon_id,
+        coupon.c.issued_quantity + count <= coupon.c.total_quantity,
+    ]
+    if opened_by is not None and open_until is not None:
+        conditions += [
+            or_(coupon.c.issue_start.is_(None), coupon.c.issue_start <= opened_by),
+            or_(coupon.c.issue_end.is_(None), coupon.c.issue_end > open_until),
+        ]
+    statement = update(coupon).where(*conditions).values(issued_quantity=coupon.c.issued_quantity + count)
+    return _counted(conn, statement).rowcount == 1
 
 
 def add_issued_if_version(conn: Connection, coupon_id: int, version: int) -> bool:

@@ -5,6 +5,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Integer,
+    bindparam,
     cast,
     exists,
     func,
@@ -13,6 +14,9 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError
 
 from coupon.core.models import (
@@ -109,6 +113,36 @@ def insert_seated_issues(conn: Connection, seats: list[tuple[int, int, int]]) ->
     )
     statement = insert(coupon_issue).from_select(["coupon_id", "user_id", "seat", "issued_at"], values)
     return int(conn.execute(statement).rowcount)
+
+
+def insert_issues(conn: Connection, coupon_id: int, user_ids: list[int]) -> set[int]:
+    """Insert one row per user in one statement, skipping users who hold one; return who got one.
+
+    PostgreSQL takes the users as one array parameter (unnest, ON CONFLICT DO NOTHING),
+    MariaDB one multi-row INSERT IGNORE; both answer the rows they inserted (RETURNING).
+    """
+    if not user_ids:
+        return set()
+    at = utcnow()
+    if conn.dialect.name == "postgresql":
+        array = bindparam("users", type_=ARRAY(BigInteger))
+        users = func.unnest(array).table_valued("user_id").render_derived(name="b")
+        rows = select(
+            bindparam("coupon_id", type_=BigInteger), users.c.user_id, bindparam("at", type_=Timestamp)
+        )
+        statement = (
+            postgresql_insert(coupon_issue)
+            .from_select(["coupon_id", "user_id", "issued_at"], rows)
+            .on_conflict_do_nothing()
+            .returning(coupon_issue.c.user_id)
+        )
+        params = {"users": user_ids, "coupon_id": coupon_id, "at": at}
+        return {int(user) for user in conn.execute(statement, params).scalars()}
+    values = [{"coupon_id": coupon_id, "user_id": user, "issued_at": at} for user in user_ids]
+    statement = (
+        mysql_insert(coupon_issue).prefix_with("IGNORE").values(values).returning(coupon_issue.c.user_id)
+    )
+    return {int(user) for user in conn.execute(statement).scalars()}
 
 
 def seat_of(conn: Connection, coupon_id: int, user_id: int) -> int | None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import matplotlib.pyplot as plt  # the backend must be chosen first
 
-from coupon.lab.chaos.run import Row  # noqa: E402
+from coupon.lab.chaos.run import Row
 
 KEPT, LOST, OVER, NONE = "#4caf50", "#ff9800", "#e53935", "#f0f0f0"
 MODES = ("no", "everysec", "always")

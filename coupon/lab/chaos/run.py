@@ -11,7 +11,7 @@ from typing import Any, Callable
 from coupon.core import queries
 from coupon.core.config import Config
 from coupon.lab import final_state, load
-from coupon.lab.chaos import faults, figures
+from coupon.lab.chaos import faults, figures, timeline
 from coupon.lab.chaos.matrix import appendfsync
 from coupon.lab.chaos.probe import Probe
 from coupon.lab.chaos.servers import WORKER_STRATEGIES, Stack, stack
@@ -24,7 +24,7 @@ from coupon.queue import worker
 log = logging.getLogger(__name__)
 
 SEATED = ("lua", "queued")  # Redis hands out seats: held = counter - seats given back
-COUNTED = ("redis_counter",)  # held = the reservation counter
+COUNTED = ("redis_counter",)  # held = the users set
 # Strategies that answer before the row exists accept several times faster: more stock, so that
 # the fault still meets a live sale.
 ACCEPT_FIRST_STOCK = {"queued": 10}
@@ -69,9 +69,7 @@ def held(owned: Stack, strategy: str, coupon_id: int) -> int:
     """Count the seats Redis holds for a coupon (0 where the strategy keeps none)."""
     if strategy not in SEATED + COUNTED:
         return 0
-    client, keys = owned.runtime.services.redis, owned.runtime.state.keys(coupon_id)
-    count = int(client.get(keys.count) or 0)
-    return count - int(client.scard(keys.free)) if strategy in SEATED else count
+    return owned.runtime.state.held(coupon_id)
 
 
 def taken(owned: Stack, strategy: str, coupon_ids: tuple[int, ...]) -> int:
@@ -103,7 +101,7 @@ def wait_settled(owned: Stack, strategy: str, coupon_ids: tuple[int, ...], recov
         try:
             if settled(owned, strategy, coupon_ids):
                 return round(time.monotonic() - started, 2)
-        except Exception as exc:  # noqa: BLE001 - a Redis still loading: ask again
+        except Exception as exc:  # a Redis still loading: ask again
             log.info("not settled yet: %s", exc)
         time.sleep(0.2)  # polling the worker's progress, bounded by the deadline
     return None
@@ -136,26 +134,26 @@ def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, 
                     for n in range(settings.sellouts or COUPONS))  # fmt: skip
         probe_id = create(f"chaos {name} probe", PROBE_STOCK, strategy=strategy)
         target = load.Target(owned.server.url, strategy, ids, settings.users, settings.duration,
-                             settings.duplicate_share, users_out=True)  # fmt: skip
+                             settings.duplicate_share, users_out=True, seconds_out=True)  # fmt: skip
         prefix = out / f"locust_{name}"
         measured: list[load.Load] = []
         crowd = threading.Thread(target=lambda: measured.append(load.run(target, prefix, lambda _: None)))
         with Probe(owned.server.url, probe_id, strategy) as probe:
-            started = time.monotonic()
+            started, started_wall = time.monotonic(), time.time()
             crowd.start()
             say("load")
             inject_at = max(1.5, 0.3 * settings.duration)
             time.sleep(1.0)  # the load's first second (locust spawning), then a count
             first, first_at = taken(owned, strategy, ids), time.monotonic()
             time.sleep(max(0.0, started + inject_at - time.monotonic()))  # the fault's moment
-            before, fault_at = taken(owned, strategy, ids), time.monotonic()
+            before, fault_at, fault_wall = taken(owned, strategy, ids), time.monotonic(), time.time()
             say(f"fault {fault_name}")
             events = Recorder()
             events.event(fault_name, "start")
             facts = {"injected": fault.inject(owned)}
             time.sleep(fault.hold)  # how long the fault lasts
             facts["healed"] = fault.heal(owned)
-            healed = time.monotonic()
+            healed, healed_wall = time.monotonic(), time.time()
             events.event(fault_name, "stop")
             facts["fault_seconds"] = round(healed - fault_at, 2)
             say("load after the fault")
@@ -163,6 +161,8 @@ def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, 
         if not measured:
             raise RuntimeError(f"locust failed; see {prefix}.log")
         say("settling")
+        facts["timeline"] = timeline.read(Path(f"{prefix}.seconds.json"), started_wall,
+                                          (fault_wall, healed_wall))
         settle_s = wait_settled(owned, strategy, ids, recovery)
         found = audit(owned, strategy, read_tally(Path(f"{prefix}.tally.json")),
                       read_users(Path(f"{prefix}.users.json")))  # fmt: skip

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Iterator
 
 from coupon.core.config import PROJECT_ROOT, Config
-from coupon.core.pids import stop_pid
-from coupon.core.redis_server import RedisServer
 from coupon.lab.chaos.faults import Fault
 from coupon.lab.chaos.proxy import Proxy
 from coupon.lab.chaos.redis_private import build_shim, private_redis, shim_env
 from coupon.lab.plan import server_env
 from coupon.lab.serve import Server
 from coupon.runtime import Runtime
+from coupon.servers.pids import stop_pid
+from coupon.servers.redis_server import RedisServer
 
 # The strategies whose reservations a worker persists (queued) or sweeps (lua, redis_counter).
 WORKER_STRATEGIES = ("lua", "queued", "redis_counter")

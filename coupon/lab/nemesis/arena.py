@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from coupon.core.config import PROJECT_ROOT
-from coupon.core.pids import alive, children
+from coupon.servers.pids import alive, children
 from coupon.lab.chaos.faults import DROP_EVERY, Fault
 from coupon.lab.chaos.proxy import Proxy, ReplyDropper, is_commit, redis_dropper
 from coupon.lab.chaos.redis_private import aof_settings, cut_to_fsynced

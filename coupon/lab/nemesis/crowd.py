@@ -55,7 +55,7 @@ class Sale:
                 return
             try:
                 self.coupon_ids.append(self.make())
-            except Exception as exc:  # noqa: BLE001 - a fault is on: the next sold-out tries again
+            except Exception as exc:  # a fault is on: the next sold-out tries again
                 log.info("no new coupon for %s now: %s", self.strategy, exc)
 
 

@@ -77,7 +77,7 @@ def _apply(arena: Arena, plan: Schedule, recorder: Recorder, started: float) -> 
         try:
             facts = act(arena, step, memo) or {}
             started_faults += phase == 0 and "skipped" not in facts
-        except Exception as exc:  # noqa: BLE001 - a fault that cannot act now (Redis down) is noted
+        except Exception as exc:  # a fault that cannot act now (Redis down) is noted
             facts = {"error": repr(exc)[:200]}
         log.info("%s %s: %s", step.fault, "start" if phase == 0 else "stop", facts)
         if phase == 1 or ACTIONS[step.fault][1] is None and "error" in facts:

@@ -1,1 +1,0 @@
-"""What stands around the service in production: the nginx edge, Prometheus and Grafana."""

@@ -1,0 +1,1 @@
+"""Helpers that more than one test file uses; test files import from here, never from each other."""
