@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import random
 import time
 import urllib.request
@@ -36,6 +37,7 @@ from locust.runners import WorkerRunner
 
 from coupon.core.config import EMBEDDED_ADMIN_TOKEN, Config
 from coupon.lab.crowd import Cursor, Tokens, minter_for
+from coupon.lab.history import Recorder
 from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
 
 log = logging.getLogger("coupon.locust")
@@ -44,6 +46,8 @@ log = logging.getLogger("coupon.locust")
 RECENT_USERS = 10_000
 # New ids drawn (and, in jwt mode, their tokens minted) at a time, ahead of their requests.
 AHEAD = 1000
+# Requests kept per process for the history (coupon/lab/history.py); the header counts the rest.
+HISTORY_CAP = 500_000
 
 
 @events.init_command_line_parser.add_listener
@@ -81,6 +85,8 @@ def _options(parser: Any) -> None:
     group.add_argument("--max-in-flight", type=int, default=500, help="Open loop: pool size (full: dropped)")
     group.add_argument("--seed", type=int, default=1, help="Open loop: seed of the arrival times")
     group.add_argument("--arrivals-out", default="arrivals.json", help="Open loop: summary file")
+    group.add_argument("--history-out", default="", help="Write every issue request here (JSON lines)")
+    group.add_argument("--history-cap", type=int, default=HISTORY_CAP, help="Requests kept in the history at most")
 
 
 def _call(url: str, method: str = "GET", body: dict[str, Any] | None = None, token: str = "") -> Any:
@@ -127,9 +133,17 @@ def _cursor(environment: Environment, **_: Any) -> None:
     environment.coupon_cursor = Cursor(ids or [options.coupon_id])
 
 
+@events.test_start.add_listener
+def _history(environment: Environment, **_: Any) -> None:
+    environment.coupon_history = Recorder(cap=environment.parsed_options.history_cap)
+
+
 @events.test_stop.add_listener
 def _write_tally(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
+    if options.history_out and not options.rate:
+        coupons = environment.coupon_cursor.coupon_ids
+        environment.coupon_history.write(Path(options.history_out), coupons=coupons, pid=os.getpid())
     if options.tally_out and not options.rate and not isinstance(environment.runner, WorkerRunner):
         environment.coupon_cursor.write(Path(options.tally_out))
     if options.users_out and not options.rate and not isinstance(environment.runner, WorkerRunner):
@@ -163,6 +177,9 @@ def _audit(environment: Environment, **_: Any) -> None:
         environment.process_exit_code = 1
 
 
+CLIENTS = itertools.count(1)
+
+
 class Crowd(FastHttpUser):
     """One member of the crowd: asks again and again, mostly as somebody new."""
 
@@ -178,6 +195,8 @@ class Crowd(FastHttpUser):
         self.query = f"?strategy={options.strategy}" if options.strategy else ""
         # A worker process may start users before its test_start: then it keeps a cursor of its own.
         self.cursor: Cursor = getattr(self.environment, "coupon_cursor", None) or Cursor([options.coupon_id])
+        self.history: Recorder | None = getattr(self.environment, "coupon_history", None)
+        self.name = f"{os.getpid()}-{next(CLIENTS)}"
 
     def _user_id(self) -> int:
         if self.recent and random.random() < self.options.duplicate_share:
@@ -202,7 +221,12 @@ class Crowd(FastHttpUser):
         path, body = f"/coupons/{coupon_id}/issue{self.query}", {"user_id": user_id}
         heard = self.cursor.heard if self.options.users_out else lambda *_: None
         headers = self.tokens.headers(user_id)
+        invoked = time.monotonic()
         with self.client.post(path, json=body, headers=headers, name=FAILED, catch_response=True) as response:
+            if self.history is not None and self.options.history_out:
+                text = (response.text or "") if response.status_code else repr(response.error)
+                self.history.record(self.name, coupon_id, user_id, self.options.strategy or None, invoked,
+                                    response.status_code, text)
             if response.status_code in (201, 202):
                 response.request_meta["name"] = ISSUED
                 response.success()

@@ -196,6 +196,11 @@ def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
     assert f"Backend: **{document['backend']['database']}**" in markdown
     for chart in ("throughput", "latency", "correctness"):
         assert (out / f"{chart}.png").read_bytes().startswith(PNG_MAGIC)
+    # The checker judged the history every run writes: the exact row valid, none's over-issue seen.
+    assert (out / "history.jsonl").exists() and "## Checker" in markdown
+    check = document["check"]
+    assert check["by_run"]["atomic_update"] == "valid"
+    assert ("over" in check["by_run"]["none"]) == (over > 0)
     assert set(rows["none"]["load"]["spectrum"]) == {"p50", "p90", "p99", "p99.9", "p99.99", "max"}
     compared = json.loads((out / "compare.json").read_text())
     assert [row["label"] for row in compared["rows"] if row["regressions"]] == ["atomic_update", "none"]

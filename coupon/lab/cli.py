@@ -21,7 +21,7 @@ from sqlalchemy import make_url
 
 from coupon.core import durability
 from coupon.core.config import PROJECT_ROOT, ConfigError
-from coupon.lab import facts, gate, report, runner, sandbox
+from coupon.lab import checking, facts, gate, report, runner, sandbox
 from coupon.lab.html import build
 from coupon.lab.plan import SCENARIOS, Run, Settings, Steps, plan
 from coupon.runtime import Runtime, current
@@ -137,8 +137,15 @@ def _chaos(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, con
     return path
 
 
+def _nemesis(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, console: Console) -> Path:
+    """The nemesis scenario: seeded schedules of overlapping faults, each seed judged by the checker."""
+    from coupon.lab.nemesis import driver
+
+    return driver.drive(runtime, settings, out, console, _facts(runtime))
+
+
 # How each kind of scenario is measured and reported (plan.Scenario.driver names one).
-DRIVERS = {"sellouts": _sellouts, "capacity": _capacity, "chaos": _chaos}
+DRIVERS = {"sellouts": _sellouts, "capacity": _capacity, "chaos": _chaos, "nemesis": _nemesis}
 
 
 def _facts(runtime: Runtime) -> dict[str, Any]:
@@ -170,6 +177,12 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
 @click.option("--faults", default="", help="chaos: comma-separated faults (default: the scenario's matrix).")
 @click.option("--recovery", default=3.0, show_default=True, type=click.FloatRange(0.1),
               help="chaos: the workers' recovery bound (COUPON_RECOVERY_SECONDS of its servers).")
+@click.option("--seed", default=Steps.seed, show_default=True,
+              help="nemesis: the first seed of the fault schedule; capacity: of the arrival times.")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="nemesis: seeds in a row.")
+@click.option("--minutes", default=1.0, show_default=True, type=click.FloatRange(0.1),
+              help="nemesis: minutes of load per seed.")
+@click.option("--replay", default="", help="nemesis: run again the schedules saved in this report dir.")
 @click.option("--output", default="reports", show_default=True, help="Where reports/<timestamp>/ goes.")
 @click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A previous run's folder: compare this run with it at the end (see `lab compare`).")
@@ -195,11 +208,39 @@ def lab(scenario: str, strategies: str, faults: str, output: str, baseline: Path
     # Wide enough for the table when the output is a file or a CI log rather than a terminal.
     console = Console(width=None if sys.stdout.isatty() else 160)
     path = DRIVERS[SCENARIOS[scenario].driver](runtime, runs, settings, out, console)
-    page = build.write(out)
-    console.print(f"backend: {facts.backend(runtime)['database']}; report: {path}, {page}")
+    checked = None if scenario == "nemesis" else checking.finish(out, settings.recovery)
+    if checked is not None:
+        console.print(f"checker: {checked.verdict()} ({out / checking.CHECK_FILE})")
+    # The nemesis's report has no sell-out rows for the page: its table is in report.md.
+    page = "" if scenario == "nemesis" else f", {build.write(out)}"
+    console.print(f"backend: {facts.backend(runtime)['database']}; report: {path}{page}")
     if baseline is not None and gate.gate(baseline, out, threshold / 100, console) and fail_on_regression:
         raise SystemExit(1)
 
 
 lab.add_command(gate.compare_command)
 
+
+@lab.command("check")
+@click.argument("report_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--recovery", type=float, default=None, help="The recovery bound [default: the history's].")
+def check_command(report_dir: Path, recovery: float | None) -> None:
+    """Judge a report's history.jsonl against its final_state.json (a nemesis report: each seed's);
+    exit 1 unless valid."""
+    dirs = [report_dir] if (report_dir / "history.jsonl").exists() else sorted(report_dir.glob("seed-*"))
+    if not dirs:
+        raise click.ClickException(f"no history.jsonl in {report_dir} or its seed-*/ folders")
+    valid = True
+    for folder in dirs:
+        found = checking.check(folder, recovery)
+        for strategy, row in sorted(found.by_strategy().items()):
+            shown = ", ".join(f"{name} {n}" for name, n in row.items() if n)
+            click.echo(f"{folder.name} {strategy}: {shown}")
+        for coupon in found.coupons:
+            if not coupon.valid:
+                bad = {name: n for name, n in coupon.counts.items() if n}
+                click.echo(f"  coupon {coupon.coupon} ({coupon.strategy}): {bad} e.g. {coupon.examples}")
+        click.echo(f"{folder.name}: {found.verdict()}")
+        valid = valid and found.valid
+    if not valid:
+        raise SystemExit(1)

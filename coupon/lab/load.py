@@ -57,6 +57,7 @@ class Target:
     max_in_flight: int = 500
     seed: int = 1
     users_out: bool = False  # closed loop: also write who heard what, per coupon (.users.json)
+    history_cap: int | None = None  # requests kept in .history.jsonl (None: locust's default cap)
     seconds_out: bool = False  # with users_out: also write answers per second by kind (.seconds.json)
     # The server's identity settings (COUPON_AUTH, COUPON_JWT_*): the crowd mints what it accepts.
     identity: tuple[tuple[str, str], ...] = ()
@@ -69,7 +70,10 @@ def command(target: Target, stats_prefix: Path) -> list[str]:
         "--headless", "--only-summary", "--loglevel", "WARNING",
         "--stop-timeout", str(STOP_TIMEOUT_SECONDS),
         "--host", target.host, "--json-file", str(stats_prefix), "--no-audit",
+        "--history-out", f"{stats_prefix}.history.jsonl",
     ]
+    if target.history_cap is not None:
+        args += ["--history-cap", str(target.history_cap)]
     if target.rate:
         # One user runs the scheduler and quits; -t only bounds a run that hangs.
         cap = target.warmup + target.duration + STOP_TIMEOUT_SECONDS + 30

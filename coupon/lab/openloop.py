@@ -18,6 +18,7 @@ from locust.env import Environment
 
 from coupon.lab import arrivals
 from coupon.lab.crowd import Tokens, minter_for
+from coupon.lab.history import Recorder
 from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
 
 NAMES = {arrivals.ISSUED: ISSUED, arrivals.REFUSED: REFUSED, arrivals.ERROR: FAILED}
@@ -30,10 +31,13 @@ TIMEOUT_SECONDS = 30.0
 DRAIN_SECONDS = TIMEOUT_SECONDS + 5
 
 
-def _sender(client: HTTPClient, path: str, ping: bool, tokens: Tokens, count: int) -> Any:
+def _sender(
+    client: HTTPClient, path: str, ping: bool, tokens: Tokens, count: int, recorder: Recorder | None, coupon_id: int
+) -> Any:
     """Return send(): one request, its outcome; every caller is new (the issue path, no repeats).
 
-    In jwt mode every caller's token is minted here, before the first arrival.
+    In jwt mode every caller's token is minted here, before the first arrival; with a recorder,
+    every request goes into the run's history.
     """
     start = random.getrandbits(62) + 1
     ids = iter(range(start, start + count))
@@ -42,6 +46,7 @@ def _sender(client: HTTPClient, path: str, ping: bool, tokens: Tokens, count: in
     plain = {"Content-Type": "application/json"}
 
     def send() -> str:
+        user, invoked, text = 0, time.monotonic(), ""
         try:
             if ping:
                 response = client.get(path)
@@ -49,10 +54,14 @@ def _sender(client: HTTPClient, path: str, ping: bool, tokens: Tokens, count: in
                 user = next(ids)
                 headers = {**plain, **tokens.headers(user)}
                 response = client.post(path, body=f'{{"user_id": {user}}}', headers=headers)
-            response.read()
-        except Exception:  # a broken connection or a timeout is a counted fault
+            text = response.read().decode(errors="replace")
+        except Exception as exc:  # a broken connection or a timeout is a counted fault
+            if recorder is not None:
+                recorder.record("open-loop", coupon_id, user, None, invoked, 0, repr(exc))
             return arrivals.ERROR
         status = response.status_code
+        if recorder is not None:
+            recorder.record("open-loop", coupon_id, user, None, invoked, status, text)
         if status in (200, 201, 202):
             return arrivals.ISSUED
         return arrivals.REFUSED if status == 409 else arrivals.ERROR
@@ -71,6 +80,8 @@ def run(environment: Environment, options: Any, path: str) -> None:
     )
     pool = gevent.pool.Pool(options.max_in_flight)
     ping = options.ping
+    recorder = Recorder(cap=options.history_cap) if options.history_out and not ping else None
+    coupon_id = 0 if ping else environment.coupon_cursor.current  # type: ignore[attr-defined]  # the locustfile sets it
 
     def fire(latency: float, outcome: str) -> None:
         failed = outcome == arrivals.ERROR
@@ -82,7 +93,8 @@ def run(environment: Environment, options: Any, path: str) -> None:
 
     tokens = Tokens(minter_for(options), keep=len(times))
     scheduler = arrivals.Scheduler(
-        times, pool, _sender(client, path, ping, tokens, len(times)), windows, time.perf_counter, gevent.sleep, fire
+        times, pool, _sender(client, path, ping, tokens, len(times), recorder, coupon_id), windows,
+        time.perf_counter, gevent.sleep, fire,
     )
     # Locust's own objects need no collecting: keep the collector's pauses out of the latencies.
     gc.freeze()
@@ -98,3 +110,5 @@ def run(environment: Environment, options: Any, path: str) -> None:
         "all": everything.summary(), "measured": measured.summary(),
     }
     Path(options.arrivals_out).write_text(json.dumps(document, indent=1))
+    if recorder is not None:
+        recorder.write(Path(options.history_out), coupons=[coupon_id])

@@ -70,7 +70,10 @@ class Settings:
     sellouts: int | None = None
     steps: Steps = field(default_factory=Steps)
     faults: tuple[str, ...] = ()  # chaos: the faults chosen (default: the matrix's)
-    recovery: float = 3.0  # chaos: the workers' recovery bound, seconds
+    recovery: float = 3.0  # chaos, nemesis: the workers' recovery bound, seconds
+    seeds: int = 1  # nemesis: seeds run one after another, from --seed on
+    minutes: float = 1.0  # nemesis: minutes of load per seed
+    replay: str = ""  # nemesis: a report (or seed) directory whose schedules to run again
 
     def quantity_for(self) -> int:
         """Return each coupon's quantity: the flag, else the scenario's default."""
@@ -152,6 +155,8 @@ SCENARIOS: dict[str, Scenario] = {
     "capacity": Scenario("open-loop steps: the highest rate within the p99 objective", _capacity, "capacity"),
     "scaling": Scenario("capacity at 1..4 worker processes, with a USL fit", _scaling, "capacity"),
     "chaos": Scenario("each strategy under load while a fault is injected (--faults)", _chaos, "chaos"),
+    "nemesis": Scenario("a crowd under a seeded schedule of overlapping faults, then the checker (--seed, "
+                        "--seeds, --minutes, --replay)", lambda s, registered: [], "nemesis"),
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from coupon.lab import audit, load
+from coupon.lab import audit, final_state, load
 from coupon.lab.crowd import read_tally
 from coupon.lab.plan import Run, Settings, server_env
 from coupon.lab.serve import Server
@@ -100,6 +100,7 @@ def measure(runtime: Runtime, server: Server, run: Run, settings: Settings, out:
     if run.is_ping:
         return Result(run, measured, None)
     found = audit_all(runtime, run.strategy, read_tally(Path(f"{prefix}.tally.json")))
+    final_state.save(out, final_state.read(runtime, coupon_ids))  # for the checker
     log.info("%s: %s", run.label, found.verdict)
     return Result(run, measured, found, coupon_ids)
 

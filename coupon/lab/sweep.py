@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from coupon.lab import capacity, load
+from coupon.lab import capacity, final_state, load
 from coupon.lab.capacity import Point
 from coupon.lab.plan import Run, Settings, server_env
 from coupon.lab.runner import audit_all, safe_name
@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 # Stock per step: the expected arrivals with a margin, so that no step measures sold-out refusals.
 STOCK_MARGIN = 1.5
+# Requests a step keeps in its history: steps reach thousands a second; the burst keeps all.
+STEP_HISTORY_CAP = 5000
 
 # The latency spectrum a step carries, as the open loop's summary names it (with "_ms").
 SPECTRUM = ("p50", "p90", "p99", "p99.9", "p99.99", "max")
@@ -78,20 +80,23 @@ class Row:
 
 
 def _open_loop(server: Server, run: Run, coupon_id: int, rate: float, seconds: float, warmup: float,
-               in_flight: int, seed: int, prefix: Path) -> dict[str, Any]:
+               in_flight: int, seed: int, prefix: Path, history_cap: int | None = None) -> dict[str, Any]:
     target = load.Target(
         host=server.url, strategy=run.strategy, coupon_ids=(coupon_id,), users=1, duration=seconds,
         rate=rate, warmup=warmup, max_in_flight=in_flight, seed=seed, identity=server.identity,
+        history_cap=history_cap,
     )
     return load.run_open(target, prefix, lambda elapsed: None)
 
 
-def _audit(runtime: Runtime, run: Run, coupon_id: int, summary: dict[str, Any]) -> SellOuts | None:
+def _audit(runtime: Runtime, run: Run, coupon_id: int, summary: dict[str, Any], out: Path) -> SellOuts | None:
     if run.is_ping:
         return None
     every = summary["all"]
     told = {coupon_id: {"issued": every["issued"], "errors": every["errors"] + summary["stuck"]}}
-    return audit_all(runtime, run.strategy, told)
+    found = audit_all(runtime, run.strategy, told)
+    final_state.save(out, final_state.read(runtime, [coupon_id]))  # for the checker
+    return found
 
 
 def step(runtime: Runtime, server: Server, run: Run, rate: float, settings: Settings, out: Path,
@@ -104,8 +109,8 @@ def step(runtime: Runtime, server: Server, run: Run, rate: float, settings: Sett
     )
     prefix = out / f"{name}_{safe_name(run.label)}_{rate:g}"
     summary = _open_loop(server, run, coupon_id, rate, steps.seconds, steps.warmup,
-                         steps.max_in_flight, steps.seed, prefix)
-    found = _audit(runtime, run, coupon_id, summary)
+                         steps.max_in_flight, steps.seed, prefix, STEP_HISTORY_CAP)
+    found = _audit(runtime, run, coupon_id, summary, out)
     measured = summary["measured"]
     return Point(
         offered_rps=rate, achieved_rps=round(measured["achieved_rps"], 1),
@@ -126,7 +131,7 @@ def burst(runtime: Runtime, server: Server, run: Run, settings: Settings, out: P
     # The count drawn is Poisson around steps.burst: room for all of them in flight, none dropped.
     summary = _open_loop(server, run, coupon_id, steps.burst / steps.burst_window, steps.burst_window, 0.0,
                          2 * steps.burst, steps.seed, out / f"burst_{safe_name(run.label)}")
-    found = _audit(runtime, run, coupon_id, summary)
+    found = _audit(runtime, run, coupon_id, summary, out)
     return Burst({**summary["all"], "errors": summary["all"]["errors"] + summary["stuck"]}, found)
 
 

@@ -10,12 +10,13 @@ from typing import Any, Callable
 
 from coupon.core import queries
 from coupon.core.config import Config
-from coupon.lab import load
+from coupon.lab import final_state, load
 from coupon.lab.chaos import faults, figures, timeline
 from coupon.lab.chaos.matrix import appendfsync
 from coupon.lab.chaos.probe import Probe
 from coupon.lab.chaos.servers import WORKER_STRATEGIES, Stack, stack
 from coupon.lab.crowd import read_tally, read_users
+from coupon.lab.history import Recorder
 from coupon.lab.plan import Settings
 from coupon.lab.runner import safe_name
 from coupon.queue import worker
@@ -147,10 +148,13 @@ def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, 
             time.sleep(max(0.0, started + inject_at - time.monotonic()))  # the fault's moment
             before, fault_at, fault_wall = taken(owned, strategy, ids), time.monotonic(), time.time()
             say(f"fault {fault_name}")
+            events = Recorder()
+            events.event(fault_name, "start")
             facts = {"injected": fault.inject(owned)}
             time.sleep(fault.hold)  # how long the fault lasts
             facts["healed"] = fault.heal(owned)
             healed, healed_wall = time.monotonic(), time.time()
+            events.event(fault_name, "stop")
             facts["fault_seconds"] = round(healed - fault_at, 2)
             say("load after the fault")
             crowd.join()
@@ -162,6 +166,9 @@ def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, 
         settle_s = wait_settled(owned, strategy, ids, recovery)
         found = audit(owned, strategy, read_tally(Path(f"{prefix}.tally.json")),
                       read_users(Path(f"{prefix}.users.json")))  # fmt: skip
+        # For the checker: the state the private servers end with, and the fault on the clock.
+        final_state.save(out, final_state.read(owned.runtime, ids))
+        events.write(out / f"faults_{name}.history.jsonl", coupons=[])
         rate = (before - first) / (fault_at - first_at) if fault_at > first_at else 0.0
         return Row(strategy, fault_name, found, measured[0], probe.recovered_after(healed), settle_s,
                    rate, len(ids) * quantity - before, facts)  # fmt: skip
