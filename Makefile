@@ -38,10 +38,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# Lint and types, as CI runs them (pyproject.toml). `ruff format --check .` joins once the tree
-# is formatted.
+# Lint, format and types, as CI runs them (pyproject.toml).
 check: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 worker: migrate

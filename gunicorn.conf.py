@@ -1,4 +1,5 @@
 """Gunicorn settings: gevent workers, counts and address from the environment."""
+
 from __future__ import annotations
 
 import os

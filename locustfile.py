@@ -16,6 +16,7 @@ The lab adds two modes. --coupon-ids a,b,c: the crowd sells out these coupons on
 --warmup + --measure seconds, latency counted from each request's intended send time, and writes
 its summary to --arrivals-out (coupon/lab/openloop.py).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -54,9 +55,13 @@ HISTORY_CAP = 500_000
 def _options(parser: Any) -> None:
     group = parser.add_argument_group("coupon lab")
     group.add_argument("--strategy", default="", help="Strategy to ask for (default: the server's)")
-    group.add_argument("--coupon-quantity", type=int, default=1000, help="Quantity of the coupon made on start")
+    group.add_argument(
+        "--coupon-quantity", type=int, default=1000, help="Quantity of the coupon made on start"
+    )
     group.add_argument("--coupon-id", type=int, default=0, help="Use this coupon instead of creating one")
-    group.add_argument("--duplicate-share", type=float, default=0.1, help="Share of requests repeating a user")
+    group.add_argument(
+        "--duplicate-share", type=float, default=0.1, help="Share of requests repeating a user"
+    )
     settings = Config.from_env()
     group.add_argument(
         "--admin-token",
@@ -64,21 +69,35 @@ def _options(parser: Any) -> None:
         help="Admin token for creating the coupon (env COUPON_ADMIN_TOKEN)",
     )
     # jwt mode (docs/identity.md): each user's token is minted ahead, a batch at a time.
-    group.add_argument("--auth", choices=["body", "jwt"], default=settings.auth or "body",
-                       help="How the server knows the user (env COUPON_AUTH)")
-    group.add_argument("--jwt-secret", default=settings.jwt_secret or "",
-                       help="HS256 secret to mint tokens with (env COUPON_JWT_SECRET)")
-    group.add_argument("--jwt-private-key", default=str(settings.jwt_private_key or ""),
-                       help="Or a private key file (PEM) to mint with (env COUPON_JWT_PRIVATE_KEY)")
+    group.add_argument(
+        "--auth",
+        choices=["body", "jwt"],
+        default=settings.auth or "body",
+        help="How the server knows the user (env COUPON_AUTH)",
+    )
+    group.add_argument(
+        "--jwt-secret",
+        default=settings.jwt_secret or "",
+        help="HS256 secret to mint tokens with (env COUPON_JWT_SECRET)",
+    )
+    group.add_argument(
+        "--jwt-private-key",
+        default=str(settings.jwt_private_key or ""),
+        help="Or a private key file (PEM) to mint with (env COUPON_JWT_PRIVATE_KEY)",
+    )
     group.add_argument("--jwt-issuer", default=settings.jwt_issuer or "")
     group.add_argument("--jwt-audience", default=settings.jwt_audience or "")
     group.add_argument("--ping", action="store_true", help="Only GET /ping: the reference ceiling")
-    group.add_argument("--audit-timeout", type=float, default=30.0, help="Seconds to wait for counts to agree")
+    group.add_argument(
+        "--audit-timeout", type=float, default=30.0, help="Seconds to wait for counts to agree"
+    )
     group.add_argument("--no-audit", action="store_true", help="No audit on stop (the lab audits itself)")
     group.add_argument("--coupon-ids", default="", help="Sell these coupons out one after another")
     group.add_argument("--tally-out", default="", help="Write per-coupon told-issued counts here (JSON)")
     group.add_argument("--users-out", default="", help="Write per-coupon user ids by answer here (JSON)")
-    group.add_argument("--seconds-out", default="", help="With --users-out: answers per second by kind (JSON)")
+    group.add_argument(
+        "--seconds-out", default="", help="With --users-out: answers per second by kind (JSON)"
+    )
     group.add_argument("--rate", type=float, default=0.0, help="Open loop: requests/s offered (with -u 1)")
     group.add_argument("--warmup", type=float, default=1.0, help="Open loop: seconds before measuring")
     group.add_argument("--measure", type=float, default=3.0, help="Open loop: seconds measured")
@@ -86,7 +105,9 @@ def _options(parser: Any) -> None:
     group.add_argument("--seed", type=int, default=1, help="Open loop: seed of the arrival times")
     group.add_argument("--arrivals-out", default="arrivals.json", help="Open loop: summary file")
     group.add_argument("--history-out", default="", help="Write every issue request here (JSON lines)")
-    group.add_argument("--history-cap", type=int, default=HISTORY_CAP, help="Requests kept in the history at most")
+    group.add_argument(
+        "--history-cap", type=int, default=HISTORY_CAP, help="Requests kept in the history at most"
+    )
 
 
 def _call(url: str, method: str = "GET", body: dict[str, Any] | None = None, token: str = "") -> Any:
@@ -102,7 +123,12 @@ def _call(url: str, method: str = "GET", body: dict[str, Any] | None = None, tok
 @events.test_start.add_listener
 def _create_coupon(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
-    if isinstance(environment.runner, WorkerRunner) or options.ping or options.coupon_id or options.coupon_ids:
+    if (
+        isinstance(environment.runner, WorkerRunner)
+        or options.ping
+        or options.coupon_id
+        or options.coupon_ids
+    ):
         return
     body = {"name": f"locust {options.strategy or 'default'}", "total_quantity": options.coupon_quantity}
     if options.strategy:  # the coupon is issued by this strategy's family only
@@ -171,7 +197,11 @@ def _audit(environment: Environment, **_: Any) -> None:
     log.log(
         logging.INFO if passed else logging.ERROR,
         "%s: coupon %s issued %s of %s, callers told issued %s",
-        "PASS" if passed else "FAIL", options.coupon_id, issued, quantity, told,
+        "PASS" if passed else "FAIL",
+        options.coupon_id,
+        issued,
+        quantity,
+        told,
     )
     if not passed:
         environment.process_exit_code = 1
@@ -225,8 +255,15 @@ class Crowd(FastHttpUser):
         with self.client.post(path, json=body, headers=headers, name=FAILED, catch_response=True) as response:
             if self.history is not None and self.options.history_out:
                 text = (response.text or "") if response.status_code else repr(response.error)
-                self.history.record(self.name, coupon_id, user_id, self.options.strategy or None, invoked,
-                                    response.status_code, text)
+                self.history.record(
+                    self.name,
+                    coupon_id,
+                    user_id,
+                    self.options.strategy or None,
+                    invoked,
+                    response.status_code,
+                    text,
+                )
             if response.status_code in (201, 202):
                 response.request_meta["name"] = ISSUED
                 response.success()

@@ -1,4 +1,5 @@
 """Coupon Lab: first-come-first-served coupon issuance with switchable concurrency strategies."""
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,9 @@ def create_app(config: Config | None = None) -> Flask:
         raise ConfigError("COUPON_ADMIN_TOKEN must be set when the service runs on real servers")
     resolved = embedded.resolve(given, export=True)
     logs.configure(
-        [resolved.admin_token or "", resolved.jwt_secret or ""], as_json=resolved.log_json, level=resolved.log_level
+        [resolved.admin_token or "", resolved.jwt_secret or ""],
+        as_json=resolved.log_json,
+        level=resolved.log_level,
     )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

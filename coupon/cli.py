@@ -1,4 +1,5 @@
 """Commands beside the app: `flask --app app <command>`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,12 @@ def rebuild_redis(coupon_id: int) -> None:
 @click.command("token")
 @click.argument("user_id", type=click.IntRange(1, inputs.MAX_ID))
 @click.option("--ttl", default=3600, show_default=True, help="Seconds the token is valid.")
-@click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Private key (PEM) whose public half is COUPON_JWT_PUBLIC_KEY or in the JWKS.")
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Private key (PEM) whose public half is COUPON_JWT_PUBLIC_KEY or in the JWKS.",
+)
 @click.option("--kid", default=None, help="Key id to name in the header (a JWKS's key).")
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="Server, for the curl.")
 @with_appcontext
@@ -58,7 +63,10 @@ def token(user_id: int, ttl: int, key_path: Path | None, kid: str | None, url: s
         raise click.ClickException(str(exc)) from None
     signed = minter.mint(user_id, ttl)
     click.echo(signed)
-    click.echo(f"# {minter.algorithm}, sub {user_id}, valid {ttl} s; the service is in {config.auth_mode} mode", err=True)
+    click.echo(
+        f"# {minter.algorithm}, sub {user_id}, valid {ttl} s; the service is in {config.auth_mode} mode",
+        err=True,
+    )
     click.echo(
         f"curl -sS -X POST {url}/coupons/<coupon id>/issue -H 'Authorization: Bearer {signed}'"
         " -H 'Content-Type: application/json' -d '{}'",

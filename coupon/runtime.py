@@ -1,4 +1,5 @@
 """What one process holds while it serves: connections, strategies, Redis state."""
+
 from __future__ import annotations
 
 import time

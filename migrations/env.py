@@ -1,4 +1,5 @@
 """Alembic environment: the URL comes from the app's settings, the one source of truth."""
+
 from __future__ import annotations
 
 from logging.config import fileConfig

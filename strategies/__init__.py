@@ -1,4 +1,5 @@
 """The registry of issuance strategies: a plain dict from name to class."""
+
 from __future__ import annotations
 
 from coupon.core.connections import Services

@@ -1,4 +1,5 @@
 """What every strategy shares: its interface, the one read-check-write path, and retries."""
+
 from __future__ import annotations
 
 import logging

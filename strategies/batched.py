@@ -23,6 +23,7 @@ the unique key), so it shares a coupon with atomic_update and the rest of the fa
 - anything else before the commit (a cut connection): nothing was written; every caller raises;
 - the commit did not answer: each caller looks for its own row (strategies/outcome.py).
 """
+
 from __future__ import annotations
 
 import threading
@@ -69,7 +70,9 @@ class BatchedUpdate(Strategy):
     """Group commit on the hot row: one conditional UPDATE of k, k inserts, one commit per batch."""
 
     name = "batched_update"
-    description = "Group commit on the hot row: one conditional UPDATE ... + k, the k inserts, one commit per batch."
+    description = (
+        "Group commit on the hot row: one conditional UPDATE ... + k, the k inserts, one commit per batch."
+    )
     cross_process = True
 
     def __init__(self, services: Services) -> None:
@@ -209,5 +212,7 @@ def decide(conn: Connection, coupon_id: int, asks: list[Ask], lock: bool) -> lis
         refusal = rules.check(now, user in held or user in granted, arrived)
         if refusal is None:
             granted.add(user)
-        answers.append(AGAIN if user in granted and refusal is Outcome.ALREADY_ISSUED else refusal or Outcome.ISSUED)
+        answers.append(
+            AGAIN if user in granted and refusal is Outcome.ALREADY_ISSUED else refusal or Outcome.ISSUED
+        )
     return answers

@@ -14,6 +14,7 @@ script's batch form (each call still runs whole, one after the other);
 strategies/group_commit.py commits rows together and strategies/journal.py clears reservations
 together.
 """
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """Strategies that serialise issuance in the database (or not at all)."""
+
 from __future__ import annotations
 
 import threading
@@ -119,7 +120,9 @@ class AtomicUpdate(DatabaseStrategy):
     """
 
     name = "atomic_update"
-    description = "Conditional UPDATE ... WHERE issued < total (window open), then the insert, in one transaction."
+    description = (
+        "Conditional UPDATE ... WHERE issued < total (window open), then the insert, in one transaction."
+    )
     cross_process = True
 
     def take(self, conn: Connection, coupon: CouponRow) -> bool:

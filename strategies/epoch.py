@@ -9,6 +9,7 @@ coupon stamped by another run, and the strategy calls ``restore`` and retries. A
 lost nothing costs one reconciliation per coupon; one that lost something gets back every row
 (and every accepted request still in a stream) before anyone is served.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,5 +38,9 @@ def restore(state: RedisState, coupon_id: int) -> None:
     state.stamp(coupon_id, run)  # only if no restart came in between
     gained = client.scard(keys.users) - had
     if had and gained:
-        log.warning("coupon %s: Redis went back in time: it had forgotten %d users holding a "
-                    "row or a queued request; reconciled", coupon_id, gained)
+        log.warning(
+            "coupon %s: Redis went back in time: it had forgotten %d users holding a "
+            "row or a queued request; reconciled",
+            coupon_id,
+            gained,
+        )

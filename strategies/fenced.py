@@ -13,6 +13,7 @@ turn. Claiming first means any newer holder's claim either precedes this holder'
 (which then finds a newer token and is refused) or waits for it on the row lock and reads
 after it.
 """
+
 from __future__ import annotations
 
 from functools import partial

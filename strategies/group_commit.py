@@ -16,6 +16,7 @@ exactly what it would have known alone:
 A lone request writes its row alone, as the batch: requests that arrive meanwhile wait for it
 and go together next. So a process has one of these transactions open at a time.
 """
+
 from __future__ import annotations
 
 from typing import Callable

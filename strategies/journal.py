@@ -10,6 +10,7 @@ after it would be a process frozen between its insert and its commit for that lo
 its row land after all, the seat's unique key refuses the seat's next holder (rows never pass
 the total) and that holder reserves again.
 """
+
 from __future__ import annotations
 
 import logging

@@ -6,6 +6,7 @@ is looked for on another connection, and if it is not there the reservation stay
 for the workers' sweep (strategies/journal.py), which re-checks after the recovery bound. A
 reservation is never given back merely because a write raised.
 """
+
 from __future__ import annotations
 
 import logging

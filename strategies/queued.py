@@ -1,4 +1,5 @@
 """The queued strategy: reserve in Redis and enqueue the write; a worker persists it later."""
+
 from __future__ import annotations
 
 from redis.commands.core import Script

@@ -1,4 +1,5 @@
 """Strategies that serialise issuance in Redis: a distributed lock, and a counted reservation."""
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """What the Redis family's strategies stand on: a coupon's keys, its reserved state, and the
 journal that settles each reservation by how its write ended (the ladder, written once)."""
+
 from __future__ import annotations
 
 import logging
@@ -87,7 +88,9 @@ class Journaled(Reserving):
         self._journaled.discard(coupon_id)
         self.journaling(coupon_id)
 
-    def settled(self, coupon_id: int, user_id: int, seat: int, write: Callable[[], Outcome]) -> Outcome | None:
+    def settled(
+        self, coupon_id: int, user_id: int, seat: int, write: Callable[[], Outcome]
+    ) -> Outcome | None:
         """Run a reservation's write, then settle its journal entry by how the write ended.
 
         Written or refused by the database: the entry is cleared, or the reservation given back

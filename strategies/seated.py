@@ -1,4 +1,5 @@
 """The lua strategy: one script hands out a seat; the row's seat is the database's guard."""
+
 from __future__ import annotations
 
 import logging
@@ -77,7 +78,9 @@ class LuaScript(Journaled):
         """Insert the seat's row; None when another row holds the seat (reserve again)."""
         work = partial(self._insert, coupon_id, user_id, seat)
         alone = partial(write_resolved, self.services.engine, coupon_id, user_id, work)
-        return self.settled(coupon_id, user_id, seat, partial(self.commits.write, coupon_id, user_id, seat, alone))
+        return self.settled(
+            coupon_id, user_id, seat, partial(self.commits.write, coupon_id, user_id, seat, alone)
+        )
 
     @staticmethod
     def _insert(coupon_id: int, user_id: int, seat: int, conn: Connection) -> Outcome:

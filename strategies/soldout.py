@@ -10,6 +10,7 @@ on staleness: no process refuses for more than ``ttl`` seconds while stock remai
 While the flag is up, every caller hears sold_out, including a user who already holds the
 coupon (the script would have said already_issued): the rules' order is kept only by Redis.
 """
+
 from __future__ import annotations
 
 import time

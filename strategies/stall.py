@@ -4,6 +4,7 @@ Nothing here runs unless COUPON_FAULT_PAUSE_SECONDS is set; the lab's lease-expi
 sets it to show a Redis lock's lease running out under a holder that still believes it holds
 the lock (Kleppmann, "How to do distributed locking").
 """
+
 from __future__ import annotations
 
 import logging

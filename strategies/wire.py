@@ -1,4 +1,5 @@
 """The connection a batcher's leader writes on (strategies/coalesce.py): one, kept."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ A short, noisy measurement (a shared 2-core machine): for each persistence mode,
 Redis 7 and 8 threads issuing through the runtime (no HTTP) for a few seconds per strategy;
 then, under `everysec`, what a power cut loses (coupon/lab/chaos/redis_private.py), a few times.
 """
+
 from __future__ import annotations
 
 import sys
@@ -85,8 +86,10 @@ def main() -> None:
         shim = build_shim(Path(scratch.name))
         for _ in range(3):
             lost, rate = powerloss_loss(backend, shim, seconds)
-            print(f"everysec power cut after {seconds:g} s of queued load: {lost} of the 202s lost "
-                  f"({lost / rate:.2f} s at {rate:.0f}/s)")
+            print(
+                f"everysec power cut after {seconds:g} s of queued load: {lost} of the 202s lost "
+                f"({lost / rate:.2f} s at {rate:.0f}/s)"
+            )
     finally:
         backends.drop_database(backend)
         scratch.cleanup()

@@ -1,4 +1,5 @@
 """Where the tests find MySQL, PostgreSQL and Redis, and how they get a clean database."""
+
 from __future__ import annotations
 
 import uuid

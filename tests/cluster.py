@@ -1,4 +1,5 @@
 """A real three-master Redis Cluster on free loopback ports, started from redis-server."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,4 +1,5 @@
 """Fixtures: a migrated database per backend, Redis, the app, and a coupon factory."""
+
 from __future__ import annotations
 
 from datetime import datetime

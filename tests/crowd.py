@@ -1,4 +1,5 @@
 """A crowd: many calls released at once by a barrier, the harness of the concurrency tests."""
+
 from __future__ import annotations
 
 import threading

@@ -1,5 +1,6 @@
 """Fault helpers: a private redis-server with no persistence, a crowd that retries (the proxies
 that lose replies live in coupon/lab/chaos/proxy.py)."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,4 +1,5 @@
 """Load on a private Redis that a test crashes (the power cut itself: coupon/lab/chaos)."""
+
 from __future__ import annotations
 
 import itertools

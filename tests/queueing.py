@@ -1,4 +1,5 @@
 """Helpers of the asynchronous-path tests: accept requests, run real workers, read the truth."""
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ In jwt mode a user's token must name the user the request is about: the issue bo
 or the status path's. With FUZZ_JWT_SECRET set, those two operations are sent with a token
 minted for that user (user 1 when the case names none); the others with FUZZ_ADMIN_TOKEN.
 """
+
 from __future__ import annotations
 
 import os

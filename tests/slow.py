@@ -1,4 +1,5 @@
 """Open many slow or idle client sockets from chosen loopback addresses, and watch them."""
+
 from __future__ import annotations
 
 import contextlib

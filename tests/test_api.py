@@ -1,4 +1,5 @@
 """The HTTP API's codes and errors, through the Flask test client, on both backends."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -53,9 +54,7 @@ def create(client: FlaskClient, quantity: int = 10, **fields: Any) -> dict[str, 
     return response.get_json()
 
 
-def issue(
-    client: FlaskClient, coupon_id: int, user_id: Any, strategy: str | None = None
-) -> TestResponse:
+def issue(client: FlaskClient, coupon_id: int, user_id: Any, strategy: str | None = None) -> TestResponse:
     """Ask for a coupon for a user, with a strategy or the default."""
     query = {} if strategy is None else {"strategy": strategy}
     return client.post(f"/coupons/{coupon_id}/issue", json={"user_id": user_id}, query_string=query)
@@ -196,7 +195,10 @@ ONE = {"name": "x", "total_quantity": 1}
         ({**ONE, "issue_end": "9999-12-31T23:59:59.999999Z"}, "issue_end"),
         ({**ONE, "issue_end": "2030-01-01T00:00:00.0000001Z"}, "issue_end"),
         ({**ONE, "issue_start": "2030-01-02T00:00:00Z", "issue_end": "2030-01-01T00:00:00Z"}, "issue_end"),
-        ({**ONE, "issue_start": "2030-01-01T00:00:00Z", "issue_end": "2030-01-01T01:00:00+01:00"}, "issue_end"),
+        (
+            {**ONE, "issue_start": "2030-01-01T00:00:00Z", "issue_end": "2030-01-01T01:00:00+01:00"},
+            "issue_end",
+        ),
         ({**ONE, "strategy": "bogus"}, "strategy"),
         ({**ONE, "strategy": ["lua"]}, "strategy"),
         (["name", "x"], "body"),
@@ -280,12 +282,10 @@ def test_issue_refuses_bad_user_ids(client: FlaskClient, user_id: Any) -> None:
         ('{"user_id": 1, "x": %s}' % ('{"a":' * 40 + "1" + "}" * 40), "body"),
         ('{"user_id": NaN}', "body"),
         ('{"user_id": Infinity}', "body"),
-        ("\ufeff{\"user_id\": 1}", "body"),
+        ('\ufeff{"user_id": 1}', "body"),
     ],
 )
-def test_issue_refuses_hostile_bodies_naming_the_field(
-    client: FlaskClient, data: str, field: str
-) -> None:
+def test_issue_refuses_hostile_bodies_naming_the_field(client: FlaskClient, data: str, field: str) -> None:
     coupon_id = create(client)["id"]
     url = f"/coupons/{coupon_id}/issue"
     response = client.post(url, data=data.encode(), content_type="application/json")

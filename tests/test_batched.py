@@ -1,4 +1,5 @@
 """batched_update: one take of the hot row per batch, and every caller told what it would be alone."""
+
 from __future__ import annotations
 
 import os
@@ -84,14 +85,21 @@ def test_beside_atomic_update_on_one_coupon_the_guard_holds(runtime, make_coupon
 
 def test_a_duplicate_user_inside_one_batch_gets_one_row(runtime, make_coupon):
     coupon_id = make_coupon(quantity=5)
-    assert run_batch(runtime, coupon_id, [1, 2, 1, 1]) == [Outcome.ISSUED, Outcome.ISSUED] + [Outcome.ALREADY_ISSUED] * 2
+    assert (
+        run_batch(runtime, coupon_id, [1, 2, 1, 1])
+        == [Outcome.ISSUED, Outcome.ISSUED] + [Outcome.ALREADY_ISSUED] * 2
+    )
     assert database_totals(runtime, coupon_id) == (2, 2, 2)
 
 
 def test_a_user_holding_a_row_is_already_issued_and_gives_the_unit_back(runtime, make_coupon):
     coupon_id = make_coupon(quantity=5)
     assert runtime.strategies["atomic_update"].issue(coupon_id, 9) is Outcome.ISSUED
-    assert run_batch(runtime, coupon_id, [9, 1, 9]) == [Outcome.ALREADY_ISSUED, Outcome.ISSUED, Outcome.ALREADY_ISSUED]
+    assert run_batch(runtime, coupon_id, [9, 1, 9]) == [
+        Outcome.ALREADY_ISSUED,
+        Outcome.ISSUED,
+        Outcome.ALREADY_ISSUED,
+    ]
     assert database_totals(runtime, coupon_id) == (2, 2, 2)  # the fast take of 2 gave one back
 
 
@@ -100,7 +108,13 @@ def test_the_partial_take_judges_each_caller_in_order_window_user_stock(runtime,
     assert runtime.strategies["atomic_update"].issue(coupon_id, 9) is Outcome.ISSUED
     # Four users want 4 units, 2 are left: the held user first, then the stock in arrival order.
     answers = run_batch(runtime, coupon_id, [9, 1, 2, 1, 3])
-    assert answers == [Outcome.ALREADY_ISSUED, Outcome.ISSUED, Outcome.ISSUED, Outcome.ALREADY_ISSUED, Outcome.SOLD_OUT]
+    assert answers == [
+        Outcome.ALREADY_ISSUED,
+        Outcome.ISSUED,
+        Outcome.ISSUED,
+        Outcome.ALREADY_ISSUED,
+        Outcome.SOLD_OUT,
+    ]
     assert database_totals(runtime, coupon_id) == (3, 3, 3)
     # Sold out: the one-per-user answer still comes before the stock's.
     assert run_batch(runtime, coupon_id, [4, 2]) == [Outcome.SOLD_OUT, Outcome.ALREADY_ISSUED]
@@ -122,7 +136,11 @@ def test_a_sold_out_batch_answers_without_holding_the_row(runtime, make_coupon, 
         return real(conn, c, users)
 
     monkeypatch.setattr(queries, "users_with_rows", try_the_lock)
-    assert run_batch(runtime, coupon_id, [2, 1, 3]) == [Outcome.SOLD_OUT, Outcome.ALREADY_ISSUED, Outcome.SOLD_OUT]
+    assert run_batch(runtime, coupon_id, [2, 1, 3]) == [
+        Outcome.SOLD_OUT,
+        Outcome.ALREADY_ISSUED,
+        Outcome.SOLD_OUT,
+    ]
     assert lockable == [True]  # one unlocked read; no locked one: nothing to take
 
 
@@ -150,10 +168,14 @@ def kill_own_session(conn: Any) -> None:
     mysql = conn.dialect.name in ("mysql", "mariadb")
     session = conn.execute(text("SELECT CONNECTION_ID()" if mysql else "SELECT pg_backend_pid()")).scalar()
     with conn.engine.connect() as killer:
-        killer.execute(text(f"KILL {int(session)}" if mysql else f"SELECT pg_terminate_backend({int(session)})"))
+        killer.execute(
+            text(f"KILL {int(session)}" if mysql else f"SELECT pg_terminate_backend({int(session)})")
+        )
 
 
-def test_a_connection_dropped_mid_batch_writes_nothing_and_every_caller_hears_it(runtime, make_coupon, monkeypatch):
+def test_a_connection_dropped_mid_batch_writes_nothing_and_every_caller_hears_it(
+    runtime, make_coupon, monkeypatch
+):
     coupon_id = make_coupon(quantity=5)
     real, cut = queries.insert_issues, []
 
@@ -196,7 +218,9 @@ def test_a_lost_commit_reply_is_resolved_by_each_caller_for_its_own_row(runtime,
     answers = commit_batch(LostCommitReply(runtime.services.engine, landed), coupon_id, asks)  # type: ignore[arg-type]
     assert [type(a) for a in answers[:3]] == [Unsettled] * 3 and answers[3] is Outcome.SOLD_OUT
     engine = runtime.services.engine
-    for (user, _), answer, alone in zip(asks, answers[:3], (Outcome.ISSUED, Outcome.ISSUED, Outcome.ALREADY_ISSUED)):
+    for (user, _), answer, alone in zip(
+        asks, answers[:3], (Outcome.ISSUED, Outcome.ISSUED, Outcome.ALREADY_ISSUED)
+    ):
         assert isinstance(answer, Unsettled)
         if landed:
             assert answer.resolve(engine, coupon_id, user) is alone
@@ -207,7 +231,9 @@ def test_a_lost_commit_reply_is_resolved_by_each_caller_for_its_own_row(runtime,
     assert database_totals(runtime, coupon_id) == (expected, expected, expected)
 
 
-def test_lost_commit_replies_under_a_crowd_never_over_issue_nor_lie(backend, redis_server, runtime, make_coupon):
+def test_lost_commit_replies_under_a_crowd_never_over_issue_nor_lie(
+    backend, redis_server, runtime, make_coupon
+):
     coupon_id = make_coupon(quantity=QUANTITY)
     users = list(range(1, 121))
     with ReplyDropper(backend.url, is_commit, every=2) as proxy:
@@ -230,7 +256,9 @@ def test_lost_commit_replies_under_a_crowd_never_over_issue_nor_lie(backend, red
     assert database_totals(runtime, coupon_id) == (QUANTITY, QUANTITY, QUANTITY), tally(later)
 
 
-def test_a_window_closing_while_a_batch_waits_judges_each_caller_at_its_arrival(runtime, make_coupon, monkeypatch):
+def test_a_window_closing_while_a_batch_waits_judges_each_caller_at_its_arrival(
+    runtime, make_coupon, monkeypatch
+):
     coupon_id = make_coupon(quantity=10, issue_end=utcnow() + timedelta(hours=1))
     batched = strategy(runtime)
     entered, release = threading.Event(), threading.Event()

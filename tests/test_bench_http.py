@@ -1,4 +1,5 @@
 """`bench-http`'s reading of wrk and its verdicts: shares of the ceiling, ratios, the metric audit."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -49,7 +50,9 @@ def test_the_report_reads_every_row_against_the_post_ceiling_and_gives_each_targ
     run = rows({"ceiling": 10_000, "ceiling, GET": 11_000, "queued": 6_100, "sold out": 7_900,
                 "lua": 900, "atomic_update": 400, "select_for_update": 300, "batched_update": 1_000})  # fmt: skip
     run.loads["warm-up"] = [Load(0, 1.0, 0, 1.0, 1.0), Load(100, 1.0, 100, 1.0, 1.0)]
-    runtime = SimpleNamespace(services=SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="mysql"))))
+    runtime = SimpleNamespace(
+        services=SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="mysql")))
+    )
     sent = 24_400 + 31_600 + 100
     bench_targets.report(run, (sent, sent + 10.0), 24_400, (24_400, 24_400), (50_000, 2.0), runtime)  # type: ignore[arg-type]
     out = capsys.readouterr().out
@@ -69,7 +72,8 @@ def test_the_jwt_row_is_read_against_queued_without_it(capsys):
                 "sold out": 7_900, "lua": 900, "atomic_update": 400, "select_for_update": 300,
                 "batched_update": 1_000})  # fmt: skip
     run.loads["warm-up"] = [Load(0, 1.0, 0, 1.0, 1.0), Load(100, 1.0, 100, 1.0, 1.0)]
-    runtime = SimpleNamespace(services=SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="mysql"))))
+    runtime = SimpleNamespace(
+        services=SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="mysql")))
+    )
     bench_targets.report(run, (100, 100.0), 1, (1, 1), (50_000, 2.0), runtime)  # type: ignore[arg-type]
     assert "queued, jwt >= 90% of queued: 5,300 / 6,000 req/s = 88.3% MISSED" in capsys.readouterr().out
-

@@ -1,4 +1,5 @@
 """The capacity scenario: arrival scheduler on a fake clock, stop rule, bisection, report, one real run."""
+
 from __future__ import annotations
 
 import heapq
@@ -59,13 +60,27 @@ class FakePool:
         function(*args)
 
 
-def schedule(rate: float, seconds: float, pool_size: int = 10**6, service: float = 0.0,
-             quantum: float = 0.0, outcome: str = ISSUED, window: Window | None = None) -> list[Window]:
+def schedule(
+    rate: float,
+    seconds: float,
+    pool_size: int = 10**6,
+    service: float = 0.0,
+    quantum: float = 0.0,
+    outcome: str = ISSUED,
+    window: Window | None = None,
+) -> list[Window]:
     clock = FakeClock(quantum)
     windows = [Window(0.0, float("inf"))] + ([window] if window else [])
     answers: list[float] = []
-    Scheduler(intended_times(rate, seconds, seed=7), FakePool(clock, pool_size, service), lambda: outcome,
-              windows, clock, clock.sleep, lambda latency, _: answers.append(latency)).run()
+    Scheduler(
+        intended_times(rate, seconds, seed=7),
+        FakePool(clock, pool_size, service),
+        lambda: outcome,
+        windows,
+        clock,
+        clock.sleep,
+        lambda latency, _: answers.append(latency),
+    ).run()
     assert len(answers) == windows[0].sent  # every answer is fired into locust's stats
     return windows
 
@@ -84,7 +99,7 @@ def test_arrivals_come_at_the_rate_and_are_reproducible_by_seed():
 
 
 def test_a_pool_that_keeps_up_sends_everything_on_time():
-    everything, = schedule(rate=500, seconds=10)
+    (everything,) = schedule(rate=500, seconds=10)
     assert everything.intended == len(intended_times(500, 10, seed=7))
     assert everything.dropped == 0 and everything.sent == everything.intended == everything.issued
     assert everything.percentile_ms(99) <= 0.002  # the fake clock answers at once
@@ -93,7 +108,7 @@ def test_a_pool_that_keeps_up_sends_everything_on_time():
 def test_latency_counts_from_the_intended_time_when_the_sender_lags():
     # Every sleep overshoots to the next 5 ms boundary: requests leave late, and that lateness
     # is latency, as the callers of an overloaded generator or server would feel it.
-    everything, = schedule(rate=1000, seconds=5, quantum=0.005)
+    (everything,) = schedule(rate=1000, seconds=5, quantum=0.005)
     assert everything.dropped == 0
     assert 4.0 <= everything.percentile_ms(99) <= 5.01
     assert everything.percentile_ms(50) > 1.0
@@ -104,8 +119,10 @@ def test_a_full_pool_drops_the_arrival_at_the_erlang_b_rate():
     # (10**5/5!) / sum(10**k/k!, k=0..5) = 0.564 of arrivals find the pool full, whatever the
     # service time's distribution.
     offered, slots = 10.0, 5
-    expected = (offered**slots / math.factorial(slots)) / sum(offered**k / math.factorial(k) for k in range(slots + 1))
-    everything, = schedule(rate=1000, seconds=20, pool_size=slots, service=0.010)
+    expected = (offered**slots / math.factorial(slots)) / sum(
+        offered**k / math.factorial(k) for k in range(slots + 1)
+    )
+    (everything,) = schedule(rate=1000, seconds=20, pool_size=slots, service=0.010)
     assert everything.dropped / everything.intended == pytest.approx(expected, abs=0.02)
     assert everything.sent + everything.dropped == everything.intended
 
@@ -118,16 +135,17 @@ def test_a_window_counts_only_its_own_arrivals_and_answers():
     assert measured.answered_inside == measured.issued == len(inside)
     assert measured.summary()["achieved_rps"] == pytest.approx(len(inside) / 2)
 
-    errors, = schedule(rate=100, seconds=2, outcome=ERROR)
+    (errors,) = schedule(rate=100, seconds=2, outcome=ERROR)
     assert errors.errors == errors.sent and errors.answered_inside == 0 and errors.issued == 0
-    refused, = schedule(rate=100, seconds=2, outcome=REFUSED)
+    (refused,) = schedule(rate=100, seconds=2, outcome=REFUSED)
     assert refused.refused == refused.answered_inside == refused.sent
 
 
 def point(**changes: Any) -> Point:
     """A passing step at 100 req/s over 3 s, with the given figures changed."""
-    figures: dict[str, Any] = dict(offered_rps=100, achieved_rps=99, p50_ms=5, p99_ms=40, errors=0,
-                                   dropped=0, intended=300, seconds=3)
+    figures: dict[str, Any] = dict(
+        offered_rps=100, achieved_rps=99, p50_ms=5, p99_ms=40, errors=0, dropped=0, intended=300, seconds=3
+    )
     figures.update(changes)
     return Point(**figures)
 
@@ -137,12 +155,16 @@ def test_the_stop_rule_names_every_reason_a_step_fails():
     assert point(p99_ms=100).failures(100) == []
     assert point(p99_ms=101).failures(100) == ["p99 101 ms > 100"]
     assert point(errors=3).failures(100) == [] and point(errors=4).failures(100) == ["errors 1.3%"]
-    assert point(achieved_rps=90).failures(100) == [] and point(achieved_rps=89).failures(100) == ["achieved 89%"]
+    assert point(achieved_rps=90).failures(100) == [] and point(achieved_rps=89).failures(100) == [
+        "achieved 89%"
+    ]
     assert point(dropped=3).failures(100) == []
     assert point(dropped=4, achieved_rps=98).failures(100) == ["dropped 1.3%"]
     assert point(exact=False, verdict="over-issued in 1/1 (+2)").failures(100) == ["over-issued in 1/1 (+2)"]
     assert point(p99_ms=900, errors=30, achieved_rps=20).failures(100) == [
-        "p99 900 ms > 100", "errors 10.0%", "achieved 20%",
+        "p99 900 ms > 100",
+        "errors 10.0%",
+        "achieved 20%",
     ]
 
 
@@ -186,11 +208,22 @@ def test_a_capacity_near_the_generator_ceiling_is_a_lower_bound():
 
 def test_report_json_carries_capacity_and_the_curve(tmp_path: Path):
     settings = Settings(scenario="capacity", steps=Steps(slo_p99_ms=100))
-    ping = Row(Run("/ping", None, 2), [point(offered_rps=r, achieved_rps=r * 0.99) for r in (100, 200)]
-               + [point(offered_rps=400, p99_ms=300)], 200)
-    lua = Row(Run("lua", "lua", 2), [point(offered_rps=100), point(offered_rps=200, p99_ms=500, achieved_rps=50)], 100)
-    facts = {"backend": {"database": "postgresql", "embedded": True, "redis_version": "7"},
-             "machine": {"cores": 2}, "versions": {}}
+    ping = Row(
+        Run("/ping", None, 2),
+        [point(offered_rps=r, achieved_rps=r * 0.99) for r in (100, 200)]
+        + [point(offered_rps=400, p99_ms=300)],
+        200,
+    )
+    lua = Row(
+        Run("lua", "lua", 2),
+        [point(offered_rps=100), point(offered_rps=200, p99_ms=500, achieved_rps=50)],
+        100,
+    )
+    facts = {
+        "backend": {"database": "postgresql", "embedded": True, "redis_version": "7"},
+        "machine": {"cores": 2},
+        "versions": {},
+    }
     chart = capacity_chart.draw([ping, lua], 100, tmp_path / "capacity.png")
     capacity_report.write(tmp_path, [ping, lua], settings, facts, [chart])
 
@@ -212,9 +245,27 @@ def test_report_json_carries_capacity_and_the_curve(tmp_path: Path):
 
 @pytest.mark.slow
 def test_a_short_real_capacity_run(app, tmp_path: Path):
-    args = ["lab", "--scenario", "capacity", "--strategies", "atomic_update", "--start-rps", "20",
-            "--max-rps", "40", "--warmup", "0.5", "--step-seconds", "1", "--burst", "100",
-            "--burst-quantity", "20", "--output", str(tmp_path)]
+    args = [
+        "lab",
+        "--scenario",
+        "capacity",
+        "--strategies",
+        "atomic_update",
+        "--start-rps",
+        "20",
+        "--max-rps",
+        "40",
+        "--warmup",
+        "0.5",
+        "--step-seconds",
+        "1",
+        "--burst",
+        "100",
+        "--burst-quantity",
+        "20",
+        "--output",
+        str(tmp_path),
+    ]
     result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code == 0, result.output
 
@@ -256,9 +307,11 @@ def test_the_usl_fit_recovers_known_contention_and_coherency():
 
 
 def test_scaling_groups_capacities_by_strategy_and_process_count():
-    rows = [Row(Run("/ping", None, 2), [], 3000)] + [
-        Row(Run(f"lua x{n}", "lua", n), [], x) for n, x in ((1, 200), (2, 350), (3, 450), (4, 500))
-    ] + [Row(Run("atomic_update", "atomic_update", 2), [], 150)]
+    rows = (
+        [Row(Run("/ping", None, 2), [], 3000)]
+        + [Row(Run(f"lua x{n}", "lua", n), [], x) for n, x in ((1, 200), (2, 350), (3, 450), (4, 500))]
+        + [Row(Run("atomic_update", "atomic_update", 2), [], 150)]
+    )
     found = scaling.as_json(rows)
     assert list(found) == ["lua"]  # one process count proves nothing about scaling
     assert found["lua"]["capacity_by_processes"] == {"1": 200, "2": 350, "3": 450, "4": 500}

@@ -1,5 +1,6 @@
 """The chaos lab: each fault injector does what it says, the columns add up, and one short real
 row runs end to end on servers the lab starts and stops (none left behind)."""
+
 from __future__ import annotations
 
 import json
@@ -157,11 +158,21 @@ def test_the_columns_come_from_the_audit_and_the_answers():
             "error": frozenset({8, 9})}  # fmt: skip
     # Rows for 1, 2 (told yes), 5 (told only no: phantom), 7 (already), 8 (an error: unknown),
     # 9 (no, then an error: unknown, not phantom); 3 and 4 were told yes and hold none: lost.
-    one = CouponFacts(quantity=5, rows=6, row_users=frozenset({1, 2, 5, 7, 8, 9}), held=8, told=told, errors=3)
+    one = CouponFacts(
+        quantity=5, rows=6, row_users=frozenset({1, 2, 5, 7, 8, 9}), held=8, told=told, errors=3
+    )
     two = CouponFacts(quantity=5, rows=5, row_users=frozenset({11, 12, 13, 14, 15}), held=5,
                       told={"yes": frozenset({11, 12, 13, 14, 15})})  # fmt: skip
     f = figures.total([one, two])
-    assert (f.told_yes, f.rows, f.lost, f.phantom, f.stranded, f.over_issued, f.errors) == (9, 11, 2, 1, 2, 1, 3)
+    assert (f.told_yes, f.rows, f.lost, f.phantom, f.stranded, f.over_issued, f.errors) == (
+        9,
+        11,
+        2,
+        1,
+        2,
+        1,
+        3,
+    )
     assert (f.coupons, f.sold_out, f.quantity) == (2, 2, 10)
     assert f.broken() == ["no over-issue", "no lost yes", "no phantom", "no stranded seat"]
     assert f.verdict == "over-issued +1, 2 lost, 1 phantom, 2 stranded"
@@ -171,7 +182,10 @@ def test_the_columns_come_from_the_audit_and_the_answers():
 def test_the_matrix_selects_rows():
     registered = ["none", "atomic_update", "lua", "queued"]
     assert matrix.expand(("redis-kill",)) == ("redis-kill-no", "redis-kill-everysec", "redis-kill-always")
-    assert matrix.rows(("lua",), ("db-cut", "app-kill"), registered) == [("lua", "db-cut"), ("lua", "app-kill")]
+    assert matrix.rows(("lua",), ("db-cut", "app-kill"), registered) == [
+        ("lua", "db-cut"),
+        ("lua", "app-kill"),
+    ]
     assert ("queued", "redis-kill-always") in matrix.rows((), ("redis-kill",), registered)
     assert all(s == "none" for s, _ in matrix.rows(("none",), (), registered))
     with pytest.raises(ValueError, match="known: "):

@@ -1,4 +1,5 @@
 """The checker flags each anomaly on a hand-made history, and passes a valid one."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,27 +14,46 @@ from coupon.lab.history import History, Recorder
 RECOVERY = 1.0
 
 
-def op(number: int, user: int, status: int, answer: str = "", at: float = 0.0, coupon: int = 1) -> dict[str, Any]:
+def op(
+    number: int, user: int, status: int, answer: str = "", at: float = 0.0, coupon: int = 1
+) -> dict[str, Any]:
     kind = history.kind_of(status)
     said = answer or {201: "issued", 202: "accepted", 409: "sold_out"}.get(status, "internal error")
-    return {"type": kind, "op": number, "client": "c1", "coupon": coupon, "user": user, "strategy": "lua",
-            "invoke": at, "complete": at + 0.01, "status": status, "answer": said}
+    return {
+        "type": kind,
+        "op": number,
+        "client": "c1",
+        "coupon": coupon,
+        "user": user,
+        "strategy": "lua",
+        "invoke": at,
+        "complete": at + 0.01,
+        "status": status,
+        "answer": said,
+    }
 
 
 def state(total: int, rows: list[int], **redis: Any) -> dict[int, dict[str, Any]]:
     return {1: {"total": total, "strategy": "lua", "rows": rows, **redis}}
 
 
-def verdict(ops: list[dict[str, Any]], final: dict[int, dict[str, Any]],
-            events: list[dict[str, Any]] = ()) -> dict[str, int]:  # type: ignore[assignment]
+def verdict(
+    ops: list[dict[str, Any]], final: dict[int, dict[str, Any]], events: list[dict[str, Any]] = ()
+) -> dict[str, int]:  # type: ignore[assignment]
     found = judge(History({"recovery": RECOVERY}, ops, list(events)), final)
     return {name: count for name, count in found.coupons[0].counts.items() if count}
 
 
 # A sale of 2: users 1 and 2 issued, user 3 refused sold out, user 2 repeats (already issued),
 # user 4's answer was lost (503) and a retry was refused: 4 ended without a row.
-VALID = [op(1, 1, 201), op(2, 2, 201), op(3, 3, 409, at=0.5), op(4, 2, 409, "already_issued"),
-         op(5, 4, 503, at=0.2), op(6, 4, 409, at=0.3)]
+VALID = [
+    op(1, 1, 201),
+    op(2, 2, 201),
+    op(3, 3, 409, at=0.5),
+    op(4, 2, 409, "already_issued"),
+    op(5, 4, 503, at=0.2),
+    op(6, 4, 409, at=0.3),
+]
 
 
 def test_a_valid_history_is_valid():

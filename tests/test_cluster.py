@@ -1,4 +1,5 @@
 """The Redis strategies and the worker on a real three-master Redis Cluster."""
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -106,9 +107,7 @@ def _settle(runtime: Runtime, name: str, coupon_ids: list[int]) -> None:
 
 
 @pytest.mark.parametrize("name", REDIS_STRATEGIES)
-def test_crowd_over_the_cluster_gets_exactly_the_quantity(
-    cluster_runtime: Runtime, name: str
-) -> None:
+def test_crowd_over_the_cluster_gets_exactly_the_quantity(cluster_runtime: Runtime, name: str) -> None:
     coupon_ids = make_coupons(cluster_runtime)
     strategy = cluster_runtime.strategies[name]
     calls = [(coupon_ids[n % COUPONS], n + 1) for n in range(CALLS)]
@@ -132,9 +131,7 @@ def test_crowd_over_the_cluster_gets_exactly_the_quantity(
             assert client.scard(keys.users) == QUANTITY
 
 
-def test_app_over_the_cluster_is_healthy_and_issues(
-    backend: Backend, redis_cluster: LocalCluster
-) -> None:
+def test_app_over_the_cluster_is_healthy_and_issues(backend: Backend, redis_cluster: LocalCluster) -> None:
     app = create_app(config_for(backend.url, redis_cluster.url))
     client = app.test_client()
     token = {"Authorization": "Bearer test-admin-token"}

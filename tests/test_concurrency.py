@@ -1,4 +1,5 @@
 """The concurrency suite: crowds released by a barrier, totals read back from the database."""
+
 from __future__ import annotations
 
 import pytest
@@ -43,9 +44,7 @@ SLOW_CROWDS = {"redis_lock", "fenced_lock", "optimistic"}
 @pytest.mark.parametrize(
     "name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_CROWDS else name for name in SAFE]
 )
-def test_crowd_gets_exactly_the_quantity(
-    runtime: Runtime, make_coupon: MakeCoupon, name: str
-) -> None:
+def test_crowd_gets_exactly_the_quantity(runtime: Runtime, make_coupon: MakeCoupon, name: str) -> None:
     coupon_id = make_coupon(quantity=QUANTITY)
     strategy = runtime.strategies[name]
     results = crowd(strategy.issue, [(coupon_id, user) for user in range(1, CALLS + 1)], THREADS)
@@ -61,9 +60,7 @@ def test_crowd_gets_exactly_the_quantity(
 
 
 @pytest.mark.parametrize("name", SAFE + UNSAFE)
-def test_one_user_crowd_gets_one_coupon(
-    runtime: Runtime, make_coupon: MakeCoupon, name: str
-) -> None:
+def test_one_user_crowd_gets_one_coupon(runtime: Runtime, make_coupon: MakeCoupon, name: str) -> None:
     # The unique key holds even for `none`: one per user is the database's last defence.
     coupon_id = make_coupon(quantity=QUANTITY)
     strategy = runtime.strategies[name]

@@ -1,4 +1,5 @@
 """Prometheus and Grafana in the compose stack scrape what exists and chart what the app exports."""
+
 from __future__ import annotations
 
 import json
@@ -79,15 +80,11 @@ def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard() -> Non
     services = compose()["services"]
     grafana = mounts(services["grafana"])
     provisioning = grafana["/etc/grafana/provisioning"]
-    (source,) = yaml.safe_load(next((provisioning / "datasources").glob("*.yml")).read_text())[
-        "datasources"
-    ]
+    (source,) = yaml.safe_load(next((provisioning / "datasources").glob("*.yml")).read_text())["datasources"]
     url = urlsplit(source["url"])
     assert url.hostname == "prometheus"
     assert f"127.0.0.1:{url.port}:{url.port}" in services["prometheus"]["ports"]  # the host's loopback only
-    (provider,) = yaml.safe_load(next((provisioning / "dashboards").glob("*.yml")).read_text())[
-        "providers"
-    ]
+    (provider,) = yaml.safe_load(next((provisioning / "dashboards").glob("*.yml")).read_text())["providers"]
     assert grafana[provider["options"]["path"]] / DASHBOARD.name == DASHBOARD
     home = Path(services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
     assert grafana[str(home.parent)] / home.name == DASHBOARD
@@ -98,9 +95,7 @@ def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard() -> Non
 
 
 @pytest.mark.parametrize("backend", ["mysql"], indirect=True)
-def test_every_panel_charts_a_metric_the_app_exports(
-    client: FlaskClient, make_coupon: MakeCoupon
-) -> None:
+def test_every_panel_charts_a_metric_the_app_exports(client: FlaskClient, make_coupon: MakeCoupon) -> None:
     for strategy in ("lua", "queued"):  # queued registers a stream: the backlog gauges appear
         coupon_id = make_coupon(quantity=5)
         answer = client.post(f"/coupons/{coupon_id}/issue?strategy={strategy}", json={"user_id": 1})
@@ -108,9 +103,7 @@ def test_every_panel_charts_a_metric_the_app_exports(
     auth = {"Authorization": "Bearer test-admin-token"}
     scraped = client.get("/metrics", headers=auth).get_data(as_text=True)
     exported = {
-        sample.name
-        for family in text_string_to_metric_families(scraped)
-        for sample in family.samples
+        sample.name for family in text_string_to_metric_families(scraped) for sample in family.samples
     }
     charted = set().union(*map(metric_names, expressions()))
     assert charted <= exported, charted - exported

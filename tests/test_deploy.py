@@ -1,4 +1,5 @@
 """The compose stack and the Dockerfile are valid and run what CI runs; nothing runs open."""
+
 from __future__ import annotations
 
 import json
@@ -72,15 +73,15 @@ def test_docker_compose_accepts_the_file_and_demands_a_token() -> None:
 def test_services_wait_for_healthy_dependencies() -> None:
     services = compose()["services"]
     assert set(services) == SERVICES | SENTINEL_PROFILE
-    assert {name for name, service in services.items() if service.get("profiles")} == SENTINEL_PROFILE | OPT_IN
+    assert {
+        name for name, service in services.items() if service.get("profiles")
+    } == SENTINEL_PROFILE | OPT_IN
     for name, service in services.items():
         for needed, rule in (service.get("depends_on") or {}).items():
             if isinstance(rule, dict) and rule["condition"] == "service_healthy":
                 assert "healthcheck" in services[needed], f"{name} waits on {needed}'s health"
     for name in ("app", "worker"):
-        assert services[name]["depends_on"]["migrate"] == {
-            "condition": "service_completed_successfully"
-        }
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert services["nginx"]["depends_on"]["app"] == {"condition": "service_healthy"}
     assert services["locust-master"]["depends_on"]["nginx"] == {"condition": "service_healthy"}
     # Scalable services name no container and bind no fixed host port; the app is reached

@@ -7,6 +7,7 @@ with a torn tail: `always` must still lose nothing; `everysec` may lose up to ab
 of acceptances, but never over-issue: the strategies notice the restarted Redis
 (strategies/epoch.py) and reconcile each coupon from the database before serving it again.
 """
+
 from __future__ import annotations
 
 import json
@@ -101,8 +102,10 @@ def test_every_acceptance_survives_a_redis_crash_and_none_is_over_issued(
             worker_thread.start()
         load = Load(runtime.strategies[strategy], coupon_id).start()
         started = time.monotonic()
-        wait_for(lambda: time.monotonic() - started >= LOAD_BEFORE_CRASH
-                 or load.yes() >= quantity * 0.7, "load before the crash")
+        wait_for(
+            lambda: time.monotonic() - started >= LOAD_BEFORE_CRASH or load.yes() >= quantity * 0.7,
+            "load before the crash",
+        )
         yes_before = load.yes()
         cut = restart(server, fault)
         load.sold_out_seen.clear()
@@ -119,11 +122,20 @@ def test_every_acceptance_survives_a_redis_crash_and_none_is_over_issued(
     lost = load.told_yes - users
     phantom = users - load.told_yes - load.told_error
     figures = {
-        "fault": fault, "appendfsync": mode, "strategy": strategy, "backend": backend.name,
-        "quantity": quantity, "told_yes_before_crash": yes_before, "told_yes": len(load.told_yes),
-        "errors": len(load.told_error), "rows": rows, "lost": len(lost),
-        "over_issued": max(0, rows - quantity), "stranded": max(0, quantity - rows),
-        "phantom": len(phantom), **cut,
+        "fault": fault,
+        "appendfsync": mode,
+        "strategy": strategy,
+        "backend": backend.name,
+        "quantity": quantity,
+        "told_yes_before_crash": yes_before,
+        "told_yes": len(load.told_yes),
+        "errors": len(load.told_error),
+        "rows": rows,
+        "lost": len(lost),
+        "over_issued": max(0, rows - quantity),
+        "stranded": max(0, quantity - rows),
+        "phantom": len(phantom),
+        **cut,
     }
     print("DURABILITY " + json.dumps(figures))
     assert 0 < yes_before < quantity and len(load.told_error) > 0  # the crash hit a live load

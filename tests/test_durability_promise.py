@@ -1,4 +1,5 @@
 """What the service says a Redis promises, read from private servers in each persistence mode."""
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -43,7 +44,7 @@ def test_without_aof_a_process_crash_loses_requests():
 
 
 def test_a_redis_that_refuses_config_is_unknown():
-    with private_redis({"rename-command": "CONFIG \"\""}) as server:
+    with private_redis({"rename-command": 'CONFIG ""'}) as server:
         with server.client(decode_responses=True) as client:
             found = durability.read(client)
     assert (found.process_crash, found.os_crash) == ("unknown", "unknown")
@@ -54,7 +55,11 @@ def test_healthz_exposes_the_promise(backend: Backend):
     with private_redis(aof_settings("everysec")) as server:
         app = create_app(backends.test_config(backend.url, server.url))
         try:
-            body = app.test_client().get("/healthz", headers={"Authorization": "Bearer test-admin-token"}).get_json()
+            body = (
+                app.test_client()
+                .get("/healthz", headers={"Authorization": "Bearer test-admin-token"})
+                .get_json()
+            )
         finally:
             app.extensions["coupon"].close()
     assert body["ok"] is True

@@ -1,5 +1,6 @@
 """The embedded servers: every command, server and test stops what it started, and migrates
 the embedded database it owns; a real database that is behind stops a server in one line."""
+
 from __future__ import annotations
 
 import json
@@ -72,7 +73,11 @@ def flask(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.C
     """Run `flask --app app ARGS` to completion."""
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", *args],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -81,8 +86,11 @@ def gunicorn(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
-        cwd=PROJECT_ROOT, env={**env, "COUPON_BIND": f"127.0.0.1:{port}", "COUPON_WORKERS": "2"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=PROJECT_ROOT,
+        env={**env, "COUPON_BIND": f"127.0.0.1:{port}", "COUPON_WORKERS": "2"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -101,7 +109,9 @@ def gunicorn(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
 def post(url: str, body: dict[str, object], token: str = "dev-admin-token") -> tuple[int, dict]:
     """POST JSON; return the status and the JSON body."""
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     try:
@@ -113,8 +123,17 @@ def post(url: str, body: dict[str, object], token: str = "dev-admin-token") -> t
 
 def test_lab_on_a_fresh_embedded_default_migrates_and_leaves_nothing_running(data_dir: Path):
     done = flask(
-        embedded_env(data_dir), "lab", "--strategies", "lua", "--duration", "1", "--users", "4",
-        "--output", str(data_dir / "reports"), timeout=180,
+        embedded_env(data_dir),
+        "lab",
+        "--strategies",
+        "lua",
+        "--duration",
+        "1",
+        "--users",
+        "4",
+        "--output",
+        str(data_dir / "reports"),
+        timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "migrating to" in done.stderr and "Traceback" not in done.stderr
@@ -175,13 +194,22 @@ def unmigrated(backend: Backend) -> Iterator[str]:
 def test_a_server_on_a_database_never_migrated_says_so_in_one_line(
     unmigrated: str, redis_server: str, data_dir: Path
 ):
-    env = {**embedded_env(data_dir), "COUPON_DATABASE_URL": unmigrated,
-           "COUPON_REDIS_URL": redis_server, "COUPON_ADMIN_TOKEN": "t", "COUPON_AUTH": "body",
-           "COUPON_BIND": f"127.0.0.1:{free_port()}"}
+    env = {
+        **embedded_env(data_dir),
+        "COUPON_DATABASE_URL": unmigrated,
+        "COUPON_REDIS_URL": redis_server,
+        "COUPON_ADMIN_TOKEN": "t",
+        "COUPON_AUTH": "body",
+        "COUPON_BIND": f"127.0.0.1:{free_port()}",
+    }
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode != 0 and time.monotonic() - started < 60
     said = [line for line in done.stderr.splitlines() if "make migrate" in line]

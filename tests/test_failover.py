@@ -5,6 +5,7 @@ primary refusing writes without a replica) fails over while a crowd issues throu
 (coupon/lab/chaos/failover.py), for each failover kind: the primary SIGKILLed, SIGSTOPped until
 a replica is promoted and then resumed, and a manual SENTINEL FAILOVER.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -101,9 +102,7 @@ def test_with_wait_1_no_accepted_request_is_lost(backend: Backend, group: Sentin
 
 @pytest.mark.parametrize("backend", ["mysql"], indirect=True)
 @pytest.mark.parametrize("strategy", ["queued", "lua"])
-def test_a_wait_that_times_out_is_a_503_never_a_grant(
-    backend: Backend, group: SentinelGroup, strategy: str
-):
+def test_a_wait_that_times_out_is_a_503_never_a_grant(backend: Backend, group: SentinelGroup, strategy: str):
     config = dataclasses.replace(
         sentinel_config(backends.test_config(backend.url, "unused"), group, wait_replicas=1),
         redis_wait_ms=200,

@@ -1,4 +1,5 @@
 """A coupon is issued by one family of strategies: why (mixing over-issues), and that it holds."""
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -121,10 +122,18 @@ def test_the_pin_refuses_another_family_with_409(make_client: Any) -> None:
     runtime = client.application.extensions["coupon"]  # its own Redis key prefix
     coupon_id = create(client, "atomic_update")
     for user in (1, 2, 3):
-        assert post(client, coupon_id, user, None) == (201, {"result": "issued", "coupon_id": coupon_id, "user_id": user})
+        assert post(client, coupon_id, user, None) == (
+            201,
+            {"result": "issued", "coupon_id": coupon_id, "user_id": user},
+        )
     for user, strategy in ((4, "lua"), (5, "queued"), (7, "redis_lock"), (8, "fenced_lock")):
         status, body = post(client, coupon_id, user, strategy)
-        assert (status, body["field"], body["family"], body["strategy"]) == (409, "strategy", "database", "atomic_update")
+        assert (status, body["field"], body["family"], body["strategy"]) == (
+            409,
+            "strategy",
+            "database",
+            "atomic_update",
+        )
         assert "database" in body["error"] and strategy in body["error"]
     assert database_totals(runtime, coupon_id) == (3, 3, 3)
     assert redis_totals(runtime, coupon_id) == (0, 0)  # no reservation left behind either
@@ -138,7 +147,10 @@ def test_a_request_may_pick_within_the_family(make_client: Any, family: str) -> 
     coupon_id = create(client, members[0], quantity=len(members))
     told = [post(client, coupon_id, user, name)[0] for user, name in enumerate(members, 1)]
     assert told == [201] * len(members)
-    assert post(client, coupon_id, 99, members[-1]) == (409, {"result": "sold_out", "coupon_id": coupon_id, "user_id": 99})
+    assert post(client, coupon_id, 99, members[-1]) == (
+        409,
+        {"result": "sold_out", "coupon_id": coupon_id, "user_id": 99},
+    )
     # Rows and users; lua leaves the issued count to the workers' fold, so it is not compared.
     assert database_totals(runtime, coupon_id)[:2] == (len(members), len(members))
     # Redis knows the users of the strategies that reserve there (redis_counter filters there).
@@ -151,7 +163,9 @@ def test_lab_only_strategies_are_refused_unless_the_lab_enables_them(
     runtime: Runtime, make_client: Any, make_coupon: MakeCoupon, name: str
 ) -> None:
     served = make_client()
-    response = served.post("/coupons", json={"name": "x", "total_quantity": 1, "strategy": name}, headers=AUTH)
+    response = served.post(
+        "/coupons", json={"name": "x", "total_quantity": 1, "strategy": name}, headers=AUTH
+    )
     assert response.status_code == 403 and response.get_json()["field"] == "strategy"
     assert "COUPON_LAB_STRATEGIES" in response.get_json()["error"]
     coupon_id = make_coupon(quantity=1, strategy=name)  # the lab creates what it measures

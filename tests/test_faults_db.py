@@ -1,5 +1,6 @@
 """Faults on the database side: lost COMMIT replies, a count told to pass the total, a worker
 batch whose seats Redis handed out twice. Rows never pass the total; answers stay truthful."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """SIGKILL of real gunicorn workers mid-sale: no seat stays stranded past the recovery bound."""
+
 from __future__ import annotations
 
 import http.client

@@ -1,6 +1,7 @@
 """Faults on the Redis side, on private redis-server processes: OOM, READONLY (a demoted
 master), state lost under an in-flight write, an evicting policy, a fence counter behind the
 row, a failed lock release. Answers are 503 (never 500) or truthful; rows never pass the total."""
+
 from __future__ import annotations
 
 import threading

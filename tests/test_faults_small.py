@@ -1,6 +1,7 @@
 """The smaller faults: dead letters of two coupons with one entry id, a coupon registered again
 after Redis lost its data, a coupon's scripts flushed in the middle of a coalesced pipeline,
 a lost EXEC reply for redis_counter, and a Redis restarted mid-sale."""
+
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,5 @@
 """The fenced lock: a holder whose token was superseded cannot write; tokens survive Redis loss."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Hostile input against the real server: schemathesis from the OpenAPI document, then by hand."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,7 +37,9 @@ mysql_only = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
 def server(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One gunicorn worker over the test database, configured as a deployment (no lab setting)."""
     assert not runtime.config.lab_strategies
-    with Server(runtime.config, workers=1, log_path=tmp_path_factory.mktemp("fuzz") / "gunicorn.log") as running:
+    with Server(
+        runtime.config, workers=1, log_path=tmp_path_factory.mktemp("fuzz") / "gunicorn.log"
+    ) as running:
         yield running
 
 
@@ -117,8 +120,12 @@ def test_bad_user_ids_are_400(server: Server, make_coupon: MakeCoupon, body: obj
 @mysql_only
 @pytest.mark.parametrize(
     ("data", "content_type"),
-    [("not json", "text/plain"), ("{broken", "application/json"), ("", "application/json"),
-     ("\xff\xfe", "application/json")],
+    [
+        ("not json", "text/plain"),
+        ("{broken", "application/json"),
+        ("", "application/json"),
+        ("\xff\xfe", "application/json"),
+    ],
 )
 def test_non_json_bodies_are_400(
     server: Server, make_coupon: MakeCoupon, data: str, content_type: str
@@ -306,6 +313,7 @@ def test_no_redirect_is_built_from_a_forged_host(server: Server, path: str) -> N
 @mysql_only
 def test_a_chunked_ten_megabyte_body_is_413(server: Server, make_coupon: MakeCoupon) -> None:
     make_coupon()  # coupon 1 exists
+
     def chunks() -> Iterator[bytes]:
         yield b'{"user_id": 1, "padding": "'
         for _ in range(10 * 16):
@@ -364,4 +372,4 @@ def test_a_malformed_chunked_body_is_400_json_without_a_traceback(server: Server
     answer = json.loads(body)
     assert (answered, answer["error"]) == (400, "malformed request body"), answer
     if server.log_path:
-        assert "Traceback" not in server.log_path.read_text()[len(log_before):]
+        assert "Traceback" not in server.log_path.read_text()[len(log_before) :]

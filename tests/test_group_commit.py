@@ -1,4 +1,5 @@
 """Seated rows committed together: each request still learns exactly what it would alone."""
+
 from __future__ import annotations
 
 import threading
@@ -31,17 +32,27 @@ def test_a_batch_is_one_statement_and_one_commit(runtime, make_coupon, monkeypat
     coupon_id = make_coupon(quantity=5)
     statements: list[int] = []
     real = queries.insert_seated_issues
-    monkeypatch.setattr(queries, "insert_seated_issues", lambda conn, seats: statements.append(len(seats)) or real(conn, seats))
+    monkeypatch.setattr(
+        queries,
+        "insert_seated_issues",
+        lambda conn, seats: statements.append(len(seats)) or real(conn, seats),
+    )
     results = run_batch(GroupCommit(runtime.services.engine), [(coupon_id, user, user) for user in (1, 2, 3)])
     assert results == [Outcome.ISSUED] * 3 and statements == [3] and rows(runtime, coupon_id) == 3
 
 
 @pytest.mark.parametrize("refused", ["duplicate user", "taken seat", "seat past the total"])
-def test_a_batch_the_database_refuses_writes_nothing_and_each_request_writes_alone(runtime, make_coupon, refused):
+def test_a_batch_the_database_refuses_writes_nothing_and_each_request_writes_alone(
+    runtime, make_coupon, refused
+):
     coupon_id = make_coupon(quantity=3)
     with runtime.services.engine.begin() as conn:
         assert queries.insert_seated_issue(conn, coupon_id, 9, 3)
-    third = {"duplicate user": (coupon_id, 9, 2), "taken seat": (coupon_id, 8, 3), "seat past the total": (coupon_id, 8, 4)}
+    third = {
+        "duplicate user": (coupon_id, 9, 2),
+        "taken seat": (coupon_id, 8, 3),
+        "seat past the total": (coupon_id, 8, 4),
+    }
     results = run_batch(GroupCommit(runtime.services.engine), [(coupon_id, 1, 1), third[refused]])
     assert results == [ALONE, ALONE] and rows(runtime, coupon_id) == 1  # rolled back whole
 

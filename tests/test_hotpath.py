@@ -3,6 +3,7 @@
 Its promise is one contract: whatever it answers, the Flask view would have answered alike, and
 whatever it hands on reaches the view with its body unread.
 """
+
 from __future__ import annotations
 
 import io
@@ -197,7 +198,9 @@ def test_queries_and_bodies_it_reads_at_a_glance() -> None:
     assert quick_user_id(b"[" * 5000, "application/json") is None
 
 
-def test_a_taken_issue_yields_once_its_body_is_written_and_a_refusal_does_not(app: Flask, monkeypatch) -> None:
+def test_a_taken_issue_yields_once_its_body_is_written_and_a_refusal_does_not(
+    app: Flask, monkeypatch
+) -> None:
     coupon_id = new_coupon(app, 1)
     slept: list[float] = []
     monkeypatch.setattr(hotpath.time, "sleep", slept.append)

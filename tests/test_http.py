@@ -1,4 +1,5 @@
 """The concurrency suite through HTTP: a real gunicorn with two gevent worker processes."""
+
 from __future__ import annotations
 
 import http.client
@@ -27,9 +28,7 @@ CALLS = 600
 QUANTITY = 100
 # Exact across processes: every issuer of every worker is serialised by the same thing.
 CROSS_PROCESS = [
-    name
-    for name, cls in REGISTRY.items()
-    if cls.cross_process and cls.exact_in_process and cls.synchronous
+    name for name, cls in REGISTRY.items() if cls.cross_process and cls.exact_in_process and cls.synchronous
 ]
 REDIS_COUNTED = ["redis_counter", "lua"]
 RACE_ROUNDS = 10
@@ -92,7 +91,11 @@ def server(
     # 10 s (a 503 busy by design); what this suite checks is exactness, not latency.
     # The lab's setting: this suite shows process_lock over-issuing across processes.
     config = backends.test_config(
-        backend.url, redis_server, db_pool_size=10, db_max_overflow=10, retry_deadline=30.0,
+        backend.url,
+        redis_server,
+        db_pool_size=10,
+        db_max_overflow=10,
+        retry_deadline=30.0,
         lab_strategies=True,
     )
     log_path = tmp_path_factory.mktemp("gunicorn") / f"{backend.name}.log"

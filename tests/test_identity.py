@@ -1,4 +1,5 @@
 """jwt mode: only a verified token's user may claim, and read, its coupon (docs/identity.md)."""
+
 from __future__ import annotations
 
 import base64
@@ -95,7 +96,9 @@ def test_issue_without_a_valid_token_is_401(jwt_client: FlaskClient, case: str) 
 
 def test_a_body_user_id_that_differs_from_the_tokens_is_403(jwt_client: FlaskClient) -> None:
     coupon_id = create(jwt_client, 5)["id"]
-    response = jwt_client.post(f"/coupons/{coupon_id}/issue", json={"user_id": 7}, headers=bearer(hs(sub="41")))
+    response = jwt_client.post(
+        f"/coupons/{coupon_id}/issue", json={"user_id": 7}, headers=bearer(hs(sub="41"))
+    )
     assert_error(response, 403)
     malformed = jwt_client.post(f"/coupons/{coupon_id}/issue", json={"user_id": 0}, headers=bearer(hs()))
     assert_error(malformed, 400, "user_id")
@@ -151,10 +154,14 @@ def test_a_public_key_pins_its_own_algorithm(
     good = client.post(path, headers=bearer(minter.mint(41)))
     assert (good.status_code, good.get_json()["user_id"]) == (201, 41)
     # The HS/RS confusion: HS256 "signed" with the public key's PEM as the shared secret.
-    confused = hand_signed({"alg": "HS256", "typ": "JWT"}, claims(aud=None, iss=None), public_path.read_bytes())
+    confused = hand_signed(
+        {"alg": "HS256", "typ": "JWT"}, claims(aud=None, iss=None), public_path.read_bytes()
+    )
     assert_error(client.post(path, headers=bearer(confused)), 401)
     assert_error(client.post(path, headers=bearer(hand_signed({"alg": "none"}, claims(), b""))), 401)
-    stranger = rsa.generate_private_key(65537, 2048) if kind == "rsa" else ed25519.Ed25519PrivateKey.generate()
+    stranger = (
+        rsa.generate_private_key(65537, 2048) if kind == "rsa" else ed25519.Ed25519PrivateKey.generate()
+    )
     forged = jwt.encode(claims(sub="43"), stranger, algorithm=algorithm)
     assert_error(client.post(path, headers=bearer(forged)), 401)
 
@@ -188,7 +195,9 @@ def test_a_verified_token_is_remembered_until_it_expires(
     decoded: list[str] = []
     decoder = jwt_client.application.extensions["coupon.gate"].verifier.decoder
     real = decoder.decode
-    monkeypatch.setattr(decoder, "decode", lambda token, *a, **k: decoded.append(token) or real(token, *a, **k))
+    monkeypatch.setattr(
+        decoder, "decode", lambda token, *a, **k: decoded.append(token) or real(token, *a, **k)
+    )
     token = hs(sub="41", exp=int(time.time()) + 30)
     for _ in range(3):
         jwt_client.get(f"/coupons/{coupon_id}/issues/41", headers=bearer(token))
@@ -251,7 +260,11 @@ def test_gunicorn_on_real_servers_without_the_mode_refuses_to_start(backend: Any
                COUPON_BIND=f"127.0.0.1:{free_port()}")  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode != 0 and "COUPON_AUTH must be set" in done.stderr, done.stderr[-2000:]
 
@@ -261,7 +274,10 @@ def test_the_startup_line_says_the_mode() -> None:
 
     assert describe(Config()).startswith("identity: body mode")
     line = describe(Config(auth="jwt", jwt_secret=SECRET, user_rate_limit="20/minute"))
-    assert line == "identity: jwt mode: the user id is the bearer token's sub (HS256); per-user issue limit 20/minute"
+    assert (
+        line
+        == "identity: jwt mode: the user id is the bearer token's sub (HS256); per-user issue limit 20/minute"
+    )
 
 
 def test_flask_token_mints_what_the_service_accepts(make_client: Callable[..., FlaskClient]) -> None:

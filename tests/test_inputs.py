@@ -1,4 +1,5 @@
 """The request inputs as pure functions (no Flask): what a WSGI fast path will reuse."""
+
 from __future__ import annotations
 
 import gc
@@ -50,9 +51,7 @@ def test_issue_user_id_accepts(raw: bytes, content_type: str, expected: int) -> 
         (b'{"user": 1}', JSON, "user_id"),
     ],
 )
-def test_issue_user_id_refuses_naming_the_field(
-    raw: bytes, content_type: str | None, field: str
-) -> None:
+def test_issue_user_id_refuses_naming_the_field(raw: bytes, content_type: str | None, field: str) -> None:
     with pytest.raises(InputError) as refused:
         inputs.issue_user_id(raw, content_type)
     assert refused.value.status == 400

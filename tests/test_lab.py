@@ -1,4 +1,5 @@
 """The lab: its audit on crafted data, its stats reading, and one short real run."""
+
 from __future__ import annotations
 
 import json
@@ -85,7 +86,9 @@ def test_the_crowd_moves_on_only_when_its_current_coupon_sells_out(tmp_path: Pat
     cursor.count(9, "errors")
     cursor.write(tmp_path / "tally.json")
     assert read_tally(tmp_path / "tally.json") == {
-        7: {"issued": 1, "errors": 0}, 8: {"issued": 0, "errors": 0}, 9: {"issued": 0, "errors": 1},
+        7: {"issued": 1, "errors": 0},
+        8: {"issued": 0, "errors": 0},
+        9: {"issued": 0, "errors": 1},
     }
 
 
@@ -101,7 +104,10 @@ def test_audit_reads_the_database_and_redis_not_the_callers(runtime, make_coupon
 
     assert (found.quantity, found.rows, found.users, found.counter) == (3, 4, 4, 3)
     assert found.problems() == [
-        "over-issued +1", "1 phantom successes", "2 stranded reservations", "counter off by 1"
+        "over-issued +1",
+        "1 phantom successes",
+        "2 stranded reservations",
+        "counter off by 1",
     ]
 
 
@@ -120,8 +126,13 @@ def test_audit_folds_the_count_of_a_strategy_that_does_not_count_as_it_writes(ru
 def test_read_stats_counts_what_callers_were_told(tmp_path: Path):
     def entry(name: str, count: int, times: dict[str, int], failures: int = 0) -> dict[str, object]:
         return {
-            "name": name, "method": "POST", "num_requests": count, "num_failures": failures,
-            "response_times": times, "start_time": 100.0, "last_request_timestamp": 110.0,
+            "name": name,
+            "method": "POST",
+            "num_requests": count,
+            "num_failures": failures,
+            "response_times": times,
+            "start_time": 100.0,
+            "last_request_timestamp": 110.0,
         }
 
     stats = [
@@ -137,7 +148,14 @@ def test_read_stats_counts_what_callers_were_told(tmp_path: Path):
     assert load.rps == pytest.approx(10.0)
     assert load.issued_seconds == pytest.approx(10.0)
     assert (load.p50, load.p95, load.p99) == (5.0, 20.0, 900.0)
-    assert load.spectrum == {"p50": 5.0, "p90": 20.0, "p99": 900.0, "p99.9": 900.0, "p99.99": 900.0, "max": 900.0}
+    assert load.spectrum == {
+        "p50": 5.0,
+        "p90": 20.0,
+        "p99": 900.0,
+        "p99.9": 900.0,
+        "p99.99": 900.0,
+        "max": 900.0,
+    }
     assert percentile({}, 0.5) == 0.0
 
 
@@ -168,11 +186,30 @@ def test_plans_put_ping_first_and_keep_pools_small():
 @pytest.mark.slow
 def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
     # A hand-made baseline with the same rows, each 1000 times faster: the run regresses against it.
-    baseline = reports.save(tmp_path / "baseline", reports.sellouts(
-        [reports.sellout_row(label, 10**6, 0.01) for label in ("/ping", "atomic_update", "none")]))
-    args = ["lab", "--strategies", "atomic_update,none", "--duration", "3", "--users", "10",
-            "--sellouts", "3", "--quantity", "10", "--output", str(tmp_path / "runs"),
-            "--baseline", str(baseline), "--fail-on-regression"]
+    baseline = reports.save(
+        tmp_path / "baseline",
+        reports.sellouts(
+            [reports.sellout_row(label, 10**6, 0.01) for label in ("/ping", "atomic_update", "none")]
+        ),
+    )
+    args = [
+        "lab",
+        "--strategies",
+        "atomic_update,none",
+        "--duration",
+        "3",
+        "--users",
+        "10",
+        "--sellouts",
+        "3",
+        "--quantity",
+        "10",
+        "--output",
+        str(tmp_path / "runs"),
+        "--baseline",
+        str(baseline),
+        "--fail-on-regression",
+    ]
     result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code == 1, result.output  # the gate's exit, once the report is written
 
@@ -192,7 +229,9 @@ def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
     assert (f"over-issued in {over}/3" in racy["verdict"]) == (over > 0)
     assert document["backend"]["database"] in ("mysql", "postgresql")
     markdown = (out / "report.md").read_text()
-    assert "| atomic_update | 2 |" in markdown and "| 3x10 | 30 | 30 | 30 | exact in 3/3 sell-outs |" in markdown
+    assert (
+        "| atomic_update | 2 |" in markdown and "| 3x10 | 30 | 30 | 30 | exact in 3/3 sell-outs |" in markdown
+    )
     assert f"Backend: **{document['backend']['database']}**" in markdown
     for chart in ("throughput", "latency", "correctness"):
         assert (out / f"{chart}.png").read_bytes().startswith(PNG_MAGIC)
@@ -214,8 +253,21 @@ def test_the_lab_keeps_its_data_apart_from_the_service(app, tmp_path: Path):
     lab = sandbox.lab_config(service)
     assert make_url(lab.database_url).database == make_url(service.database_url).database + "_lab"
     assert lab.redis_prefix == service.redis_prefix + "lab:"
-    args = ["lab", "--strategies", "atomic_update", "--duration", "1", "--users", "2",
-            "--sellouts", "1", "--quantity", "2", "--output", str(tmp_path)]
+    args = [
+        "lab",
+        "--strategies",
+        "atomic_update",
+        "--duration",
+        "1",
+        "--users",
+        "2",
+        "--sellouts",
+        "1",
+        "--quantity",
+        "2",
+        "--output",
+        str(tmp_path),
+    ]
     runtime = app.extensions["coupon"]
     with runtime.services.engine.connect() as conn:
         before = conn.execute(text("SELECT COUNT(*) FROM coupon")).scalar_one()
@@ -227,8 +279,14 @@ def test_the_lab_keeps_its_data_apart_from_the_service(app, tmp_path: Path):
         assert conn.execute(text("SELECT COUNT(*) FROM coupon")).scalar_one() == before
     engine = create_engine(lab.database_url)
     with engine.connect() as conn:
-        found = conn.execute(text("SELECT id FROM coupon WHERE id IN :ids").bindparams(
-            bindparam("ids", expanding=True)), {"ids": lab_ids}).scalars().all()
+        found = (
+            conn.execute(
+                text("SELECT id FROM coupon WHERE id IN :ids").bindparams(bindparam("ids", expanding=True)),
+                {"ids": lab_ids},
+            )
+            .scalars()
+            .all()
+        )
     engine.dispose()
     assert sorted(found) == sorted(lab_ids)
     assert not list(runtime.services.redis.scan_iter(match=f"{service.redis_prefix}{{*", count=1000))
@@ -238,8 +296,21 @@ def test_a_lab_run_in_jwt_mode_sends_tokens_minted_ahead(make_client, tmp_path: 
     from tests.test_identity import JWT
 
     app = make_client(**JWT).application
-    args = ["lab", "--strategies", "atomic_update", "--duration", "3", "--users", "10",
-            "--sellouts", "1", "--quantity", "10", "--output", str(tmp_path)]
+    args = [
+        "lab",
+        "--strategies",
+        "atomic_update",
+        "--duration",
+        "3",
+        "--users",
+        "10",
+        "--sellouts",
+        "1",
+        "--quantity",
+        "10",
+        "--output",
+        str(tmp_path),
+    ]
     result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code == 0, result.output
     (out,) = tmp_path.iterdir()

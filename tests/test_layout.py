@@ -1,4 +1,5 @@
 """The house reads as its architecture: no import cycle, lazy or not, and rooms stay in order."""
+
 from __future__ import annotations
 
 import ast
@@ -61,7 +62,7 @@ def test_no_module_imports_itself_back_through_others() -> None:
     def visit(node: str, path: list[str], done: set[str]) -> None:
         for nxt in sorted(edges[node]):
             if nxt in path:
-                cycles.append(path[path.index(nxt):] + [nxt])
+                cycles.append(path[path.index(nxt) :] + [nxt])
             elif nxt not in done:
                 visit(nxt, path + [nxt], done)
         done.add(node)
@@ -87,9 +88,7 @@ def test_a_room_never_reaches_back_up() -> None:
 
 def test_every_python_file_outside_the_tests_is_in_a_room() -> None:
     files = {
-        path
-        for path in PROJECT_ROOT.rglob("*.py")
-        if not OUTSIDE & set(path.relative_to(PROJECT_ROOT).parts)
+        path for path in PROJECT_ROOT.rglob("*.py") if not OUTSIDE & set(path.relative_to(PROJECT_ROOT).parts)
     }
     assert files - set(modules().values()) == set()
 

@@ -1,4 +1,5 @@
 """The per-user limit on issue requests: 429 with Retry-After, counted in Redis across processes."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -13,7 +14,9 @@ def test_a_user_past_its_limit_is_429_with_retry_after(make_client: Callable[...
     client = make_client(**JWT, user_rate_limit="3/minute")
     coupon_id = create(client, 100, strategy="lua")["id"]
     headers = bearer(hs(sub="41"))
-    answers = [client.post(f"/coupons/{coupon_id}/issue", json={}, headers=headers).status_code for _ in range(3)]
+    answers = [
+        client.post(f"/coupons/{coupon_id}/issue", json={}, headers=headers).status_code for _ in range(3)
+    ]
     assert answers == [201, 409, 409]
     refused = client.post(f"/coupons/{coupon_id}/issue", json={}, headers=headers)
     assert_error(refused, 429)
@@ -46,14 +49,20 @@ def test_body_mode_limits_the_bodys_user(make_client: Callable[..., FlaskClient]
     assert statuses == [201, 409, 429]
 
 
-def test_a_miss_on_an_unknown_coupon_is_remembered_briefly(make_client: Callable[..., FlaskClient], monkeypatch) -> None:
+def test_a_miss_on_an_unknown_coupon_is_remembered_briefly(
+    make_client: Callable[..., FlaskClient], monkeypatch
+) -> None:
     from coupon.runtime import queries
 
     client = make_client()
     runtime = client.application.extensions["coupon"]
     looked_up: list[int] = []
     real = queries.describe_coupon
-    monkeypatch.setattr(queries, "describe_coupon", lambda conn, coupon_id: looked_up.append(coupon_id) or real(conn, coupon_id))
+    monkeypatch.setattr(
+        queries,
+        "describe_coupon",
+        lambda conn, coupon_id: looked_up.append(coupon_id) or real(conn, coupon_id),
+    )
     for _ in range(3):
         assert_error(client.post("/coupons/987654321/issue", json={"user_id": 1}), 404)
     assert looked_up == [987654321]

@@ -1,4 +1,5 @@
 """One-line logs: JSON fields, and no secret in any line."""
+
 from __future__ import annotations
 
 import json
@@ -24,6 +25,9 @@ def test_a_json_line_carries_the_issue_fields() -> None:
     parsed = json.loads(JsonFormatter().format(line))
     assert "\n" not in JsonFormatter().format(line)
     assert {key: parsed[key] for key in ("strategy", "coupon_id", "result", "latency_ms")} == {
-        "strategy": "lua", "coupon_id": 7, "result": "issued", "latency_ms": 1.5,
+        "strategy": "lua",
+        "coupon_id": 7,
+        "result": "issued",
+        "latency_ms": 1.5,
     }
     assert (parsed["level"], parsed["logger"], parsed["message"]) == ("WARNING", "coupon.test", "issue")

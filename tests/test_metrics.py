@@ -1,4 +1,5 @@
 """GET /metrics from a real two-worker gunicorn, the one-line issue logs, and the folded counts."""
+
 from __future__ import annotations
 
 import bisect
@@ -114,9 +115,7 @@ def pids_with_issues(metrics_dir: Path) -> set[str]:
 
 @pytest.mark.slow
 @mysql_only
-def test_metrics_add_up_across_two_workers(
-    runtime: Runtime, make_coupon: MakeCoupon, tmp_path: Path
-) -> None:
+def test_metrics_add_up_across_two_workers(runtime: Runtime, make_coupon: MakeCoupon, tmp_path: Path) -> None:
     coupon_id = make_coupon(quantity=QUANTITY)
     metrics_dir, log_path = tmp_path / "metrics", tmp_path / "gunicorn.log"
     env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "COUPON_LOG_JSON": "1", "COUPON_LOG_ISSUES": "1"}
@@ -199,9 +198,7 @@ def test_worker_and_fast_path_counters_move(
 
 @mysql_only
 @pytest.mark.slow
-def test_the_worker_command_serves_its_own_metrics(
-    runtime: Runtime, make_coupon: MakeCoupon
-) -> None:
+def test_the_worker_command_serves_its_own_metrics(runtime: Runtime, make_coupon: MakeCoupon) -> None:
     coupon_id = make_coupon(quantity=2)
     for user in (1, 2):
         assert runtime.strategies["queued"].issue(coupon_id, user) is Outcome.ACCEPTED
@@ -231,6 +228,8 @@ def test_the_worker_command_serves_its_own_metrics(
 
 # Seconds between folds that no test outlives: only what the test calls folds.
 NEVER = 3600.0
+
+
 def issued(strategy: str) -> float | None:
     """Return the strategy's coupon_issues_total{result="issued"} in this process."""
     labels = {"strategy": strategy, "result": "issued"}
@@ -269,9 +268,7 @@ def test_folded_counts_equal_observing_each_issue() -> None:
 def test_add_to_histogram_writes_what_observe_writes_on_a_fresh_registry() -> None:
     # Guards the private prometheus-client attributes add_to_histogram writes.
     registry = CollectorRegistry()
-    histogram = Histogram(
-        "coupon_issue_seconds", "", ["strategy"], buckets=ISSUE_BUCKETS, registry=registry
-    )
+    histogram = Histogram("coupon_issue_seconds", "", ["strategy"], buckets=ISSUE_BUCKETS, registry=registry)
     counts = [0] * len(BOUNDS)
     for elapsed in ELAPSED:
         histogram.labels("observed").observe(elapsed)

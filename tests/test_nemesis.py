@@ -1,5 +1,6 @@
 """The nemesis: its schedule is seeded and overlaps, it replays, and one short seed per family
 ends valid for the safe strategies while the lab-only `none` is caught over-issuing."""
+
 from __future__ import annotations
 
 import os
@@ -77,4 +78,8 @@ def test_one_short_seed_per_family_is_valid_and_none_is_caught(backend, tmp_path
         if strategy == "none":
             assert anomalies, "the lab-only strategy was not caught: the checker proves nothing"
         else:
-            assert not anomalies, (strategy, anomalies, [c.examples for c in seed.check.coupons if not c.valid])
+            assert not anomalies, (
+                strategy,
+                anomalies,
+                [c.examples for c in seed.check.coupons if not c.valid],
+            )

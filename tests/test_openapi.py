@@ -1,4 +1,5 @@
 """coupon/api/openapi.json is valid OpenAPI 3, names every route, and real answers match it."""
+
 from __future__ import annotations
 
 import re
@@ -80,7 +81,7 @@ def test_the_document_is_valid_openapi_3() -> None:
 def test_every_route_is_documented_and_every_documented_path_exists(app: Flask) -> None:
     documented = {(path, method) for path, item in DOC["paths"].items() for method in item}
     assert flask_routes(app) == documented
-    for (path, method) in documented:
+    for path, method in documented:
         parameters = [deref(p) for p in DOC["paths"][path][method].get("parameters", [])]
         declared = {p["name"] for p in parameters if p["in"] == "path"}
         assert declared == set(re.findall(r"{(\w+)}", path)), path
@@ -186,9 +187,16 @@ def test_schemathesis_coupons_and_strategies_carry_their_pinned_fields(client: F
     assert {"strategy", "family"} <= created.get_json().keys()  # were missing from both
     assert {"strategy", "family"} <= client.get(f"/coupons/{created.get_json()['id']}").get_json().keys()
     assert all("family" in strategy for strategy in client.get("/strategies").get_json()["strategies"])
+
+
 def test_the_document_states_who_may_call_the_user_operations() -> None:
     schemes = DOC["components"]["securitySchemes"]
-    assert schemes["userToken"] == {**schemes["userToken"], "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert schemes["userToken"] == {
+        **schemes["userToken"],
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
     issue = DOC["paths"]["/coupons/{coupon_id}/issue"]["post"]
     status = DOC["paths"]["/coupons/{coupon_id}/issues/{user_id}"]["get"]
     assert issue["security"] == [{"userToken": []}]

@@ -1,4 +1,5 @@
 """The queued strategy: reserve and enqueue in one script, 202 at once, rows after the worker."""
+
 from __future__ import annotations
 
 from datetime import timedelta

@@ -2,6 +2,7 @@
 
 Every stranded reservation ends as a row or a released seat within the recovery bound, and the
 repairs an operator may run during traffic (reconcile --fix, rebuild-redis) never over-issue."""
+
 from __future__ import annotations
 
 import itertools
@@ -64,8 +65,10 @@ def demand_until(runtime: Runtime, name: str, coupon_id: int, quantity: int, fir
     """New users keep asking until the rows reach the quantity (stock given back is taken)."""
     users = iter(range(first, first + 10_000))
     wait_for(
-        lambda: runtime.strategies[name].issue(coupon_id, next(users)) is not None
-        and len(holders(runtime, coupon_id)) == quantity,
+        lambda: (
+            runtime.strategies[name].issue(coupon_id, next(users)) is not None
+            and len(holders(runtime, coupon_id)) == quantity
+        ),
         f"{quantity} rows",
         timeout=BOUND * 6 + 5,
     )

@@ -1,4 +1,5 @@
 """The Redis strategies' bookkeeping: compensation, rows Redis did not know, lost state."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """While Redis is down or loading, every issue answers 503 JSON at once; then it recovers alone."""
+
 from __future__ import annotations
 
 import time
@@ -97,8 +98,13 @@ def test_a_loading_redis_gets_503_then_the_service_recovers(
     with redis_server_private.client() as admin:
         admin.execute_command("DEBUG", "POPULATE", FILLER_KEYS, "filler")
         admin.bgrewriteaof()  # the keys go to the RDB base, which key-load-delay slows down
-        wait_for(lambda: admin.info("persistence")["aof_rewrite_in_progress"] == 0
-                 and admin.info("persistence")["aof_rewrite_scheduled"] == 0, "the AOF rewrite")
+        wait_for(
+            lambda: (
+                admin.info("persistence")["aof_rewrite_in_progress"] == 0
+                and admin.info("persistence")["aof_rewrite_scheduled"] == 0
+            ),
+            "the AOF rewrite",
+        )
     redis_server_private.kill()
     redis_server_private.settings["key-load-delay"] = str(KEY_LOAD_DELAY_US)
     # Answer clients (with -LOADING) every KB loaded, not every 2 MB: else they just wait.

@@ -1,4 +1,5 @@
 """The business rules without I/O: the window, the stock, one per user, instants."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta

@@ -1,4 +1,5 @@
 """nginx (deploy/nginx.conf.template) in front of a real gunicorn absorbs slow and idle clients."""
+
 from __future__ import annotations
 
 import http.client
@@ -85,9 +86,7 @@ def assert_service_answers(port: int, coupon_id: int, user_id: int) -> None:
 
 
 @ON_MYSQL
-def test_slow_bodies_from_many_addresses_leave_the_service_answering(
-    nginx: Nginx, coupon_id: int
-) -> None:
+def test_slow_bodies_from_many_addresses_leave_the_service_answering(nginx: Nginx, coupon_id: int) -> None:
     # 25 sockets per address: under the per-address limit, as in a distributed attack.
     with slow_sockets(nginx.port, SLOW, SLOW_BODY, addresses=SLOW // 25) as held:
         assert_service_answers(nginx.port, coupon_id, user_id=1)
@@ -98,14 +97,13 @@ def test_slow_bodies_from_many_addresses_leave_the_service_answering(
 
 
 @ON_MYSQL
-def test_slow_headers_and_idle_keepalives_leave_the_service_answering(
-    nginx: Nginx, coupon_id: int
-) -> None:
+def test_slow_headers_and_idle_keepalives_leave_the_service_answering(nginx: Nginx, coupon_id: int) -> None:
     half = SLOW // 2
     # Each idle connection made one request: spread over addresses, under the per-address rate.
-    with slow_sockets(nginx.port, half, SLOW_HEADER, addresses=1) as headers, slow_sockets(
-        nginx.port, half, IDLE_KEEPALIVE, addresses=half // (RATE_BURST // 2)
-    ) as idle:
+    with (
+        slow_sockets(nginx.port, half, SLOW_HEADER, addresses=1) as headers,
+        slow_sockets(nginx.port, half, IDLE_KEEPALIVE, addresses=half // (RATE_BURST // 2)) as idle,
+    ):
         assert_service_answers(nginx.port, coupon_id, user_id=2)
         assert readable(headers + idle) == []
 
@@ -117,7 +115,9 @@ def test_a_trickle_of_bodies_from_one_address_locks_none_of_its_neighbours_out(
     # The issue's trickle: 100 bodies that never finish, from the address a carrier NAT shares.
     # An address of its own: the per-address rate counts what the other tests sent.
     with slow_sockets(nginx.port, TRICKLE, SLOW_BODY, addresses=1, first=TRICKLE_ADDRESS) as held:
-        probes = [call(nginx.port, "GET", "/ping", address=source(TRICKLE_ADDRESS))[:2] for _ in range(PROBES)]
+        probes = [
+            call(nginx.port, "GET", "/ping", address=source(TRICKLE_ADDRESS))[:2] for _ in range(PROBES)
+        ]
         assert probes == [(200, {"ok": True})] * PROBES
         assert readable(held) == []  # every trickled body is still held, unanswered
         assert_service_answers(nginx.port, coupon_id, user_id=3)
@@ -125,7 +125,9 @@ def test_a_trickle_of_bodies_from_one_address_locks_none_of_its_neighbours_out(
 
 @ON_MYSQL
 def test_one_address_past_its_request_rate_is_429_with_retry_after(nginx: Nginx) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=5, source_address=(source(RATE_ADDRESS), 0))
+    conn = http.client.HTTPConnection(
+        "127.0.0.1", nginx.port, timeout=5, source_address=(source(RATE_ADDRESS), 0)
+    )
     answers: list[int] = []
     try:
         for _ in range(RATE_BURST * 2):

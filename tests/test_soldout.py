@@ -1,4 +1,5 @@
 """The sold-out fast path: after sell-out, refusals stop reaching Redis, for a bounded time."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -60,9 +61,7 @@ def test_flag_lasts_ttl_and_clears():
 
 
 @pytest.mark.parametrize("strategy_class", [Queued, LuaScript])
-def test_after_sell_out_refusals_stop_reaching_redis(
-    runtime, make_coupon, commands, strategy_class
-):
+def test_after_sell_out_refusals_stop_reaching_redis(runtime, make_coupon, commands, strategy_class):
     coupon_id = make_coupon(quantity=3)
     strategy = strategy_class(runtime.services)
     clock = FakeClock()

@@ -3,6 +3,7 @@ blocks the sale, bounded Redis memory, and a poll list of what can still be issu
 
 Each test is a row of the table that combined two events and over-issued (or stalled) before.
 """
+
 from __future__ import annotations
 
 import threading
@@ -84,12 +85,17 @@ def test_row1_no_repair_moves_a_unit_between_two_guards(make_client: Any, pinned
     body = {"name": "row 1", "total_quantity": 10, "strategy": pinned}
     coupon_id = int(client.post("/coupons", json=body, headers=AUTH).get_json()["id"])
     # redis_counter first: its seatless rows beside lua's seats over-issued after any repair.
-    others = ["redis_counter", *(name for name in REGISTRY if FAMILY_OF[name] not in ("redis", "none", "process_lock"))]
+    others = [
+        "redis_counter",
+        *(name for name in REGISTRY if FAMILY_OF[name] not in ("redis", "none", "process_lock")),
+    ]
     for user, name in zip(range(1, 6), others):
         status, body = post(client, coupon_id, user, name)
         assert (status, body.get("family")) == (409, "redis"), (name, body)
     # Users ask with each member of the family in turn (201 from lua, 202 from queued).
-    told = [post(client, coupon_id, user, name)[0] for user, name in zip(range(6, 31), FAMILIES["redis"] * 25)]
+    told = [
+        post(client, coupon_id, user, name)[0] for user, name in zip(range(6, 31), FAMILIES["redis"] * 25)
+    ]
     repair(runtime, coupon_id, how)
     told += [post(client, coupon_id, user, None)[0] for user in range(31, 51)]
     drain(runtime, [coupon_id], timeout=30)
@@ -160,7 +166,9 @@ def test_row3_a_holder_asking_again_never_takes_a_unit(runtime: Runtime, make_co
     assert database_totals(runtime, coupon_id) == (10, 10, 10)
 
 
-def test_row4_the_poll_lists_hold_only_what_can_still_be_issued(runtime: Runtime, make_coupon: MakeCoupon) -> None:
+def test_row4_the_poll_lists_hold_only_what_can_still_be_issued(
+    runtime: Runtime, make_coupon: MakeCoupon
+) -> None:
     client, prefix = runtime.services.redis, runtime.config.redis_prefix
     now = utcnow()
     ended = [make_coupon(quantity=5, issue_start=now - timedelta(hours=2), issue_end=now - timedelta(hours=1),
@@ -212,7 +220,9 @@ def test_row5_an_open_issue_never_holds_back_recovery_or_other_coupons(
                 assert runtime.strategies["queued"].issue(other, user) is Outcome.ACCEPTED
             wait_for(lambda: database_totals(runtime, other)[0] == 20, "another coupon's rows", timeout=10)
             assert next_issue.result(timeout=10) is Outcome.ISSUED
-            if backend.name == "mysql":  # the fold met the lock and went on (on PostgreSQL the two do not conflict)
+            if (
+                backend.name == "mysql"
+            ):  # the fold met the lock and went on (on PostgreSQL the two do not conflict)
                 wait_for(lambda: worker.sweeper.deferred > 0, "the stuck coupon's fold to be put off")
         finally:
             worker.stop()

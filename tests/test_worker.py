@@ -1,4 +1,5 @@
 """The worker: nothing lost, nothing doubled, whatever dies or fails on the way."""
+
 from __future__ import annotations
 
 import signal
@@ -22,9 +23,7 @@ QUICK_CLAIM = Settings(batch=50, claim_idle=0.0)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pause_at", ["read", "commit"])
-def test_worker_killed_mid_batch_then_another_loses_and_doubles_nothing(
-    runtime, make_coupon, pause_at
-):
+def test_worker_killed_mid_batch_then_another_loses_and_doubles_nothing(runtime, make_coupon, pause_at):
     coupon_id = make_coupon(quantity=50)
     accept(runtime, coupon_id, range(1, 51))
     victim = worker_process(
@@ -55,9 +54,7 @@ def test_two_workers_draining_concurrently(runtime, make_coupon):
     accept(runtime, coupon_id, range(1, 301))
     # Each batch takes a while, so both workers are sure to hold batches at the same time.
     settings = Settings(batch=25, pause=0.05)
-    workers = [
-        Worker(runtime, consumer=f"w{n}", settings=settings, coupon_ids=[coupon_id]) for n in (1, 2)
-    ]
+    workers = [Worker(runtime, consumer=f"w{n}", settings=settings, coupon_ids=[coupon_id]) for n in (1, 2)]
     start = threading.Barrier(2)
 
     def run(one: Worker) -> None:

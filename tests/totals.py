@@ -1,4 +1,5 @@
 """Ground truth for the tests' assertions: what the database and Redis hold for a coupon."""
+
 from __future__ import annotations
 
 from coupon.core import queries

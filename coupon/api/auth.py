@@ -1,4 +1,5 @@
 """The admin token: one bearer token, compared in constant time."""
+
 from __future__ import annotations
 
 import hmac

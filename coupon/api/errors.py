@@ -3,6 +3,7 @@
 One table, ``answer_for``, decides status, body and headers for every exception, so the Flask
 handler and the hot path (coupon/api/hotpath.py) answer alike.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,7 +68,9 @@ def answer_for(exc: BaseException) -> Answer:
     if isinstance(exc, Forbidden):
         return Answer(403, {"error": str(exc)})
     if isinstance(exc, RateLimited):
-        return Answer(429, {"error": str(exc), "retry_after": exc.retry_after}, [("Retry-After", str(exc.retry_after))])
+        return Answer(
+            429, {"error": str(exc), "retry_after": exc.retry_after}, [("Retry-After", str(exc.retry_after))]
+        )
     if isinstance(exc, LabOnly):
         return Answer(403, {"error": str(exc), "field": "strategy"})
     if isinstance(exc, FamilyMismatch):

@@ -4,6 +4,7 @@ Who asks (the body's user_id, or a verified token's user in jwt mode), whether t
 ask for this user, and whether the user is within its request rate: one object, so that
 coupon/api/hotpath.py and coupon/api/views.py cannot take different steps.
 """
+
 from __future__ import annotations
 
 import hmac

@@ -8,6 +8,7 @@ to Flask untouched. What it answers goes through the view's own functions: the b
 coupon/api/gate.py (who asks, and within which limit), the issue through coupon/api/issuing.py,
 every error through coupon/api/errors.py: one contract.
 """
+
 from __future__ import annotations
 
 import time

@@ -4,6 +4,7 @@ The key decides the algorithm (a secret: HS256; a PEM public key: RS256 or EdDSA
 a JWKS: each key's own), so a token that names another (``none``, HS256 signed with a public
 key) is refused before its signature is looked at. Nothing here knows about Flask.
 """
+
 from __future__ import annotations
 
 import time

@@ -3,6 +3,7 @@
 Nothing here knows about Flask, so a faster WSGI path for the issue endpoint can reuse these
 functions and answer with the same bodies (``InputError.body``).
 """
+
 from __future__ import annotations
 
 import json
@@ -185,7 +186,9 @@ def _instant(body: dict[str, Any], field: str) -> datetime | None:
             return rules.parse_instant(value)
     except ValueError:
         pass
-    message = f"{field} must be an RFC 3339 date-time with an offset in years 1001-9998, e.g. 2026-11-27T00:00:00Z"
+    message = (
+        f"{field} must be an RFC 3339 date-time with an offset in years 1001-9998, e.g. 2026-11-27T00:00:00Z"
+    )
     raise InputError(message, field)
 
 

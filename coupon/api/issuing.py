@@ -1,4 +1,5 @@
 """The issue endpoint's one path, shared by the Flask view and the hot path."""
+
 from __future__ import annotations
 
 from typing import Any

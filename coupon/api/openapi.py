@@ -1,4 +1,5 @@
 """The API's OpenAPI 3 document (coupon/api/openapi.json), served at GET /openapi.json."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """GET /metrics: every counter summed over the gunicorn workers, plus the streams' backlog."""
+
 from __future__ import annotations
 
 import os

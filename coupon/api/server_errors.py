@@ -4,6 +4,7 @@ gunicorn refuses a request it cannot parse (a bad request line, a line or a head
 limits) before any app code runs, with an HTML page. ``install`` makes those answers
 ``{"error": ..., "detail": ...}`` with the same status, like every other error of the service.
 """
+
 from __future__ import annotations
 
 import json

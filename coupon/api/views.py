@@ -1,4 +1,5 @@
 """The HTTP API: JSON in, JSON out; nothing below this module knows about HTTP."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -113,9 +114,7 @@ def create_coupon() -> tuple[Response, int]:
     runtime = current()
     strategy = new.strategy or runtime.config.default_strategy
     runtime.enabled(strategy)
-    coupon_id = runtime.create_coupon(
-        new.name, new.total_quantity, new.issue_start, new.issue_end, strategy
-    )
+    coupon_id = runtime.create_coupon(new.name, new.total_quantity, new.issue_start, new.issue_end, strategy)
     return jsonify(_coupon_json(_describe(coupon_id))), 201
 
 

@@ -1,4 +1,5 @@
 """Settings read from the environment, in one place."""
+
 from __future__ import annotations
 
 import os
@@ -62,6 +63,8 @@ def parse_addresses(name: str, raw: str) -> tuple[tuple[str, int], ...]:
 def _env_addresses(name: str) -> tuple[tuple[str, int], ...]:
     raw = (os.environ.get(name) or "").strip()
     return parse_addresses(name, raw) if raw else ()
+
+
 def _env_choice(name: str, choices: tuple[str, ...]) -> str | None:
     raw = (os.environ.get(name) or "").strip().lower()
     if raw and raw not in choices:

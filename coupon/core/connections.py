@@ -1,4 +1,5 @@
 """The service's connections: one SQLAlchemy engine and one Redis client, owned by Services."""
+
 from __future__ import annotations
 
 import logging

@@ -8,6 +8,7 @@ write() for up to 2 s and keeps replying, so a kill -9 then loses those replies'
 tells the modes apart: `always` fsyncs before replying, `everysec` about a second later (2 s
 when the disk stalls), `no` whenever the kernel flushes (typically 30 s).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -49,8 +50,11 @@ def promise(appendonly: str | None, appendfsync: str | None, save: str | None) -
     if appendonly == "yes":
         mode = appendfsync or "everysec"
         return Promise(
-            PROCESS_CRASH.get(mode, "unknown"), OS_CRASH.get(mode, "unknown"),
-            appendonly, mode, f"AOF, appendfsync {mode}",
+            PROCESS_CRASH.get(mode, "unknown"),
+            OS_CRASH.get(mode, "unknown"),
+            appendonly,
+            mode,
+            f"AOF, appendfsync {mode}",
         )
     if appendonly == "no":
         snapshots = f"RDB snapshots only, save '{save}'" if save else "no persistence"

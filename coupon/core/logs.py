@@ -1,4 +1,5 @@
 """One-line logs, JSON when COUPON_LOG_JSON=1, with secrets masked."""
+
 from __future__ import annotations
 
 import json

@@ -11,6 +11,7 @@ greenlet under gevent) every FOLD_SECONDS while counts are pending, at the scrap
 worker exits (gunicorn.conf.py). The promise: a scrape sees every issue of its own process at
 once, and every issue of another worker at most FOLD_SECONDS (plus that thread's scheduling) late.
 """
+
 from __future__ import annotations
 
 import functools

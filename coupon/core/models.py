@@ -1,4 +1,5 @@
 """The schema as SQLAlchemy Core tables; Alembic migrations create it."""
+
 from __future__ import annotations
 
 from sqlalchemy import (

@@ -1,4 +1,5 @@
 """The business rules of issuance, free of I/O: outcomes, the issue window, the stock."""
+
 from __future__ import annotations
 
 import enum

@@ -1,4 +1,5 @@
 """Bring a database's schema to the newest Alembic revision, or say in one line that it is behind."""
+
 from __future__ import annotations
 
 import logging

@@ -12,6 +12,7 @@ a failing run of tests/test_failover.py, closed here (docs/failover.md):
   chooses its replica and when it ends, and holds the pool (503s) in between;
 - (strategies/wire.py) a kept connection reconnects through connect(), which asks again.
 """
+
 from __future__ import annotations
 
 import logging

@@ -6,6 +6,7 @@ is drawn up front (exponential gaps: a Poisson stream at the offered rate), each
 started from a bounded pool at its time, a full pool counts the arrival as dropped, and a
 latency is `done - intended`, so a generator or server falling behind shows up in the figures.
 """
+
 from __future__ import annotations
 
 import math

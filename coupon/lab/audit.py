@@ -1,4 +1,5 @@
 """The lab's audit: what the database and Redis hold, set against what the callers were told."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -3,6 +3,7 @@
 `make bench` measures it beside the service, so every figure reads as a share of what
 gunicorn + gevent alone can answer on this machine at that moment.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable

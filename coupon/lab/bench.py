@@ -1,4 +1,5 @@
 """Issue throughput per strategy, called directly (no HTTP): `flask --app app bench`."""
+
 from __future__ import annotations
 
 import click

@@ -6,6 +6,7 @@ issues (a POST with a JSON body, each from a new user), so whatever else the mac
 weighs on both paths alike. On a small machine nginx, gunicorn and wrk share the cores: the
 difference is what the proxy costs there, not on a machine of its own.
 """
+
 from __future__ import annotations
 
 import shutil

@@ -9,6 +9,7 @@ generator takes turns on every row, round after round, so whatever else the mach
 on all rows alike and the shares of the ceiling are comparable within the run. Then the worker
 drains what `queued` accepted, and its rate is taken in rows per second.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -120,7 +121,9 @@ def bench_http(
         for row, (strategy, stock) in ISSUE_ROWS.items()
     }
     logs = Path(tempfile.gettempdir())
-    bare = Server(runtime.config, workers, log_path=logs / "coupon-bench-bare.log", target="coupon.lab.bare:app")
+    bare = Server(
+        runtime.config, workers, log_path=logs / "coupon-bench-bare.log", target="coupon.lab.bare:app"
+    )
     service = Server(runtime.config, workers, log_path=logs / "coupon-bench-gunicorn.log")
     # The same service in jwt mode (a fresh secret), over the same database and Redis.
     minter = Minter(secrets.token_urlsafe(48).encode(), "HS256")
@@ -153,4 +156,6 @@ def bench_http(
         rows, users = queries.count_issues(conn, queued_id)
     report(run, (sent, counted), accepted, (rows, users), (persisted, drain_seconds), runtime)
     mean = calls / batches if batches else 0.0
-    click.echo(f"batched_update: {calls:,.0f} calls in {batches:,.0f} transactions, {mean:.1f} calls per batch")
+    click.echo(
+        f"batched_update: {calls:,.0f} calls in {batches:,.0f} transactions, {mean:.1f} calls per batch"
+    )

@@ -1,4 +1,5 @@
 """What `bench-http` prints: every row as a share of the ceiling, and the hot path's targets."""
+
 from __future__ import annotations
 
 import click
@@ -48,7 +49,11 @@ def report(
         if name == "warm-up":
             continue
         load = run.total(name)
-        failed = f"{load.failed} non-2xx (409 expected)" if name == "sold out" else f"{load.failed} non-2xx or errors"
+        failed = (
+            f"{load.failed} non-2xx (409 expected)"
+            if name == "sold out"
+            else f"{load.failed} non-2xx or errors"
+        )
         rounds = " / ".join(f"{each.rate:,.0f}" for each in run.loads[name])
         click.echo(
             f"  {name:18} {load.rate:9,.0f} {load.rate / ceiling:7.1%} {load.p50_ms:8.1f} "
@@ -60,7 +65,9 @@ def report(
         click.echo(f"  {name} >= {share:.0%} of the ceiling: {got:.1%} {verdict(got >= share)}")
     for name in P99_ROWS:
         row = run.total(name)
-        click.echo(f"  {name} p99 <= {P99_TARGET_MS:.0f} ms: {row.p99_ms:.1f} ms {verdict(row.p99_ms <= P99_TARGET_MS)}")
+        click.echo(
+            f"  {name} p99 <= {P99_TARGET_MS:.0f} ms: {row.p99_ms:.1f} ms {verdict(row.p99_ms <= P99_TARGET_MS)}"
+        )
         click.echo(f"  {name} without a non-2xx: {row.failed} {verdict(row.failed == 0)}")
     queued = run.total("queued")
     if JWT_ROW in run.loads:
@@ -85,6 +92,10 @@ def report(
     )
     persisted, seconds = drain
     rate = persisted / seconds if seconds else 0.0
-    click.echo(f"  drain >= {DRAIN_TARGET:,} rows/s: {rate:,.0f} ({persisted} rows in {seconds:.2f}s) {verdict(rate >= DRAIN_TARGET)}")
+    click.echo(
+        f"  drain >= {DRAIN_TARGET:,} rows/s: {rate:,.0f} ({persisted} rows in {seconds:.2f}s) {verdict(rate >= DRAIN_TARGET)}"
+    )
     rows, users = rows_users
-    click.echo(f"audit: queued accepted {accepted} over HTTP; after the drain {rows} rows, {users} distinct users")
+    click.echo(
+        f"audit: queued accepted {accepted} over HTTP; after the drain {rows} rows, {users} distinct users"
+    )

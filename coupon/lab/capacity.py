@@ -1,4 +1,5 @@
 """The capacity search as pure functions: a step's pass or fail, the next rate, the capacity."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -1,4 +1,5 @@
 """The capacity chart (matplotlib, Agg): p99 against throughput, and achieved against offered."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,19 +28,43 @@ def draw(rows: list[Row], slo_p99_ms: float, path: Path) -> Path:
         achieved = [max(p.achieved_rps, 0.5) for p in curve]  # a log axis has no 0
         p99 = [max(p.p99_ms, 0.1) for p in curve]
         style = {"color": PING, "linestyle": "--"} if row.run.is_ping else {}
-        line, = left.plot(achieved, p99, marker="o", markersize=4, label=row.run.label, **style)
-        right.plot(offered, achieved, marker="o", markersize=4, label=row.run.label, color=line.get_color(),
-                   linestyle=style.get("linestyle", "-"))
+        (line,) = left.plot(achieved, p99, marker="o", markersize=4, label=row.run.label, **style)
+        right.plot(
+            offered,
+            achieved,
+            marker="o",
+            markersize=4,
+            label=row.run.label,
+            color=line.get_color(),
+            linestyle=style.get("linestyle", "-"),
+        )
         top = max(top, *offered, *achieved)
         bottom = min(bottom, *offered)
         at = next((p for p in curve if p.offered_rps == row.capacity), None)
         if at is not None:
-            left.plot([max(at.achieved_rps, 0.5)], [max(at.p99_ms, 0.1)], marker="*", markersize=16,
-                      color=line.get_color(), markeredgecolor="black")
-            left.annotate(f"{row.capacity:g}", (max(at.achieved_rps, 0.5), max(at.p99_ms, 0.1)),
-                          textcoords="offset points", xytext=(6, -12), fontsize=8)
-            right.plot([at.offered_rps], [max(at.achieved_rps, 0.5)], marker="*", markersize=16,
-                       color=line.get_color(), markeredgecolor="black")
+            left.plot(
+                [max(at.achieved_rps, 0.5)],
+                [max(at.p99_ms, 0.1)],
+                marker="*",
+                markersize=16,
+                color=line.get_color(),
+                markeredgecolor="black",
+            )
+            left.annotate(
+                f"{row.capacity:g}",
+                (max(at.achieved_rps, 0.5), max(at.p99_ms, 0.1)),
+                textcoords="offset points",
+                xytext=(6, -12),
+                fontsize=8,
+            )
+            right.plot(
+                [at.offered_rps],
+                [max(at.achieved_rps, 0.5)],
+                marker="*",
+                markersize=16,
+                color=line.get_color(),
+                markeredgecolor="black",
+            )
     left.axhline(slo_p99_ms, color="black", linewidth=1.5, label=f"objective p99 {slo_p99_ms:g} ms")
     # Strategies differ by orders of magnitude: log scales throughout (y = x stays a line).
     for axis in (left, right):

@@ -1,4 +1,5 @@
 """The capacity scenario's report: the capacities side by side, the bursts, and report.json."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,17 @@ from coupon.lab.report import markdown, write_markdown
 from coupon.lab.sweep import Row
 
 COLUMNS = (
-    "run", "workers", "capacity req/s", "% ping", "p50", "p99", "next step: offered -> achieved",
-    "next step p99", "why it failed", "steps", "exact steps",
+    "run",
+    "workers",
+    "capacity req/s",
+    "% ping",
+    "p50",
+    "p99",
+    "next step: offered -> achieved",
+    "next step p99",
+    "why it failed",
+    "steps",
+    "exact steps",
 )
 BURST_COLUMNS = ("run", "sent", "quantity", "sold out after", "drained after", "p99", "errors", "verdict")
 
@@ -35,14 +45,21 @@ def capacity_rows(rows: list[Row], settings: Settings) -> list[list[str]]:
         at = next((p for p in data["curve"] if p["offered_rps"] == row.capacity), None)
         nxt = data["beyond_capacity"]
         share = f"{100 * row.capacity / top:.0f}%" if row.capacity and top else "-"
-        cells.append([
-            row.run.label, str(row.run.workers), "ceiling " + data["capacity"] if row.run.is_ping else data["capacity"],
-            share, "-" if at is None else f"{at['p50_ms']:.1f}", "-" if at is None else f"{at['p99_ms']:.0f}",
-            "-" if nxt is None else f"{nxt['offered_rps']:g} -> {nxt['achieved_rps']:.0f}",
-            "-" if nxt is None else f"{nxt['p99_ms']:.0f}",
-            "-" if nxt is None else "; ".join(nxt["failures"]),
-            str(len(row.points)), f"{sum(p.exact for p in row.points)}/{len(row.points)}",
-        ])
+        cells.append(
+            [
+                row.run.label,
+                str(row.run.workers),
+                "ceiling " + data["capacity"] if row.run.is_ping else data["capacity"],
+                share,
+                "-" if at is None else f"{at['p50_ms']:.1f}",
+                "-" if at is None else f"{at['p99_ms']:.0f}",
+                "-" if nxt is None else f"{nxt['offered_rps']:g} -> {nxt['achieved_rps']:.0f}",
+                "-" if nxt is None else f"{nxt['p99_ms']:.0f}",
+                "-" if nxt is None else "; ".join(nxt["failures"]),
+                str(len(row.points)),
+                f"{sum(p.exact for p in row.points)}/{len(row.points)}",
+            ]
+        )
     return cells
 
 
@@ -53,11 +70,18 @@ def burst_rows(rows: list[Row]) -> list[list[str]]:
         if row.burst is None:
             continue
         b = row.burst.as_dict()
-        cells.append([
-            row.run.label, str(b["sent"]), "-" if b["quantity"] is None else str(b["quantity"]),
-            "-" if row.run.is_ping else f"{b['sold_out_after_ms']:.0f} ms",
-            f"{b['drained_after_ms']:.0f} ms", f"{b['p99_ms']:.0f} ms", str(b["errors"]), b["verdict"],
-        ])
+        cells.append(
+            [
+                row.run.label,
+                str(b["sent"]),
+                "-" if b["quantity"] is None else str(b["quantity"]),
+                "-" if row.run.is_ping else f"{b['sold_out_after_ms']:.0f} ms",
+                f"{b['drained_after_ms']:.0f} ms",
+                f"{b['p99_ms']:.0f} ms",
+                str(b["errors"]),
+                b["verdict"],
+            ]
+        )
     return cells
 
 
@@ -65,8 +89,11 @@ def show(rows: list[Row], settings: Settings, console: Console) -> None:
     """Print both tables on the terminal."""
     for title, columns, cells in (
         (f"Capacity within p99 <= {settings.steps.slo_p99_ms:g} ms", COLUMNS, capacity_rows(rows, settings)),
-        (f"Burst: about {settings.steps.burst} requests in {1000 * settings.steps.burst_window:g} ms",
-         BURST_COLUMNS, burst_rows(rows)),
+        (
+            f"Burst: about {settings.steps.burst} requests in {1000 * settings.steps.burst_window:g} ms",
+            BURST_COLUMNS,
+            burst_rows(rows),
+        ),
     ):
         table = Table(title=title, header_style="bold")
         for column in columns:
@@ -76,8 +103,9 @@ def show(rows: list[Row], settings: Settings, console: Console) -> None:
         console.print(table)
 
 
-def write(out: Path, rows: list[Row], settings: Settings, facts: dict[str, dict[str, Any]],
-          charts: list[Path]) -> Path:
+def write(
+    out: Path, rows: list[Row], settings: Settings, facts: dict[str, dict[str, Any]], charts: list[Path]
+) -> Path:
     """Write report.md and report.json into out; return the markdown's path."""
     top = ceiling(rows)
     document = {

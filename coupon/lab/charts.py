@@ -1,4 +1,5 @@
 """The report's charts as PNG (matplotlib, Agg): throughput, latency, correctness."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,6 +6,7 @@ user id per issue row), and from Redis, after the heal and the drain, `held` (un
 the counter less the seats given back; None where the coupon keeps none), `redis_users`,
 `journal` and `backlog`.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -104,7 +105,9 @@ def judge_coupon(coupon_id: int, ops: list[dict[str, Any]], events: list[dict[st
 def _stranded(found: CouponCheck, rows: Counter[int], state: dict[str, Any]) -> None:
     """Flag units Redis still holds with no row behind them, and requests never drained."""
     held = state.get("held")
-    without_row = sorted({int(u) for u in [*state.get("redis_users", ()), *state.get("journal", ())]} - set(rows))
+    without_row = sorted(
+        {int(u) for u in [*state.get("redis_users", ()), *state.get("journal", ())]} - set(rows)
+    )
     excess = max(0, int(held) - found.rows) if held is not None else 0
     found.flag("stranded", max(excess, len(without_row)), [f"user {user}" for user in without_row])
     found.flag("undrained", int(state.get("backlog") or 0), [])
@@ -154,7 +157,11 @@ def judge(history: History, final: dict[int, dict[str, Any]], recovery: float | 
     for op in history.ops:
         per_coupon[int(op["coupon"])].append(op)
     events = [e for e in history.events if e.get("phase") == "stop"]
-    return Check([
-        judge_coupon(coupon_id, per_coupon.get(coupon_id, []), events, state, bound, history.complete(coupon_id))
-        for coupon_id, state in sorted(final.items())
-    ])
+    return Check(
+        [
+            judge_coupon(
+                coupon_id, per_coupon.get(coupon_id, []), events, state, bound, history.complete(coupon_id)
+            )
+            for coupon_id, state in sorted(final.items())
+        ]
+    )

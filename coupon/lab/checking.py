@@ -1,4 +1,5 @@
 """After a lab run: join its histories into history.jsonl, judge it, add the verdict to the report."""
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,12 @@ def finish(out: Path, recovery: float) -> Check | None:
         return None  # a /ping-only run: nothing was issued
     found = check(out, recovery)
     runs = by_run(found, merged.ops)
-    document = {**found.as_dict(), "by_run": runs, "ops": len(merged.ops), "dropped": merged.header["dropped"]}
+    document = {
+        **found.as_dict(),
+        "by_run": runs,
+        "ops": len(merged.ops),
+        "dropped": merged.header["dropped"],
+    }
     (out / CHECK_FILE).write_text(json.dumps(document, indent=1))
     report = out / "report.json"
     if report.exists():

@@ -1,4 +1,5 @@
 """The `lab` command: every strategy side by side under load, with a report."""
+
 from __future__ import annotations
 
 import sys
@@ -60,8 +61,10 @@ def _prepare_backends(service: Runtime) -> Runtime:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     runtime = Runtime.open(config)
-    click.echo(f"lab data: database {make_url(config.database_url or '').database}, "
-               f"Redis keys {config.redis_prefix}*")
+    click.echo(
+        f"lab data: database {make_url(config.database_url or '').database}, "
+        f"Redis keys {config.redis_prefix}*"
+    )
     click.echo(durability.read(runtime.services.redis).line())
     return runtime
 
@@ -126,6 +129,7 @@ def _chaos(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, con
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("starting", total=len(rows))
         for number, run in enumerate(rows):
+
             def say(doing: str, run: Run = run, number: int = number) -> None:
                 progress.update(bar, description=f"{run.label}: {doing}", completed=number)
 
@@ -153,44 +157,96 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
 
 
 @click.group("lab", invoke_without_command=True)
-@click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="all", show_default=True,
-              help="; ".join(f"{name}: {scenario.description}" for name, scenario in SCENARIOS.items()))
+@click.option(
+    "--scenario",
+    type=click.Choice(list(SCENARIOS)),
+    default="all",
+    show_default=True,
+    help="; ".join(f"{name}: {scenario.description}" for name, scenario in SCENARIOS.items()),
+)
 @click.option("--strategies", default="", help="Comma-separated strategies (default: the scenario's).")
 @click.option("--workers", default=2, show_default=True, help="Gunicorn gevent workers per server.")
 @click.option("--duration", default=8.0, show_default=True, help="Seconds of load per row.")
 @click.option("--users", default=50, show_default=True, help="Concurrent locust users.")
-@click.option("--sellouts", type=int, default=None,
-              help="Coupons each row sells out, one after another [default: 10; 1 for lease-expiry].")
-@click.option("--quantity", type=int, default=None,
-              help="Quantity of each coupon [default: 20; 50 for lease-expiry].")
+@click.option(
+    "--sellouts",
+    type=int,
+    default=None,
+    help="Coupons each row sells out, one after another [default: 10; 1 for lease-expiry].",
+)
+@click.option(
+    "--quantity", type=int, default=None, help="Quantity of each coupon [default: 20; 50 for lease-expiry]."
+)
 @click.option("--duplicate-share", default=0.1, show_default=True, help="Share of repeat attempts.")
 @click.option("--slo-p99-ms", default=Steps.slo_p99_ms, show_default=True, help="capacity: p99 objective.")
 @click.option("--start-rps", default=Steps.start_rps, show_default=True, help="capacity: first step.")
 @click.option("--max-rps", default=Steps.max_rps, show_default=True, help="capacity: highest step.")
 @click.option("--warmup", default=Steps.warmup, show_default=True, help="capacity: warm-up seconds per step.")
-@click.option("--step-seconds", "seconds", default=Steps.seconds, show_default=True, help="capacity: measured seconds per step.")
-@click.option("--max-in-flight", default=Steps.max_in_flight, show_default=True,
-              help="capacity: requests in flight at most (a full pool drops the arrival).")
+@click.option(
+    "--step-seconds",
+    "seconds",
+    default=Steps.seconds,
+    show_default=True,
+    help="capacity: measured seconds per step.",
+)
+@click.option(
+    "--max-in-flight",
+    default=Steps.max_in_flight,
+    show_default=True,
+    help="capacity: requests in flight at most (a full pool drops the arrival).",
+)
 @click.option("--burst", default=Steps.burst, show_default=True, help="capacity: requests in the burst.")
-@click.option("--burst-quantity", default=Steps.burst_quantity, show_default=True,
-              help="capacity: the burst's coupon quantity.")
+@click.option(
+    "--burst-quantity",
+    default=Steps.burst_quantity,
+    show_default=True,
+    help="capacity: the burst's coupon quantity.",
+)
 @click.option("--faults", default="", help="chaos: comma-separated faults (default: the scenario's matrix).")
-@click.option("--recovery", default=3.0, show_default=True, type=click.FloatRange(0.1),
-              help="chaos: the workers' recovery bound (COUPON_RECOVERY_SECONDS of its servers).")
-@click.option("--seed", default=Steps.seed, show_default=True,
-              help="nemesis: the first seed of the fault schedule; capacity: of the arrival times.")
-@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="nemesis: seeds in a row.")
-@click.option("--minutes", default=1.0, show_default=True, type=click.FloatRange(0.1),
-              help="nemesis: minutes of load per seed.")
+@click.option(
+    "--recovery",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="chaos: the workers' recovery bound (COUPON_RECOVERY_SECONDS of its servers).",
+)
+@click.option(
+    "--seed",
+    default=Steps.seed,
+    show_default=True,
+    help="nemesis: the first seed of the fault schedule; capacity: of the arrival times.",
+)
+@click.option(
+    "--seeds", default=1, show_default=True, type=click.IntRange(1), help="nemesis: seeds in a row."
+)
+@click.option(
+    "--minutes",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="nemesis: minutes of load per seed.",
+)
 @click.option("--replay", default="", help="nemesis: run again the schedules saved in this report dir.")
 @click.option("--output", default="reports", show_default=True, help="Where reports/<timestamp>/ goes.")
-@click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="A previous run's folder: compare this run with it at the end (see `lab compare`).")
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A previous run's folder: compare this run with it at the end (see `lab compare`).",
+)
 @gate.threshold_option
 @click.option("--fail-on-regression", is_flag=True, help="With --baseline: exit 1 when any row regressed.")
 @with_appcontext
-def lab(scenario: str, strategies: str, faults: str, output: str, baseline: Path | None,
-        threshold: float, fail_on_regression: bool, **options: Any) -> None:
+def lab(
+    scenario: str,
+    strategies: str,
+    faults: str,
+    output: str,
+    baseline: Path | None,
+    threshold: float,
+    fail_on_regression: bool,
+    **options: Any,
+) -> None:
     """Run every strategy under locust load against a real gunicorn, audit, and report.
 
     `lab compare OLD NEW` compares two runs' reports instead.
@@ -201,8 +257,14 @@ def lab(scenario: str, strategies: str, faults: str, output: str, baseline: Path
     click.get_current_context().call_on_close(runtime.close)
     known = list(runtime.strategies)
     steps = Steps(**{field.name: options.pop(field.name) for field in fields(Steps) if field.name in options})
-    settings = Settings(scenario=scenario, strategies=_strategies(strategies, known), output=output,
-                        steps=steps, faults=_faults(faults), **options)
+    settings = Settings(
+        scenario=scenario,
+        strategies=_strategies(strategies, known),
+        output=output,
+        steps=steps,
+        faults=_faults(faults),
+        **options,
+    )
     runs = plan(settings, known)
     out = _out_dir(output)
     # Wide enough for the table when the output is a file or a CI log rather than a terminal.

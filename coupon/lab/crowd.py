@@ -1,4 +1,5 @@
 """Sell-outs one after another under the same load: which coupon the crowd asks for now."""
+
 from __future__ import annotations
 
 import json
@@ -51,9 +52,11 @@ class Cursor:
 
     def write_users(self, path: Path) -> None:
         """Write who was told what, per coupon, as JSON lists."""
-        path.write_text(json.dumps({
-            str(k): {kind: sorted(ids) for kind, ids in v.items()} for k, v in self.users.items()
-        }))
+        path.write_text(
+            json.dumps(
+                {str(k): {kind: sorted(ids) for kind, ids in v.items()} for k, v in self.users.items()}
+            )
+        )
 
     def write_seconds(self, path: Path) -> None:
         """Write what was heard per wall-clock second (unix seconds as keys), as JSON."""

@@ -1,4 +1,5 @@
 """Run nginx with the repository's edge config as a child process, for tests and the bench."""
+
 from __future__ import annotations
 
 import os

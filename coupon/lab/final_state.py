@@ -1,4 +1,5 @@
 """Read what the checker judges: each coupon's rows and its Redis state, after heal and drain."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,9 @@ def _redis(runtime: Runtime, coupon_id: int) -> dict[str, Any]:
     }
 
 
-def read(runtime: Runtime, coupon_ids: Iterable[int], strategies: dict[int, str] | None = None) -> dict[int, dict[str, Any]]:
+def read(
+    runtime: Runtime, coupon_ids: Iterable[int], strategies: dict[int, str] | None = None
+) -> dict[int, dict[str, Any]]:
     """Read every coupon's total, its rows' users and what Redis holds for it."""
     found: dict[int, dict[str, Any]] = {}
     for coupon_id in coupon_ids:

@@ -6,6 +6,7 @@ Times are `time.monotonic()`: CLOCK_MONOTONIC, one clock for every process of th
 locust's processes, the lab's clients and the fault injector write on the same time line.
 The first line is a header: the recovery bound, and whether some operations were left out.
 """
+
 from __future__ import annotations
 
 import itertools

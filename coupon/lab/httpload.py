@@ -1,4 +1,5 @@
 """HTTP load from a second process (wrk) or, without wrk, from gevent greenlets in this one."""
+
 from __future__ import annotations
 
 import re
@@ -105,7 +106,10 @@ def wrk(
 ) -> Load:  # fmt: skip
     """Run wrk against url; with post, send user ids above base, unique, as JSON bodies."""
     command = ["wrk", "--latency", f"-t{threads}", f"-c{connections}", f"-d{seconds}s"]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script, tempfile.NamedTemporaryFile("w") as minted:
+    with (
+        tempfile.NamedTemporaryFile("w", suffix=".lua") as script,
+        tempfile.NamedTemporaryFile("w") as minted,
+    ):
         if tokens is not None:
             minted.write("".join(f"{user} {token}\n" for user, token in tokens))
             minted.flush()

@@ -1,4 +1,5 @@
 """Drive locust as a subprocess (it monkey-patches with gevent) and read back its final stats."""
+
 from __future__ import annotations
 
 import json
@@ -66,11 +67,24 @@ class Target:
 def command(target: Target, stats_prefix: Path) -> list[str]:
     """Build the headless locust command line for a target."""
     args = [
-        sys.executable, "-m", "locust", "-f", str(PROJECT_ROOT / "locustfile.py"),
-        "--headless", "--only-summary", "--loglevel", "WARNING",
-        "--stop-timeout", str(STOP_TIMEOUT_SECONDS),
-        "--host", target.host, "--json-file", str(stats_prefix), "--no-audit",
-        "--history-out", f"{stats_prefix}.history.jsonl",
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(PROJECT_ROOT / "locustfile.py"),
+        "--headless",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--stop-timeout",
+        str(STOP_TIMEOUT_SECONDS),
+        "--host",
+        target.host,
+        "--json-file",
+        str(stats_prefix),
+        "--no-audit",
+        "--history-out",
+        f"{stats_prefix}.history.jsonl",
     ]
     if target.history_cap is not None:
         args += ["--history-cap", str(target.history_cap)]
@@ -78,14 +92,36 @@ def command(target: Target, stats_prefix: Path) -> list[str]:
         # One user runs the scheduler and quits; -t only bounds a run that hangs.
         cap = target.warmup + target.duration + STOP_TIMEOUT_SECONDS + 30
         args += [
-            "-u", "1", "-r", "1", "-t", f"{round(cap)}s", "--rate", str(target.rate),
-            "--warmup", str(target.warmup), "--measure", str(target.duration),
-            "--max-in-flight", str(target.max_in_flight), "--seed", str(target.seed),
-            "--arrivals-out", f"{stats_prefix}.arrivals.json",
+            "-u",
+            "1",
+            "-r",
+            "1",
+            "-t",
+            f"{round(cap)}s",
+            "--rate",
+            str(target.rate),
+            "--warmup",
+            str(target.warmup),
+            "--measure",
+            str(target.duration),
+            "--max-in-flight",
+            str(target.max_in_flight),
+            "--seed",
+            str(target.seed),
+            "--arrivals-out",
+            f"{stats_prefix}.arrivals.json",
         ]
     else:
-        args += ["-u", str(target.users), "-r", str(target.users), "-t", f"{max(1, round(target.duration))}s",
-                 "--tally-out", f"{stats_prefix}.tally.json"]
+        args += [
+            "-u",
+            str(target.users),
+            "-r",
+            str(target.users),
+            "-t",
+            f"{max(1, round(target.duration))}s",
+            "--tally-out",
+            f"{stats_prefix}.tally.json",
+        ]
         if target.users_out:
             args += ["--users-out", f"{stats_prefix}.users.json"]
         if target.users_out and target.seconds_out:
@@ -93,9 +129,12 @@ def command(target: Target, stats_prefix: Path) -> list[str]:
     if target.strategy is None:
         return args + ["--ping"]
     return args + [
-        "--strategy", target.strategy,
-        "--coupon-ids", ",".join(str(coupon_id) for coupon_id in target.coupon_ids),
-        "--duplicate-share", str(target.duplicate_share),
+        "--strategy",
+        target.strategy,
+        "--coupon-ids",
+        ",".join(str(coupon_id) for coupon_id in target.coupon_ids),
+        "--duplicate-share",
+        str(target.duplicate_share),
     ]
 
 
@@ -105,7 +144,10 @@ def spawn(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> 
     started = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command(target, stats_prefix), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            command(target, stats_prefix),
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, **dict(target.identity)},
         )
         deadline = started + target.warmup + target.duration + STOP_TIMEOUT_SECONDS + 60

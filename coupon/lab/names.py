@@ -1,4 +1,5 @@
 """The request names the locustfile reports under, shared with the lab that reads its stats."""
+
 from __future__ import annotations
 
 # Issued and refused answers get names of their own, so that locust's stats count what the

@@ -2,6 +2,7 @@
 
 Imported by locustfile.py only (it needs gevent's monkey-patching, which locust does first).
 """
+
 from __future__ import annotations
 
 import gc
@@ -32,7 +33,13 @@ DRAIN_SECONDS = TIMEOUT_SECONDS + 5
 
 
 def _sender(
-    client: HTTPClient, path: str, ping: bool, tokens: Tokens, count: int, recorder: Recorder | None, coupon_id: int
+    client: HTTPClient,
+    path: str,
+    ping: bool,
+    tokens: Tokens,
+    count: int,
+    recorder: Recorder | None,
+    coupon_id: int,
 ) -> Any:
     """Return send(): one request, its outcome; every caller is new (the issue path, no repeats).
 
@@ -75,8 +82,10 @@ def run(environment: Environment, options: Any, path: str) -> None:
     times = arrivals.intended_times(options.rate, seconds, options.seed)
     windows = [arrivals.Window(0.0, float("inf")), arrivals.Window(options.warmup, seconds)]
     client = HTTPClient.from_url(
-        URL(environment.host), concurrency=options.max_in_flight,
-        connection_timeout=TIMEOUT_SECONDS, network_timeout=TIMEOUT_SECONDS,
+        URL(environment.host),
+        concurrency=options.max_in_flight,
+        connection_timeout=TIMEOUT_SECONDS,
+        network_timeout=TIMEOUT_SECONDS,
     )
     pool = gevent.pool.Pool(options.max_in_flight)
     ping = options.ping
@@ -86,15 +95,23 @@ def run(environment: Environment, options: Any, path: str) -> None:
     def fire(latency: float, outcome: str) -> None:
         failed = outcome == arrivals.ERROR
         environment.events.request.fire(
-            request_type="GET" if ping else "POST", name=PING if ping and not failed else NAMES[outcome],
-            response_time=1000 * latency, response_length=0, context={},
+            request_type="GET" if ping else "POST",
+            name=PING if ping and not failed else NAMES[outcome],
+            response_time=1000 * latency,
+            response_length=0,
+            context={},
             exception=RuntimeError("fault") if failed else None,
         )
 
     tokens = Tokens(minter_for(options), keep=len(times))
     scheduler = arrivals.Scheduler(
-        times, pool, _sender(client, path, ping, tokens, len(times), recorder, coupon_id), windows,
-        time.perf_counter, gevent.sleep, fire,
+        times,
+        pool,
+        _sender(client, path, ping, tokens, len(times), recorder, coupon_id),
+        windows,
+        time.perf_counter,
+        gevent.sleep,
+        fire,
     )
     # Locust's own objects need no collecting: keep the collector's pauses out of the latencies.
     gc.freeze()
@@ -105,9 +122,14 @@ def run(environment: Environment, options: Any, path: str) -> None:
     client.close()
     everything, measured = windows
     document = {
-        "rate": options.rate, "seed": options.seed, "warmup": options.warmup,
-        "measure": options.measure, "max_in_flight": options.max_in_flight, "stuck": stuck,
-        "all": everything.summary(), "measured": measured.summary(),
+        "rate": options.rate,
+        "seed": options.seed,
+        "warmup": options.warmup,
+        "measure": options.measure,
+        "max_in_flight": options.max_in_flight,
+        "stuck": stuck,
+        "all": everything.summary(),
+        "measured": measured.summary(),
     }
     Path(options.arrivals_out).write_text(json.dumps(document, indent=1))
     if recorder is not None:

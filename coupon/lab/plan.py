@@ -1,4 +1,5 @@
 """What a lab run consists of: its settings, its scenarios, and the runs each one plans."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -129,7 +130,11 @@ def _workers(settings: Settings, registered: list[str]) -> list[Run]:
 
 
 def _lease_expiry(settings: Settings, registered: list[str]) -> list[Run]:
-    return _each(settings, settings.strategies or ("redis_lock", "fenced_lock"), tuple(sorted(LEASE_EXPIRY_ENV.items())))
+    return _each(
+        settings,
+        settings.strategies or ("redis_lock", "fenced_lock"),
+        tuple(sorted(LEASE_EXPIRY_ENV.items())),
+    )
 
 
 def _capacity(settings: Settings, registered: list[str]) -> list[Run]:
@@ -151,12 +156,18 @@ def _chaos(settings: Settings, registered: list[str]) -> list[Run]:
 SCENARIOS: dict[str, Scenario] = {
     "all": Scenario("every strategy", lambda s, registered: _each(s, s.strategies or tuple(registered))),
     "workers": Scenario("process_lock at 1 vs 4 workers", _workers),
-    "lease-expiry": Scenario("a holder stalls past its Redis lease (redis_lock vs fenced_lock)", _lease_expiry),
+    "lease-expiry": Scenario(
+        "a holder stalls past its Redis lease (redis_lock vs fenced_lock)", _lease_expiry
+    ),
     "capacity": Scenario("open-loop steps: the highest rate within the p99 objective", _capacity, "capacity"),
     "scaling": Scenario("capacity at 1..4 worker processes, with a USL fit", _scaling, "capacity"),
     "chaos": Scenario("each strategy under load while a fault is injected (--faults)", _chaos, "chaos"),
-    "nemesis": Scenario("a crowd under a seeded schedule of overlapping faults, then the checker (--seed, "
-                        "--seeds, --minutes, --replay)", lambda s, registered: [], "nemesis"),
+    "nemesis": Scenario(
+        "a crowd under a seeded schedule of overlapping faults, then the checker (--seed, "
+        "--seeds, --minutes, --replay)",
+        lambda s, registered: [],
+        "nemesis",
+    ),
 }
 
 

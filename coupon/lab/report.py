@@ -1,4 +1,5 @@
 """The lab's report: one table for the terminal and for report.md, and every figure in JSON."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,20 @@ from coupon.lab.plan import Settings
 from coupon.lab.runner import Result
 
 COLUMNS = (
-    "run", "workers", "req/s", "% ping", "issued/s", "p50", "p95", "p99",
-    "errors", "quantity", "rows", "users", "told", "verdict",
+    "run",
+    "workers",
+    "req/s",
+    "% ping",
+    "issued/s",
+    "p50",
+    "p95",
+    "p99",
+    "errors",
+    "quantity",
+    "rows",
+    "users",
+    "told",
+    "verdict",
 )
 
 
@@ -30,15 +43,31 @@ def table_rows(results: list[Result]) -> list[list[str]]:
     for r in results:
         a, load = r.audit, r.load
         share = f"{100 * load.rps / ceiling:.0f}%" if ceiling else "-"
-        audit_cells = ["-"] * 5 if a is None else [
-            f"{a.count}x{a.audits[0].quantity}", str(a.rows), str(a.users), str(a.told_issued), a.verdict,
-        ]
-        rows.append([
-            r.run.label, str(r.run.workers), f"{load.rps:.0f}", share,
-            "-" if a is None else f"{r.issued_per_second:.0f}",
-            f"{load.p50:.0f}", f"{load.p95:.0f}", f"{load.p99:.0f}", str(load.failures),
-            *audit_cells,
-        ])
+        audit_cells = (
+            ["-"] * 5
+            if a is None
+            else [
+                f"{a.count}x{a.audits[0].quantity}",
+                str(a.rows),
+                str(a.users),
+                str(a.told_issued),
+                a.verdict,
+            ]
+        )
+        rows.append(
+            [
+                r.run.label,
+                str(r.run.workers),
+                f"{load.rps:.0f}",
+                share,
+                "-" if a is None else f"{r.issued_per_second:.0f}",
+                f"{load.p50:.0f}",
+                f"{load.p95:.0f}",
+                f"{load.p99:.0f}",
+                str(load.failures),
+                *audit_cells,
+            ]
+        )
     return rows
 
 
@@ -110,7 +139,11 @@ def write(
 
 
 def write_markdown(
-    out: Path, parts: list[str], charts: list[Path], settings: dict[str, Any], facts: dict[str, dict[str, Any]]
+    out: Path,
+    parts: list[str],
+    charts: list[Path],
+    settings: dict[str, Any],
+    facts: dict[str, dict[str, Any]],
 ) -> Path:
     """Write report.md: the given parts, the charts, then the settings and where it ran."""
     parts = parts + [

@@ -1,4 +1,5 @@
 """Run the plan: a real gunicorn per server configuration, locust per row, then the audit."""
+
 from __future__ import annotations
 
 import itertools
@@ -70,10 +71,12 @@ def audit_all(runtime: Runtime, strategy: str | None, told: dict[int, dict[str, 
     """Drain, then audit every coupon against what its callers were told."""
     backlog = drain(runtime, strategy, list(told))
     fold = strategy is not None and REGISTRY[strategy].folds_issued
-    return SellOuts(tuple(
-        audit.read(runtime, coupon_id, tally["issued"], tally["errors"], backlog[coupon_id], fold)
-        for coupon_id, tally in told.items()
-    ))
+    return SellOuts(
+        tuple(
+            audit.read(runtime, coupon_id, tally["issued"], tally["errors"], backlog[coupon_id], fold)
+            for coupon_id, tally in told.items()
+        )
+    )
 
 
 def measure(runtime: Runtime, server: Server, run: Run, settings: Settings, out: Path, tick: Tick) -> Result:

@@ -5,6 +5,7 @@ newcomer's first coupons get, and `make serve` would show them. So the lab works
 named after the service's with `_lab` (created and migrated by the lab, which owns it) and under
 the Redis key prefix `<prefix>lab:`.
 """
+
 from __future__ import annotations
 
 import dataclasses

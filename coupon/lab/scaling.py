@@ -1,4 +1,5 @@
 """The scaling scenario's section: capacity at 1..4 processes per strategy, and its USL fit."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,13 @@ from coupon.lab.report import markdown
 from coupon.lab.sweep import Row
 
 COLUMNS = (
-    "strategy", "measured capacity by processes", "sigma", "kappa", "peak N*",
-    "ceiling gamma/sigma", *(f"predicted x{n}" for n in usl.PREDICT_AT),
+    "strategy",
+    "measured capacity by processes",
+    "sigma",
+    "kappa",
+    "peak N*",
+    "ceiling gamma/sigma",
+    *(f"predicted x{n}" for n in usl.PREDICT_AT),
 )
 
 
@@ -44,18 +50,26 @@ def section(rows: list[Row]) -> str:
     for name, entry in found.items():
         fit = entry["usl"] or {}
         predicted = fit.get("predicted_rps", {})
-        cells.append([
-            name, ", ".join(f"x{n}: {x:g}" for n, x in entry["capacity_by_processes"].items()),
-            str(fit.get("sigma", "-")), str(fit.get("kappa", "-")), str(fit.get("peak_processes") or "none"),
-            str(fit.get("contention_ceiling_rps") or "-"), *(str(predicted.get(str(n), "-")) for n in usl.PREDICT_AT),
-        ])
-    return "\n\n".join([
-        "## Scaling with processes",
-        markdown(COLUMNS, cells),
-        f"Universal Scalability Law fits (gamma = the 1-process capacity; sigma contention, kappa "
-        f"coherency, least squares). The predicted columns are **predictions** from the fit, not "
-        f"measurements; this machine has {os.cpu_count()} cores, so past that many processes (the "
-        f"load generator included) the measured points say more about the cores than the strategy. "
-        f"Where sigma dominates (one hot row, one lock) more processes cannot help: the capacity "
-        f"stays below about gamma/sigma.",
-    ])
+        cells.append(
+            [
+                name,
+                ", ".join(f"x{n}: {x:g}" for n, x in entry["capacity_by_processes"].items()),
+                str(fit.get("sigma", "-")),
+                str(fit.get("kappa", "-")),
+                str(fit.get("peak_processes") or "none"),
+                str(fit.get("contention_ceiling_rps") or "-"),
+                *(str(predicted.get(str(n), "-")) for n in usl.PREDICT_AT),
+            ]
+        )
+    return "\n\n".join(
+        [
+            "## Scaling with processes",
+            markdown(COLUMNS, cells),
+            f"Universal Scalability Law fits (gamma = the 1-process capacity; sigma contention, kappa "
+            f"coherency, least squares). The predicted columns are **predictions** from the fit, not "
+            f"measurements; this machine has {os.cpu_count()} cores, so past that many processes (the "
+            f"load generator included) the measured points say more about the cores than the strategy. "
+            f"Where sigma dominates (one hot row, one lock) more processes cannot help: the capacity "
+            f"stays below about gamma/sigma.",
+        ]
+    )

@@ -1,4 +1,5 @@
 """Run the real server (gunicorn + gevent) as a child process, for tests and the lab."""
+
 from __future__ import annotations
 
 import os

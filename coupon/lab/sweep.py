@@ -1,4 +1,5 @@
 """The capacity scenario: open-loop steps per strategy on a real gunicorn, each one audited."""
+
 from __future__ import annotations
 
 import logging
@@ -40,9 +41,15 @@ class Burst:
         """Return the burst's figures: sold out after, drained after, p99, exactness."""
         s = self.summary
         return {
-            "sent": s["sent"], "dropped": s["dropped"], "issued": s["issued"], "refused": s["refused"],
-            "errors": s["errors"], "sold_out_after_ms": 1000 * s["last_issued_at"],
-            "drained_after_ms": 1000 * s["last_done_at"], "p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"],
+            "sent": s["sent"],
+            "dropped": s["dropped"],
+            "issued": s["issued"],
+            "refused": s["refused"],
+            "errors": s["errors"],
+            "sold_out_after_ms": 1000 * s["last_issued_at"],
+            "drained_after_ms": 1000 * s["last_done_at"],
+            "p50_ms": s["p50_ms"],
+            "p99_ms": s["p99_ms"],
             "quantity": None if self.audit is None else self.audit.quantity,
             "rows": None if self.audit is None else self.audit.rows,
             "exact": None if self.audit is None else self.audit.exact,
@@ -69,21 +76,43 @@ class Row:
         next_step = capacity.beyond(self.points, self.capacity)
         bounded = not self.run.is_ping and capacity.bounded_by_generator(self.capacity, ceiling)
         return {
-            "label": self.run.label, "strategy": self.run.strategy or "/ping", "workers": self.run.workers,
-            "capacity_rps": self.capacity, "bounded_by_generator": bounded,
-            "capacity": capacity.describe(self.capacity, None if self.run.is_ping else ceiling,
-                                          settings.steps.max_rps),
+            "label": self.run.label,
+            "strategy": self.run.strategy or "/ping",
+            "workers": self.run.workers,
+            "capacity_rps": self.capacity,
+            "bounded_by_generator": bounded,
+            "capacity": capacity.describe(
+                self.capacity, None if self.run.is_ping else ceiling, settings.steps.max_rps
+            ),
             "beyond_capacity": None if next_step is None else next_step.as_dict(slo),
             "curve": [point.as_dict(slo) for point in self.curve()],
             "burst": None if self.burst is None else self.burst.as_dict(),
         }
 
 
-def _open_loop(server: Server, run: Run, coupon_id: int, rate: float, seconds: float, warmup: float,
-               in_flight: int, seed: int, prefix: Path, history_cap: int | None = None) -> dict[str, Any]:
+def _open_loop(
+    server: Server,
+    run: Run,
+    coupon_id: int,
+    rate: float,
+    seconds: float,
+    warmup: float,
+    in_flight: int,
+    seed: int,
+    prefix: Path,
+    history_cap: int | None = None,
+) -> dict[str, Any]:
     target = load.Target(
-        host=server.url, strategy=run.strategy, coupon_ids=(coupon_id,), users=1, duration=seconds,
-        rate=rate, warmup=warmup, max_in_flight=in_flight, seed=seed, identity=server.identity,
+        host=server.url,
+        strategy=run.strategy,
+        coupon_ids=(coupon_id,),
+        users=1,
+        duration=seconds,
+        rate=rate,
+        warmup=warmup,
+        max_in_flight=in_flight,
+        seed=seed,
+        identity=server.identity,
         history_cap=history_cap,
     )
     return load.run_open(target, prefix, lambda elapsed: None)
@@ -99,38 +128,70 @@ def _audit(runtime: Runtime, run: Run, coupon_id: int, summary: dict[str, Any], 
     return found
 
 
-def step(runtime: Runtime, server: Server, run: Run, rate: float, settings: Settings, out: Path,
-         name: str = "step") -> Point:
+def step(
+    runtime: Runtime, server: Server, run: Run, rate: float, settings: Settings, out: Path, name: str = "step"
+) -> Point:
     """Offer rate for warm-up + measured seconds on a fresh coupon; audit it; return the point."""
     steps = settings.steps
     stock = math.ceil(STOCK_MARGIN * rate * (steps.warmup + steps.seconds)) + 50
-    coupon_id = 0 if run.is_ping else runtime.create_coupon(
-        f"capacity {run.label} {rate:g}", stock, strategy=run.strategy
+    coupon_id = (
+        0
+        if run.is_ping
+        else runtime.create_coupon(f"capacity {run.label} {rate:g}", stock, strategy=run.strategy)
     )
     prefix = out / f"{name}_{safe_name(run.label)}_{rate:g}"
-    summary = _open_loop(server, run, coupon_id, rate, steps.seconds, steps.warmup,
-                         steps.max_in_flight, steps.seed, prefix, STEP_HISTORY_CAP)
+    summary = _open_loop(
+        server,
+        run,
+        coupon_id,
+        rate,
+        steps.seconds,
+        steps.warmup,
+        steps.max_in_flight,
+        steps.seed,
+        prefix,
+        STEP_HISTORY_CAP,
+    )
     found = _audit(runtime, run, coupon_id, summary, out)
     measured = summary["measured"]
     return Point(
-        offered_rps=rate, achieved_rps=round(measured["achieved_rps"], 1),
-        p50_ms=round(measured["p50_ms"], 2), p99_ms=round(measured["p99_ms"], 2),
-        errors=measured["errors"] + summary["stuck"], dropped=measured["dropped"],
-        intended=measured["intended"], seconds=steps.seconds, refused=measured["refused"],
-        exact=True if found is None else found.exact, verdict="-" if found is None else found.verdict,
-        spectrum=tuple((name, round(measured[f"{name}_ms"], 2)) for name in SPECTRUM if f"{name}_ms" in measured),
+        offered_rps=rate,
+        achieved_rps=round(measured["achieved_rps"], 1),
+        p50_ms=round(measured["p50_ms"], 2),
+        p99_ms=round(measured["p99_ms"], 2),
+        errors=measured["errors"] + summary["stuck"],
+        dropped=measured["dropped"],
+        intended=measured["intended"],
+        seconds=steps.seconds,
+        refused=measured["refused"],
+        exact=True if found is None else found.exact,
+        verdict="-" if found is None else found.verdict,
+        spectrum=tuple(
+            (name, round(measured[f"{name}_ms"], 2)) for name in SPECTRUM if f"{name}_ms" in measured
+        ),
     )
 
 
 def burst(runtime: Runtime, server: Server, run: Run, settings: Settings, out: Path) -> Burst:
     """Send about steps.burst requests within steps.burst_window seconds for burst_quantity coupons."""
     steps = settings.steps
-    coupon_id = 0 if run.is_ping else runtime.create_coupon(
-        f"burst {run.label}", steps.burst_quantity, strategy=run.strategy
+    coupon_id = (
+        0
+        if run.is_ping
+        else runtime.create_coupon(f"burst {run.label}", steps.burst_quantity, strategy=run.strategy)
     )
     # The count drawn is Poisson around steps.burst: room for all of them in flight, none dropped.
-    summary = _open_loop(server, run, coupon_id, steps.burst / steps.burst_window, steps.burst_window, 0.0,
-                         2 * steps.burst, steps.seed, out / f"burst_{safe_name(run.label)}")
+    summary = _open_loop(
+        server,
+        run,
+        coupon_id,
+        steps.burst / steps.burst_window,
+        steps.burst_window,
+        0.0,
+        2 * steps.burst,
+        steps.seed,
+        out / f"burst_{safe_name(run.label)}",
+    )
     found = _audit(runtime, run, coupon_id, summary, out)
     return Burst({**summary["all"], "errors": summary["all"]["errors"] + summary["stuck"]}, found)
 
@@ -161,7 +222,8 @@ def run_all(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, sa
     rows = []
     for number, run in enumerate(runs):
         env = {**server_env(run.workers), **dict(run.env)}
-        with Server(runtime.config, workers=run.workers, extra_env=env,
-                    log_path=out / f"gunicorn-{number}.log") as server:
+        with Server(
+            runtime.config, workers=run.workers, extra_env=env, log_path=out / f"gunicorn-{number}.log"
+        ) as server:
             rows.append(search(runtime, server, run, settings, out, say))
     return rows

@@ -1,4 +1,5 @@
 """A timed crowd: calls released together by a barrier, each one's latency recorded."""
+
 from __future__ import annotations
 
 import threading
@@ -27,6 +28,7 @@ class Result:
         """Return a latency percentile in milliseconds."""
         ordered = sorted(self.latencies)
         return 1000 * ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
 
 Timings = tuple[list[object], list[float], list[float], float]
 

@@ -7,6 +7,7 @@ time, e.g. a hot row or one lock) and kappa (coherency: the cost of processes ag
 retries) come from least squares on the linearised form
     N * gamma / X(N) - 1 = sigma * (N - 1) + kappa * N * (N - 1).
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,9 @@ class Fit:
     def as_dict(self) -> dict[str, Any]:
         """Return the parameters, the peak and the predictions."""
         return {
-            "gamma": round(self.gamma, 1), "sigma": round(self.sigma, 4), "kappa": round(self.kappa, 5),
+            "gamma": round(self.gamma, 1),
+            "sigma": round(self.sigma, 4),
+            "kappa": round(self.kappa, 5),
             "peak_processes": None if self.peak is None else round(self.peak, 1),
             "contention_ceiling_rps": None if self.ceiling is None else round(self.ceiling),
             "predicted_rps": {str(n): round(self.predict(n)) for n in PREDICT_AT},

@@ -1,4 +1,5 @@
 """A row's verdict from many sell-outs: how many were exact, how many over-issued and by how much."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Commands of the asynchronous path: `flask --app app worker | retry-failed | reconcile`."""
+
 from __future__ import annotations
 
 import signal

@@ -1,4 +1,5 @@
 """Dead letters: requests the worker cannot persist, kept in failed_issue and a stream."""
+
 from __future__ import annotations
 
 import logging

@@ -5,6 +5,7 @@ row, an entry in the stream (not persisted yet), or a dead letter. A seated coup
 less the seats given back, must equal the users set's size, and the database's issued count
 its rows.
 """
+
 from __future__ import annotations
 
 import logging

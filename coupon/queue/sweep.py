@@ -10,6 +10,7 @@ release re-checks the journal entry atomically, and each fold holds the coupon's
 A coupon whose window has ended and whose journal is empty leaves the registry: no
 reservation can come for it again.
 """
+
 from __future__ import annotations
 
 import logging

@@ -8,6 +8,7 @@ claims them after ``claim_idle``); one that dies between the commit and the ackn
 leaves entries whose second delivery inserts nothing. An entry delivered more than
 ``max_deliveries`` times, or malformed, goes to the dead-letter stream and ``failed_issue``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,7 +38,6 @@ __all__ = ["Settings", "Worker", "backlog", "default_consumer", "drain"]
 DISCOVERY_SECONDS = 30.0
 
 
-
 def default_consumer() -> str:
     """Name this process's consumer uniquely: host, pid, and a nonce."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -64,12 +64,8 @@ class Worker:
         self._touched: set[int] = set()
         self._idle_since: dict[int, float] = {}
         self._retire = load_script(self.redis, "retire")
-        self.writer = Writer(
-            self.redis, runtime.services.engine, self.consumer, self.settings, self._stop
-        )
-        self.sweeper = Sweeper(
-            self.redis, runtime.services.engine, self.prefix, self.settings.recovery
-        )
+        self.writer = Writer(self.redis, runtime.services.engine, self.consumer, self.settings, self._stop)
+        self.sweeper = Sweeper(self.redis, runtime.services.engine, self.prefix, self.settings.recovery)
 
     @property
     def persisted(self) -> int:

@@ -4,6 +4,7 @@ A batch is written with an idempotent insert, so a batch delivered twice (a work
 between the commit and the acknowledgement) adds nothing the second time. While the database
 is down the batch is held, not acknowledged, and retried with a growing pause.
 """
+
 from __future__ import annotations
 
 import logging
@@ -153,7 +154,9 @@ class Writer:
                 self.outages += 1
                 log.warning(
                     "database unavailable (%s); %d entries stay pending, retry in %.1fs",
-                    getattr(exc, "orig", exc), len(ids), delay,
+                    getattr(exc, "orig", exc),
+                    len(ids),
+                    delay,
                 )
             if self._stopping.is_set():
                 raise Stopped()

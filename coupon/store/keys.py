@@ -3,6 +3,7 @@
 Each key of one coupon carries the hash tag ``{<coupon_id>}`` so that all keys a script touches
 for that coupon land in one Redis Cluster slot.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """A coupon's state in Redis: its scripts, and how the state is prepared and rebuilt."""
+
 from __future__ import annotations
 
 import logging

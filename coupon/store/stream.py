@@ -4,6 +4,7 @@ Invariant kept by every writer: a coupon's stream holds exactly the accepted req
 persisted (undelivered, or delivered and pending); an entry leaves it only when the database
 has committed it (settle.lua) or when it is dead-lettered (dead_letter.lua).
 """
+
 from __future__ import annotations
 
 import json
@@ -116,9 +117,7 @@ def _flatten(batch: list) -> list:  # type: ignore[type-arg]
     return batch
 
 
-def claim_idle(
-    client: redis.Redis, keys: CouponKeys, consumer: str, idle_ms: int, count: int
-) -> list[Entry]:
+def claim_idle(client: redis.Redis, keys: CouponKeys, consumer: str, idle_ms: int, count: int) -> list[Entry]:
     """Take over up to count entries pending longer than idle_ms, with their delivery counts."""
     try:
         reply = client.xautoclaim(keys.stream, GROUP, consumer, idle_ms, "0-0", count=count)
@@ -132,9 +131,7 @@ def claim_idle(
     if not claimed:
         return []
     first, last = claimed[0][0], claimed[-1][0]
-    pending = client.xpending_range(
-        keys.stream, GROUP, first, last, 10 * count, consumername=consumer
-    )
+    pending = client.xpending_range(keys.stream, GROUP, first, last, 10 * count, consumername=consumer)
     deliveries = {item["message_id"]: int(item["times_delivered"]) for item in pending}
     return [Entry(entry_id, fields, deliveries.get(entry_id, 1)) for entry_id, fields in claimed]
 

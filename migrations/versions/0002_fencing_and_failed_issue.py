@@ -4,6 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-21
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -19,9 +20,7 @@ Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"
 
 
 def upgrade() -> None:
-    op.add_column(
-        "coupon", sa.Column("fence_token", sa.BigInteger, nullable=False, server_default="0")
-    )
+    op.add_column("coupon", sa.Column("fence_token", sa.BigInteger, nullable=False, server_default="0"))
     op.create_table(
         "failed_issue",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),

@@ -1,4 +1,5 @@
 """The compose stack's file, parsed."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """What the metrics tests and their gevent subprocess share: samples read back, and a wait."""
+
 from __future__ import annotations
 
 import time

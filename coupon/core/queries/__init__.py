@@ -2,6 +2,7 @@
 
 Callers use ``queries.<name>``: the table a statement touches is this package's business.
 """
+
 from __future__ import annotations
 
 from coupon.core.queries.batches import issue_batch

@@ -1,4 +1,5 @@
 """SQL of the worker's batches on the issue table: idempotent, and never past the total."""
+
 from __future__ import annotations
 
 from datetime import datetime

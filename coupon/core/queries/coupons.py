@@ -1,4 +1,5 @@
 """SQL on the coupon table: create, read, and the stock and fence updates."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -49,6 +50,7 @@ def _counted(conn: Connection, statement: Executable) -> CursorResult:  # type: 
         if ISSUED_WITHIN_TOTAL in str(exc.orig):
             raise OverIssue(f"the database refused to count past the total: {exc.orig}") from exc
         raise
+
 
 _ROW_COLUMNS = (
     coupon.c.id,
@@ -221,9 +223,7 @@ def add_issued_if_version(conn: Connection, coupon_id: int, version: int) -> boo
 def claim_fence(conn: Connection, coupon_id: int, token: int) -> bool:
     """Record a fencing token as the coupon's newest; False when a newer one got there first."""
     result = conn.execute(
-        update(coupon)
-        .where(coupon.c.id == coupon_id, coupon.c.fence_token < token)
-        .values(fence_token=token)
+        update(coupon).where(coupon.c.id == coupon_id, coupon.c.fence_token < token).values(fence_token=token)
     )
     return result.rowcount == 1
 

@@ -1,4 +1,5 @@
 """SQL on the failed_issue table: the worker's dead letters."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,15 +19,11 @@ def record_failures(conn: Connection, failures: list[dict[str, Any]]) -> None:
     if not failures:
         return
     ids = [failure["entry_id"] for failure in failures]
-    query = select(failed_issue.c.coupon_id, failed_issue.c.entry_id).where(
-        failed_issue.c.entry_id.in_(ids)
-    )
+    query = select(failed_issue.c.coupon_id, failed_issue.c.entry_id).where(failed_issue.c.entry_id.in_(ids))
     known = {(coupon, entry) for coupon, entry in conn.execute(query)}
     now = utcnow()
     fresh = [
-        {**row, "failed_at": now}
-        for row in failures
-        if (row["coupon_id"], row["entry_id"]) not in known
+        {**row, "failed_at": now} for row in failures if (row["coupon_id"], row["entry_id"]) not in known
     ]
     if fresh:
         conn.execute(insert(failed_issue), fresh)
@@ -46,9 +43,7 @@ def forget_failures(conn: Connection, coupon_id: int, entry_ids: list[str]) -> i
 
 def has_failure(conn: Connection, coupon_id: int, user_id: int) -> bool:
     """Tell whether a request of this user for this coupon was dead-lettered."""
-    query = select(
-        exists().where(failed_issue.c.coupon_id == coupon_id, failed_issue.c.user_id == user_id)
-    )
+    query = select(exists().where(failed_issue.c.coupon_id == coupon_id, failed_issue.c.user_id == user_id))
     return bool(conn.execute(query).scalar())
 
 

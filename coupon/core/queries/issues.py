@@ -1,4 +1,5 @@
 """SQL on the issue table: one row per (coupon, user), written one by one or in batches."""
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -31,9 +32,7 @@ from coupon.core.rules import utcnow
 
 def has_issue(conn: Connection, coupon_id: int, user_id: int) -> bool:
     """Tell whether the user already holds this coupon."""
-    query = select(
-        exists().where(coupon_issue.c.coupon_id == coupon_id, coupon_issue.c.user_id == user_id)
-    )
+    query = select(exists().where(coupon_issue.c.coupon_id == coupon_id, coupon_issue.c.user_id == user_id))
     return bool(conn.execute(query).scalar())
 
 
@@ -52,9 +51,7 @@ class SeatTaken(Exception):
 def insert_issue(conn: Connection, coupon_id: int, user_id: int) -> None:
     """Insert the issue row; raise DuplicateIssue when the user has it already."""
     try:
-        conn.execute(
-            insert(coupon_issue).values(coupon_id=coupon_id, user_id=user_id, issued_at=utcnow())
-        )
+        conn.execute(insert(coupon_issue).values(coupon_id=coupon_id, user_id=user_id, issued_at=utcnow()))
     except IntegrityError as exc:
         _raise_duplicate(exc, coupon_id, user_id)
 
@@ -165,9 +162,7 @@ def holder_of_seat(conn: Connection, coupon_id: int, seat: int) -> int | None:
 
 def holders(conn: Connection, coupon_id: int) -> dict[int, int | None]:
     """Return every user holding this coupon, with the seat of their row (None: no seat)."""
-    query = select(coupon_issue.c.user_id, coupon_issue.c.seat).where(
-        coupon_issue.c.coupon_id == coupon_id
-    )
+    query = select(coupon_issue.c.user_id, coupon_issue.c.seat).where(coupon_issue.c.coupon_id == coupon_id)
     return {int(user): seat for user, seat in conn.execute(query)}
 
 

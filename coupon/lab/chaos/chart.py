@@ -1,5 +1,6 @@
 """The chaos chart (matplotlib, Agg): which strategy kept its promises under which fault, and
 what each appendfsync mode cost in accepted requests per second."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,6 +7,7 @@ checked against the database's rows once the worker has drained: lost (told 201/
 over-issued, phantom (a row for a user told no), every status that is not a grant, a refusal
 or a 503 JSON, and the longest time without a grant from the fault on.
 """
+
 from __future__ import annotations
 
 import dataclasses

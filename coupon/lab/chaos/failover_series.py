@@ -7,6 +7,7 @@ Redis's defaults, ``wait1`` with COUPON_REDIS_WAIT_REPLICAS=1 and min-replicas-t
 every server (docs/failover.md). One JSON line per failover, then a table per (mode, strategy,
 kind); the lines also go to reports/failover-<time>.jsonl (``--summarize`` tables them again).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,7 +88,10 @@ def _one(base: Config, group: SentinelGroup, wait: int, mode: str, strategy: str
          out: Path) -> dict[str, Any]:  # fmt: skip
     config = Config(**{**base.__dict__, "redis_prefix": f"failover:{uuid.uuid4().hex[:8]}:",
                        "admin_token": base.admin_token or "failover-series"})  # fmt: skip
-    row = {"mode": mode, **run_failover(sentinel_config(config, group, wait), group, strategy, kind, QUANTITY)}
+    row = {
+        "mode": mode,
+        **run_failover(sentinel_config(config, group, wait), group, strategy, kind, QUANTITY),
+    }
     line = json.dumps(row)
     print(line, flush=True)
     with open(out, "a") as sink:

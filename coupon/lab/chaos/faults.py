@@ -4,6 +4,7 @@ A fault says what it needs (Redis persistence, the fsync shim, a proxy in front 
 database or of Redis), then acts on the servers the lab owns (coupon/lab/chaos/servers.py):
 never on a server the lab did not start.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,6 +25,7 @@ class Stack(Protocol):
 
     redis: RedisServer
     server: Server
+
 
 # A reply-losing proxy drops one matching request in this many while the fault is on.
 DROP_EVERY = 5

@@ -5,6 +5,7 @@ Per coupon, with the users' answers known one by one (locust --users-out): lost 
 already_issued: "no" while holding a coupon); stranded = seats Redis holds with no row, once
 the recovery bound has passed; over-issued = rows above the quantity.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

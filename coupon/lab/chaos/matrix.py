@@ -1,4 +1,5 @@
 """Which faults exist, and which (strategy, fault) rows the chaos scenario runs by default."""
+
 from __future__ import annotations
 
 from coupon.lab.chaos.redis_private import APPENDFSYNC
@@ -41,12 +42,16 @@ def expand(names: tuple[str, ...]) -> tuple[str, ...]:
     for name in names:
         matched = [fault for fault in FAULTS if fault == name or fault.startswith(f"{name}-")]
         if not matched:
-            raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}, {', '.join(REDIS_RESTARTS)}")
+            raise ValueError(
+                f"unknown fault {name!r}; known: {', '.join(FAULTS)}, {', '.join(REDIS_RESTARTS)}"
+            )
         found += [fault for fault in matched if fault not in found]
     return tuple(found)
 
 
-def rows(strategies: tuple[str, ...], faults: tuple[str, ...], registered: list[str]) -> list[tuple[str, str]]:
+def rows(
+    strategies: tuple[str, ...], faults: tuple[str, ...], registered: list[str]
+) -> list[tuple[str, str]]:
     """Return the (strategy, fault) rows: the default matrix filtered by the choices given.
 
     Both given: every chosen strategy under every chosen fault. One given, and the default

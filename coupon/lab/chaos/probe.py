@@ -1,4 +1,5 @@
 """A probe beside the crowd: one issue request every tick, to see when issues succeed again."""
+
 from __future__ import annotations
 
 import http.client

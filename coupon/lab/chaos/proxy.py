@@ -5,6 +5,7 @@ connection until `restore()`. `ReplyDropper` forwards everything, but every `eve
 chunk that matches (a COMMIT, an EVALSHA) is sent on and then both sockets are dropped before
 the reply: the server did the work, the client never hears how it ended.
 """
+
 from __future__ import annotations
 
 import socket

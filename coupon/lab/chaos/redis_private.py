@@ -6,6 +6,7 @@ the AOF's incremental file is cut back to the last fsynced size (plus a few torn
 restart runs `redis-check-aof --fix` first (coupon/servers/redis_server.py: the pidfile left
 behind says the stop was unclean).
 """
+
 from __future__ import annotations
 
 import os
@@ -42,9 +43,7 @@ def plain_settings() -> dict[str, str]:
 
 
 @contextmanager
-def private_redis(
-    settings: Mapping[str, str], env: Mapping[str, str] | None = None
-) -> Iterator[RedisServer]:
+def private_redis(settings: Mapping[str, str], env: Mapping[str, str] | None = None) -> Iterator[RedisServer]:
     """Yield a started private redis-server; stop it (by pid) and remove its directory after."""
     directory = Path(tempfile.mkdtemp(prefix="cl-redis-", dir="/tmp"))
     server = RedisServer(directory, EXECUTABLE, port=free_port(), settings=settings, env=env)
@@ -66,7 +65,8 @@ def build_shim(out_dir: Path) -> Path:
     out = out_dir / "libfsyncsize.so"
     subprocess.run(
         [gcc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(out), str(SHIM_SOURCE), "-ldl"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     return out
 

@@ -1,4 +1,5 @@
 """The chaos report: one row per (strategy, fault), which promise each kept, what AOF costs."""
+
 from __future__ import annotations
 
 import json
@@ -90,11 +91,18 @@ def write(out: Path, rows: list[Row], settings: Settings, facts: dict[str, dict[
         READING,
         promises(rows),
         "## What each appendfsync mode costs (same run, before the fault)\n\n"
-        + markdown(COST_COLUMNS, cost_rows(rows)) if cost_rows(rows) else "",
+        + markdown(COST_COLUMNS, cost_rows(rows))
+        if cost_rows(rows)
+        else "",
     ]
     chosen = {**asdict(settings), "steps": None}
-    (out / "report.json").write_text(json.dumps(
-        {"settings": chosen, "facts": facts, "rows": [row.as_dict() for row in rows]}, indent=2, default=str))
+    (out / "report.json").write_text(
+        json.dumps(
+            {"settings": chosen, "facts": facts, "rows": [row.as_dict() for row in rows]},
+            indent=2,
+            default=str,
+        )
+    )
     return write_markdown(out, parts, drawn, {k: v for k, v in chosen.items() if v is not None}, facts)
 
 

@@ -1,4 +1,5 @@
 """One chaos row: a strategy under the crowd, a fault injected and healed mid-load, the audit."""
+
 from __future__ import annotations
 
 import logging
@@ -107,7 +108,9 @@ def wait_settled(owned: Stack, strategy: str, coupon_ids: tuple[int, ...], recov
     return None
 
 
-def audit(owned: Stack, strategy: str, tally: dict[int, dict[str, int]], users: dict[int, dict[str, set[int]]]) -> figures.Figures:
+def audit(
+    owned: Stack, strategy: str, tally: dict[int, dict[str, int]], users: dict[int, dict[str, set[int]]]
+) -> figures.Figures:
     """Read every coupon's rows and seats and set them against what its callers heard."""
     coupons = []
     for coupon_id, counts in tally.items():
@@ -161,8 +164,9 @@ def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, 
         if not measured:
             raise RuntimeError(f"locust failed; see {prefix}.log")
         say("settling")
-        facts["timeline"] = timeline.read(Path(f"{prefix}.seconds.json"), started_wall,
-                                          (fault_wall, healed_wall))
+        facts["timeline"] = timeline.read(
+            Path(f"{prefix}.seconds.json"), started_wall, (fault_wall, healed_wall)
+        )
         settle_s = wait_settled(owned, strategy, ids, recovery)
         found = audit(owned, strategy, read_tally(Path(f"{prefix}.tally.json")),
                       read_users(Path(f"{prefix}.users.json")))  # fmt: skip

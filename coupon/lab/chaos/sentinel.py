@@ -5,6 +5,7 @@ are the ones production sees: the primary killed (SIGKILL), the primary frozen l
 the Sentinels to promote a replica and then resumed (SIGSTOP, SIGCONT: it comes back believing
 it is primary until the Sentinels demote it), and a manual ``SENTINEL FAILOVER``.
 """
+
 from __future__ import annotations
 
 import os

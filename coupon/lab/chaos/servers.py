@@ -6,6 +6,7 @@ strategies that journal or queue (sweeping with a short recovery bound), and a R
 lab's own that reaches the database and Redis directly, for the audit. Leaving the block stops
 them all, in reverse order, also on Ctrl-C or an exception.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -6,6 +6,7 @@ One Sentinel group (a primary, one replica, three Sentinels) serves every run; t
 alternate (queued, lua) x (no WAIT, WAIT 1) in each round, every call on stock that lasts, so
 every call reserves. Prints each run and the median per row.
 """
+
 from __future__ import annotations
 
 import argparse

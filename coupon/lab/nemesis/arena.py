@@ -5,6 +5,7 @@ shim (so a power cut can be emulated), a gunicorn and a stream worker, the datab
 reached through reply-dropping proxies (which can also cut every connection). Every process
 acted on was started by the lab, and is acted on by its pid.
 """
+
 from __future__ import annotations
 
 import os

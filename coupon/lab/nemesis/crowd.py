@@ -5,6 +5,7 @@ coupon its sale is on (now and then for an earlier one, so a sold-out answer is 
 naming any member of the coupon's family. A client that hears `info` (no answer, a timeout, a
 5xx) asks again as the same user, as a real client does, up to RETRIES times.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -77,7 +78,9 @@ class Client(threading.Thread):
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_SECONDS)
         try:
-            self.conn.request("POST", path, json.dumps({"user_id": user}), {"Content-Type": "application/json"})
+            self.conn.request(
+                "POST", path, json.dumps({"user_id": user}), {"Content-Type": "application/json"}
+            )
             response = self.conn.getresponse()
             return response.status, response.read().decode(errors="replace")
         except (OSError, http.client.HTTPException) as exc:

@@ -1,4 +1,5 @@
 """The `lab --scenario nemesis` driver: seeds one after another (or a replayed schedule)."""
+
 from __future__ import annotations
 
 import sys
@@ -24,7 +25,11 @@ def plans(settings: Settings, sales: int) -> list[schedules.Schedule]:
     """Return the schedules to run: a replayed report's, else one per seed from --seed on."""
     if settings.replay:
         found = Path(settings.replay)
-        paths = [found / "schedule.json"] if (found / "schedule.json").exists() else sorted(found.glob("seed-*/schedule.json"))
+        paths = (
+            [found / "schedule.json"]
+            if (found / "schedule.json").exists()
+            else sorted(found.glob("seed-*/schedule.json"))
+        )
         if not paths:
             raise FileNotFoundError(f"no schedule.json in {found} or its seed-*/ folders")
         return [schedules.load(path) for path in paths]
@@ -45,11 +50,13 @@ def drive(runtime: Runtime, settings: Settings, out: Path, console: Console, fac
             def progress(doing: str, seed: int = plan.seed) -> None:
                 status.update(f"seed {seed}: {doing}")
 
-            done = run_seed(runtime.config, plan, chosen, settings.workers, out / f"seed-{plan.seed}", progress)
+            done = run_seed(
+                runtime.config, plan, chosen, settings.workers, out / f"seed-{plan.seed}", progress
+            )
         console.print(f"seed {plan.seed}: {done.faults} faults, {done.ops} operations, "
                       f"settled in {done.settled_s} s: {done.check.verdict()}")  # fmt: skip
         seeds.append(done)
-    given = sys.argv[sys.argv.index("lab") + 1:] if "lab" in sys.argv else []
+    given = sys.argv[sys.argv.index("lab") + 1 :] if "lab" in sys.argv else []
     path = report.write(out, seeds, facts, " ".join(["flask --app app lab", *given]))
     report.show(seeds, console)
     return path

@@ -1,4 +1,5 @@
 """Start and stop each fault of the schedule on an arena: one pair of small functions a fault."""
+
 from __future__ import annotations
 
 import signal

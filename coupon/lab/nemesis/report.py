@@ -1,4 +1,5 @@
 """The nemesis's report: per strategy, what every seed ran into and what the checker found."""
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,11 @@ def write(out: Path, seeds: list[Seed], facts: dict[str, Any], command: str) -> 
     for strategy, row in rows.items():
         cells = [strategy, FAMILY_OF.get(strategy, "?"), *(str(row[c]) for c in COLUMNS), _verdict(row)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| seed | faults | ops | settled (s) | checker | replay |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| seed | faults | ops | settled (s) | checker | replay |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for seed in seeds:
         lines.append(f"| {seed.schedule.seed} | {seed.faults} | {seed.ops} | {seed.settled_s} | "
                      f"{seed.check.verdict()} | `--replay {seed.out}` |")  # fmt: skip

@@ -1,4 +1,5 @@
 """One nemesis seed: servers, coupons, the crowd, the schedule's faults, heal, drain, check."""
+
 from __future__ import annotations
 
 import logging
@@ -72,7 +73,8 @@ def _apply(arena: Arena, plan: Schedule, recorder: Recorder, started: float) -> 
         assert act is not None
         if phase == 0:
             memo["done"] = lambda step=step, memo=memo, index=index, **facts: recorder.event(
-                step.fault, "stop", step=index, coupon=memo.get("coupon"), **facts)
+                step.fault, "stop", step=index, coupon=memo.get("coupon"), **facts
+            )
             recorder.event(step.fault, "start", step=index)
         try:
             facts = act(arena, step, memo) or {}

@@ -4,6 +4,7 @@ A schedule is data (JSON in the report), so a seed's run can be read, printed an
 Faults that act on one thing (the Redis process, the app's workers, the stream worker, a proxy)
 never overlap each other; faults on different things overlap freely, which is the point.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,7 +79,9 @@ def _hold(rng: random.Random, fault: str, recovery: float) -> float:
     return round(rng.uniform(low, high), 2)
 
 
-def make(seed: int, seconds: float, recovery: float, sales: int, kinds: tuple[str, ...] = tuple(KINDS)) -> Schedule:
+def make(
+    seed: int, seconds: float, recovery: float, sales: int, kinds: tuple[str, ...] = tuple(KINDS)
+) -> Schedule:
     """Draw a schedule: a fault tried every 2.5 s or so of the active window (kept when the thing
     it acts on is free), overlapping across things."""
     rng = random.Random(seed)
