@@ -126,7 +126,7 @@ def run_failover(config: Config, group: SentinelGroup, strategy: str, kind: str,
         _until(lambda: len(crowd.granted) >= before, "grants before the fault", 60)
         old_run = group.run_id(group.primary())
         started = time.monotonic()
-        old, new = group.fail(kind)
+        old, _ = group.fail(kind)
         switched = time.monotonic()
         _until(lambda: crowd.grants_since(switched) >= 20 or crowd.sold_out.is_set(),
                "grants after the switch", 30)  # fmt: skip
@@ -139,7 +139,8 @@ def run_failover(config: Config, group: SentinelGroup, strategy: str, kind: str,
             "small_rows": small_rows, "small_users": small_users, "small_granted": before_fault
             + after_fault, "small_stamp": runtime.state.stamp(small),
             "kind": kind, "strategy": strategy, "wait_replicas": config.redis_wait_replicas,
-            "old_run": old_run, "new_run": group.run_id(new), "stamp": runtime.state.stamp(coupon_id),
+            # The primary serving at the end: Sentinel may have switched more than once.
+            "old_run": old_run, "new_run": group.run_id(group.primary()), "stamp": runtime.state.stamp(coupon_id),
             "writes_on_old_after_resume": group.writes_after_resume.get(old.port, 0),
         }  # fmt: skip
     finally:
