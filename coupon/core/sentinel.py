@@ -16,6 +16,7 @@ a failing run of tests/test_failover.py, closed here (docs/failover.md):
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import Any
@@ -162,7 +163,29 @@ class FailoverWatch:
                 self._switched = data if channel == SWITCH_CHANNEL else self._switched
                 self.manager.hold_until = 0.0
         log.warning("Redis Sentinel %s %s: %s", self.service, channel, data)
-        self.pool.disconnect(inuse_connections=True)
+        self.interrupt()
+
+    def interrupt(self) -> None:
+        """Make every connection of the pool fail its next read at once, and be made anew.
+
+        A connection belongs to the thread using it: closing it from here (the pool's
+        disconnect of connections in use) raced that thread's own use of the socket, a
+        TypeError inside redis-py and a 500. Shutting the socket down instead wakes a read
+        waiting on a frozen primary with a connection error (503), and the owner (or the pool,
+        at the next checkout) drops it and connects again, through the Sentinels.
+        """
+        pool: Any = self.pool
+        found = getattr(pool, "_connections", None)
+        if found is None:  # a plain ConnectionPool keeps its idle and busy connections apart
+            found = [*getattr(pool, "_available_connections", []), *getattr(pool, "_in_use_connections", [])]
+        for connection in list(found):
+            sock = getattr(connection, "_sock", None)
+            if sock is None:
+                continue
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # closed by its owner meanwhile
+                pass
 
     def _run(self, host: str, port: int) -> None:
         while not self._stop.is_set():
