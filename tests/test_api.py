@@ -15,7 +15,7 @@ from coupon.core.models import coupon as coupon_table
 from coupon.core.rules import Outcome
 from coupon.runtime import Runtime
 from strategies import FAMILY_OF, LAB_ONLY, REGISTRY
-from tests.support.api import AUTH, TOKEN
+from tests.support.api import AUTH, TOKEN, assert_error, create
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 DEAD_DATABASE = "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere"
@@ -26,32 +26,9 @@ COUPON_FIELDS = {
 }  # fmt: skip
 
 
-def assert_error(response: TestResponse, status: int, field: str | None = None) -> str:
-    """Check an error answer: the status, a JSON body with an error, no traceback.
-
-    With field, the body must also name that field (`"field": ...`).
-    """
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.is_json
-    body = response.get_json()
-    assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"]
-    assert "Traceback" not in response.get_data(as_text=True)
-    if field is not None:
-        assert body.get("field") == field, body
-    return body["error"]
-
-
 def iso(delta: timedelta) -> str:
     """Format now + delta as ISO-8601 in UTC."""
     return (datetime.now(UTC) + delta).isoformat()
-
-
-def create(client: FlaskClient, quantity: int = 10, **fields: Any) -> dict[str, Any]:
-    """Create a coupon through the API (fields: issue_start, strategy, ...); return its JSON."""
-    body = {"name": "api coupon", "total_quantity": quantity, **fields}
-    response = client.post("/coupons", json=body, headers=AUTH)
-    assert response.status_code == 201, response.get_data(as_text=True)
-    return response.get_json()
 
 
 def issue(client: FlaskClient, coupon_id: int, user_id: Any, strategy: str | None = None) -> TestResponse:

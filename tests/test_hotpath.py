@@ -19,7 +19,7 @@ from coupon.api import hotpath, inputs
 from coupon.api.hotpath import HotPath, coupon_id_of, strategy_of
 from coupon.api.inputs import quick_user_id
 from tests.support.api import AUTH
-from tests.test_identity import JWT, REFUSED, hs
+from tests.support.identity import JWT, REFUSED, hs
 
 Exchange = Callable[..., tuple[int, Any]]
 

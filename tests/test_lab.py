@@ -293,7 +293,7 @@ def test_the_lab_keeps_its_data_apart_from_the_service(app, tmp_path: Path):
 
 
 def test_a_lab_run_in_jwt_mode_sends_tokens_minted_ahead(make_client, tmp_path: Path):
-    from tests.test_identity import JWT
+    from tests.support.identity import JWT
 
     app = make_client(**JWT).application
     args = [
@@ -325,7 +325,7 @@ def test_the_crowds_tokens_are_minted_ahead_and_bounded():
     from coupon.api.identity import Minter, Verifier
     from coupon.core.config import Config
     from coupon.lab.crowd import Tokens
-    from tests.test_identity import SECRET
+    from tests.support.identity import SECRET
 
     config = Config(jwt_secret=SECRET)
     tokens = Tokens(Minter.for_config(config), keep=3)

@@ -6,8 +6,8 @@ from typing import Callable
 
 from flask.testing import FlaskClient
 
-from tests.test_api import assert_error, create
-from tests.test_identity import JWT, bearer, hs
+from tests.support.api import assert_error, create
+from tests.support.identity import JWT, bearer, hs
 
 
 def test_a_user_past_its_limit_is_429_with_retry_after(make_client: Callable[..., FlaskClient]) -> None:
