@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from coupon.lab.capacity_report import COLUMNS
 from coupon.lab.html import svg
 from coupon.lab.html.page import cell, figure, mark, section, table
 
-COLUMNS = (
-    "run",
-    "workers",
-    "capacity req/s",
-    "% ping",
-    "p50",
-    "p99",
-    "next step: offered -> achieved",
-    "next step p99",
-    "why it failed",
-    "steps",
-    "exact steps",
-)
 STEP_COLUMNS = (
     "offered",
     "achieved",

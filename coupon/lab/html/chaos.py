@@ -4,24 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from coupon.lab.chaos.report import COLUMNS
 from coupon.lab.html import svg
 from coupon.lab.html.page import cell, figure, mark, section, table
 
-COLUMNS = (
-    "strategy",
-    "fault",
-    "told yes",
-    "rows",
-    "lost",
-    "stranded",
-    "over-issued",
-    "phantom",
-    "5xx",
-    "recover s",
-    "settle s",
-    "accepted/s before",
-    "verdict",
-)
 FIGURES = ("told_yes", "rows", "lost", "stranded", "over_issued", "phantom", "errors")
 
 

@@ -7,23 +7,7 @@ from typing import Any
 from coupon.lab.html import svg
 from coupon.lab.html.page import cell, figure, mark, section, table
 from coupon.lab.reading import Document
-
-COLUMNS = (
-    "run",
-    "workers",
-    "req/s",
-    "% ping",
-    "issued/s",
-    "p50",
-    "p95",
-    "p99",
-    "errors",
-    "quantity",
-    "rows",
-    "users",
-    "told",
-    "verdict",
-)
+from coupon.lab.report import COLUMNS
 
 
 def _cells(row: dict[str, Any]) -> list[str]:
