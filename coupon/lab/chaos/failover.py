@@ -135,12 +135,14 @@ def run_failover(config: Config, group: SentinelGroup, strategy: str, kind: str,
         _until(lambda: worker.backlog(coupon_id) + worker.backlog(small) == 0, "the drain", 60)
         with runtime.services.engine.connect() as conn:
             small_rows, small_users = queries.count_issues(conn, small)
-        return _figures(runtime, crowd, coupon_id, quantity, started) | {
+        figures = _figures(runtime, crowd, coupon_id, quantity, started)
+        holder = next(iter(crowd.granted), 1)
+        new_run, stamps = _served_stamps(app, group, strategy, {coupon_id: holder, small: 1})
+        return figures | {
             "small_rows": small_rows, "small_users": small_users, "small_granted": before_fault
-            + after_fault, "small_stamp": runtime.state.stamp(small),
+            + after_fault, "small_stamp": stamps[small],
             "kind": kind, "strategy": strategy, "wait_replicas": config.redis_wait_replicas,
-            # The primary serving at the end: Sentinel may have switched more than once.
-            "old_run": old_run, "new_run": group.run_id(group.primary()), "stamp": runtime.state.stamp(coupon_id),
+            "old_run": old_run, "new_run": new_run, "stamp": stamps[coupon_id],
             "writes_on_old_after_resume": group.writes_after_resume.get(old.port, 0),
         }  # fmt: skip
     finally:
@@ -166,6 +168,30 @@ def sell(app: Any, coupon_id: int, strategy: str, users: range) -> int:
             return granted
         granted += response.status_code == GRANTED[strategy]
     return granted
+
+
+def _served_stamps(app: Any, group: SentinelGroup, strategy: str,
+                   holders: dict[int, int]) -> tuple[str, dict[int, tuple[str, str]]]:  # fmt: skip
+    """Ask once more for each coupon (as a user who holds it); return (primary run, stamps).
+
+    A coupon is reconciled lazily, by the first request a new primary serves. Sentinel may
+    switch again after the crowd's last request, so the stamps are read after one request
+    each under the primary serving now, and read again if the primary changed meanwhile.
+    """
+    client = app.test_client()
+    runtime: Runtime = app.extensions["coupon"]
+    for _ in range(5):
+        run = group.run_id(group.primary())
+        for coupon_id, user in holders.items():
+            url = f"/coupons/{coupon_id}/issue?strategy={strategy}"
+            for _ in range(600):
+                if client.post(url, json={"user_id": user}).status_code != 503:
+                    break
+                time.sleep(0.05)  # pacing a client's retries, not synchronisation
+        stamps = {coupon_id: runtime.state.stamp(coupon_id) for coupon_id in holders}
+        if group.run_id(group.primary()) == run:
+            return run, stamps
+    raise TimeoutError("Sentinel kept switching primaries")
 
 
 def _figures(runtime: Runtime, crowd: Crowd, coupon_id: int, quantity: int,
