@@ -55,7 +55,7 @@ bench: migrate
 # What nginx in front costs: wrk on /ping and queued issues, direct and through deploy/ (needs
 # `apt-get install nginx wrk`).
 bench-edge: migrate
-	$(BIN)/python -m coupon.lab.bench_edge $(BENCH_EDGE_ARGS)
+	$(BIN)/python -m coupon.lab.bench.bench_edge $(BENCH_EDGE_ARGS)
 
 # Every strategy side by side under locust load; LAB_ARGS e.g. --scenario lease-expiry, or
 # --baseline reports/<timestamp> --fail-on-regression to gate on a previous run (docs/report.md).

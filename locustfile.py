@@ -14,7 +14,7 @@ The lab adds two modes. --coupon-ids a,b,c: the crowd sells out these coupons on
 (it moves on when it hears `sold_out`) and --tally-out gets what callers of each were told.
 --rate R (with -u 1): open loop instead of a crowd; one scheduler offers R requests/s for
 --warmup + --measure seconds, latency counted from each request's intended send time, and writes
-its summary to --arrivals-out (coupon/lab/openloop.py).
+its summary to --arrivals-out (coupon/lab/drive/openloop.py).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
 from coupon.core.config import EMBEDDED_ADMIN_TOKEN, Config
-from coupon.lab.crowd import Cursor, Tokens, minter_for
-from coupon.lab.history import Recorder
-from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
+from coupon.lab.check.history import Recorder
+from coupon.lab.drive.crowd import Cursor, Tokens, minter_for
+from coupon.lab.drive.names import FAILED, ISSUED, PING, REFUSED
 
 log = logging.getLogger("coupon.locust")
 
@@ -47,7 +47,7 @@ log = logging.getLogger("coupon.locust")
 RECENT_USERS = 10_000
 # New ids drawn (and, in jwt mode, their tokens minted) at a time, ahead of their requests.
 AHEAD = 1000
-# Requests kept per process for the history (coupon/lab/history.py); the header counts the rest.
+# Requests kept per process for the history (coupon/lab/check/history.py); the header counts the rest.
 HISTORY_CAP = 500_000
 
 
@@ -282,7 +282,7 @@ class Crowd(FastHttpUser):
                 heard(coupon_id, user_id, "error")
 
     def _open_loop(self) -> None:
-        from coupon.lab import openloop  # only the open loop needs the HDR histogram
+        from coupon.lab.drive import openloop  # only the open loop needs the HDR histogram
 
         path = "/ping" if self.options.ping else f"/coupons/{self.cursor.current}/issue{self.query}"
         openloop.run(self.environment, self.options, path)

@@ -83,8 +83,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(queue_cli.retry_failed_command)
     app.cli.add_command(queue_cli.reconcile_command)
     try:
-        from coupon.lab import bench_http
-        from coupon.lab.bench import bench
+        from coupon.lab.bench import bench_http
+        from coupon.lab.bench.direct import bench
         from coupon.lab.cli import lab
     except ModuleNotFoundError as exc:
         # The service's image installs requirements/service.txt alone: no lab commands there.

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from coupon.lab.serve import free_port
+from coupon.lab.drive.serve import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"

@@ -12,7 +12,7 @@ from typing import Callable
 
 import redis
 
-from coupon.lab.serve import free_port
+from coupon.lab.drive.serve import free_port
 from tests.cluster import REDIS_SERVER
 from tests.queueing import wait_for
 

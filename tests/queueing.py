@@ -11,7 +11,7 @@ from typing import Callable
 from coupon.core import queries
 from coupon.core.config import PROJECT_ROOT
 from coupon.core.rules import Outcome
-from coupon.lab.serve import config_env
+from coupon.lab.drive.serve import config_env
 from coupon.runtime import Runtime
 from coupon.store import stream
 

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from coupon.lab import bench_targets
-from coupon.lab.httpload import Load, Run, parse_wrk
+from coupon.lab.bench import bench_targets
+from coupon.lab.drive.httpload import Load, Run, parse_wrk
 
 WRK_OUTPUT = """Running 4s test @ http://127.0.0.1:8000/coupons/1/issue?strategy=queued
   2 threads and 64 connections

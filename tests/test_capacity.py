@@ -10,8 +10,10 @@ from typing import Any, Callable
 
 import pytest
 
-from coupon.lab import capacity, capacity_chart, capacity_report, scaling, usl
-from coupon.lab.arrivals import (
+from coupon.lab.capacity import capacity_chart, capacity_report, scaling, stepping, usl
+from coupon.lab.capacity.stepping import Point, capacity_of, next_rate
+from coupon.lab.capacity.sweep import Row
+from coupon.lab.drive.arrivals import (
     ERROR,
     ISSUED,
     REFUSED,
@@ -19,9 +21,7 @@ from coupon.lab.arrivals import (
     Window,
     intended_times,
 )
-from coupon.lab.capacity import Point, capacity_of, next_rate
 from coupon.lab.plan import Run, Settings, Steps
-from coupon.lab.sweep import Row
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -190,20 +190,20 @@ def test_a_failing_first_step_halves_and_an_unbreakable_server_stops_at_the_cap(
     assert search(1) == [100, 50, 25, 12.5]
     assert capacity_of({rate: False for rate in search(1)}) is None
     assert search(10**9, max_rps=800) == [100, 200, 400, 800]
-    assert capacity.describe(800, None, 800).startswith("at least 800")
+    assert stepping.describe(800, None, 800).startswith("at least 800")
 
 
 def test_capacity_is_the_highest_pass_below_the_lowest_failure():
     # A noisy pass above a failure does not count: the server already broke below it.
     assert capacity_of({100: True, 200: True, 400: False, 300: False, 250: True, 350: True}) == 250
-    assert capacity.beyond([point(offered_rps=r) for r in (100, 200, 400, 300)], 200).offered_rps == 300
+    assert stepping.beyond([point(offered_rps=r) for r in (100, 200, 400, 300)], 200).offered_rps == 300
 
 
 def test_a_capacity_near_the_generator_ceiling_is_a_lower_bound():
-    assert capacity.bounded_by_generator(700, 1000) and not capacity.bounded_by_generator(690, 1000)
-    assert capacity.describe(700, 1000, 12800) == "at least 700, bounded by the load generator"
-    assert capacity.describe(300, 1000, 12800) == "300"
-    assert capacity.describe(None, 1000, 12800).startswith("none")
+    assert stepping.bounded_by_generator(700, 1000) and not stepping.bounded_by_generator(690, 1000)
+    assert stepping.describe(700, 1000, 12800) == "at least 700, bounded by the load generator"
+    assert stepping.describe(300, 1000, 12800) == "300"
+    assert stepping.describe(None, 1000, 12800).startswith("none")
 
 
 def test_report_json_carries_capacity_and_the_curve(tmp_path: Path):

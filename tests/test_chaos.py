@@ -24,9 +24,9 @@ from coupon.lab.chaos.redis_private import (
     shim_env,
 )
 from coupon.lab.chaos.run import run_row
-from coupon.lab.crowd import Cursor
+from coupon.lab.drive.crowd import Cursor
+from coupon.lab.drive.serve import Server
 from coupon.lab.plan import Settings
-from coupon.lab.serve import Server
 from coupon.servers.pids import alive, children
 from tests import backends
 from tests.queueing import wait_for

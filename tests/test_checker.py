@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from coupon.lab import final_state, history
-from coupon.lab.checker import ANOMALIES, judge
-from coupon.lab.history import History, Recorder
+from coupon.lab.check import final_state, history
+from coupon.lab.check.checker import ANOMALIES, judge
+from coupon.lab.check.history import History, Recorder
 
 RECOVERY = 1.0
 

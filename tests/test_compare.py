@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from coupon.lab import compare, reading
-from coupon.lab.gate import compare_command
+from coupon.lab.baseline import compare, reading
+from coupon.lab.baseline.gate import compare_command
 from tests import reports
 from tests.reports import sellout_row
 

@@ -15,7 +15,7 @@ import pytest
 
 from coupon import create_app
 from coupon.core.config import PROJECT_ROOT, Config, ConfigError
-from coupon.lab import edge
+from coupon.lab.drive import edge
 from tests.backends import Backend
 from tests.backends import test_config as config_for
 from tests.support.compose import COMPOSE, compose

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import make_url
 
 from coupon.core.config import PROJECT_ROOT
-from coupon.lab.serve import free_port
+from coupon.lab.drive.serve import free_port
 from coupon.servers.redis_server import RedisServer
 from tests import backends
 from tests.backends import Backend

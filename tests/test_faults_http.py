@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from coupon.core import queries
-from coupon.lab.serve import Server
+from coupon.lab.drive.serve import Server
 from coupon.queue.worker import Settings, Worker
 from coupon.runtime import Runtime
 from coupon.servers.pids import children as worker_pids

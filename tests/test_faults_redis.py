@@ -15,7 +15,7 @@ from coupon import create_app
 from coupon.core import queries
 from coupon.core.config import ConfigError
 from coupon.core.rules import Outcome
-from coupon.lab.serve import free_port
+from coupon.lab.drive.serve import free_port
 from coupon.queue.worker import Worker
 from coupon.runtime import Runtime
 from tests import backends

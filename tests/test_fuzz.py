@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from coupon.core.config import PROJECT_ROOT, SuiteSettings
-from coupon.lab.serve import Server
+from coupon.lab.drive.serve import Server
 from coupon.runtime import Runtime
 from tests.conftest import MakeCoupon
 from tests.slow import BIG_HEADER, LONG_REQUEST_LINE, NOT_HTTP, raw_exchange

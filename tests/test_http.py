@@ -12,7 +12,7 @@ import redis
 from sqlalchemy import create_engine
 
 from coupon.core import queries
-from coupon.lab.serve import Server
+from coupon.lab.drive.serve import Server
 from coupon.servers.pids import children as worker_pids
 from coupon.store.keys import CouponKeys
 from strategies import REGISTRY

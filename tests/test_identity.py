@@ -202,7 +202,7 @@ def test_gunicorn_on_real_servers_without_the_mode_refuses_to_start(backend: Any
     import sys
 
     from coupon.core.config import PROJECT_ROOT
-    from coupon.lab.serve import free_port
+    from coupon.lab.drive.serve import free_port
 
     env = {name: value for name, value in os.environ.items() if not name.startswith("COUPON_")}
     env.update(COUPON_DATABASE_URL=backend.url, COUPON_REDIS_URL=redis_server, COUPON_ADMIN_TOKEN="t",

@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy import bindparam, create_engine, make_url, text
 
 from coupon.core import queries
-from coupon.lab import audit, sandbox
-from coupon.lab.crowd import Cursor, read_tally
-from coupon.lab.load import percentile, read_stats
-from coupon.lab.names import ISSUED, REFUSED
+from coupon.lab import sandbox
+from coupon.lab.drive.crowd import Cursor, read_tally
+from coupon.lab.drive.load import percentile, read_stats
+from coupon.lab.drive.names import ISSUED, REFUSED
 from coupon.lab.plan import SCENARIOS, Settings, plan, pool_env
-from coupon.lab.verdict import SellOuts
+from coupon.lab.sellout import audit
+from coupon.lab.sellout.verdict import SellOuts
 from tests import reports
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -324,7 +325,7 @@ def test_a_lab_run_in_jwt_mode_sends_tokens_minted_ahead(make_client, tmp_path: 
 def test_the_crowds_tokens_are_minted_ahead_and_bounded():
     from coupon.api.identity import Minter, Verifier
     from coupon.core.config import Config
-    from coupon.lab.crowd import Tokens
+    from coupon.lab.drive.crowd import Tokens
     from tests.support.identity import SECRET
 
     config = Config(jwt_secret=SECRET)

@@ -36,7 +36,7 @@ from coupon.core.metrics import (
     add_to_histogram,
 )
 from coupon.core.rules import Busy, CouponNotFound, Outcome
-from coupon.lab.serve import Server, config_env, free_port
+from coupon.lab.drive.serve import Server, config_env, free_port
 from coupon.runtime import Runtime
 from coupon.store import stream
 from tests.backends import Backend
@@ -438,7 +438,7 @@ def test_a_server_that_makes_its_own_metrics_dir_counts_every_worker(
 ) -> None:
     # No PROMETHEUS_MULTIPROC_DIR given: the master makes one, before anything of the app is
     # imported there (prometheus-client picks its mode at its first import; gunicorn.conf.py).
-    from coupon.lab.bench_http import issues_counted
+    from coupon.lab.bench.bench_http import issues_counted
 
     coupon_id = make_coupon(quantity=100, strategy="lua")
     server = Server(runtime.config, workers=2)

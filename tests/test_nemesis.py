@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coupon.lab.checker import ANOMALIES
+from coupon.lab.check.checker import ANOMALIES
 from coupon.lab.nemesis import schedule as schedules
 from coupon.lab.nemesis.driver import plans
 from coupon.lab.nemesis.faults import ACTIONS

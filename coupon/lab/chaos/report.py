@@ -13,7 +13,7 @@ from rich.table import Table
 from coupon.lab.chaos.figures import PROMISES
 from coupon.lab.chaos.run import Row
 from coupon.lab.plan import Settings
-from coupon.lab.report import markdown, write_markdown
+from coupon.lab.sellout.report import markdown, write_markdown
 
 COLUMNS = (
     "strategy", "fault", "told yes", "rows", "lost", "stranded", "over-issued", "phantom", "5xx",

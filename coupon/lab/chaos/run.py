@@ -11,15 +11,16 @@ from typing import Any, Callable
 
 from coupon.core import queries
 from coupon.core.config import Config
-from coupon.lab import final_state, load
 from coupon.lab.chaos import faults, figures, timeline
 from coupon.lab.chaos.matrix import appendfsync
 from coupon.lab.chaos.probe import Probe
 from coupon.lab.chaos.servers import WORKER_STRATEGIES, Stack, stack
-from coupon.lab.crowd import read_tally, read_users
-from coupon.lab.history import Recorder
+from coupon.lab.check import final_state
+from coupon.lab.check.history import Recorder
+from coupon.lab.drive import load
+from coupon.lab.drive.crowd import read_tally, read_users
 from coupon.lab.plan import Settings
-from coupon.lab.runner import safe_name
+from coupon.lab.sellout.runner import safe_name
 from coupon.queue import worker
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 import redis
 
 from coupon.lab.chaos.redis_private import EXECUTABLE, plain_settings
-from coupon.lab.serve import free_port
+from coupon.lab.drive.serve import free_port
 from coupon.servers.redis_server import RedisServer
 
 SENTINEL = shutil.which("redis-sentinel") or "redis-sentinel"

@@ -20,8 +20,8 @@ from coupon.core.config import PROJECT_ROOT, Config
 from coupon.lab.chaos.faults import Fault
 from coupon.lab.chaos.proxy import Proxy
 from coupon.lab.chaos.redis_private import build_shim, private_redis, shim_env
+from coupon.lab.drive.serve import Server
 from coupon.lab.plan import server_env
-from coupon.lab.serve import Server
 from coupon.runtime import Runtime
 from coupon.servers.pids import stop_pid
 from coupon.servers.redis_server import RedisServer

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-# What the crowd heard (coupon/lab/crowd.py) -> the timeline's kinds.
+# What the crowd heard (coupon/lab/drive/crowd.py) -> the timeline's kinds.
 KINDS = {"yes": "issued", "no": "refused", "already": "refused", "error": "errors"}
 
 

@@ -17,7 +17,7 @@ import uuid
 
 from coupon.core import schema
 from coupon.core.config import Config
-from coupon.lab.bench import measure, warm_up
+from coupon.lab.bench.direct import measure, warm_up
 from coupon.lab.chaos.failover import sentinel_config
 from coupon.lab.chaos.sentinel import SentinelGroup
 from coupon.runtime import Runtime

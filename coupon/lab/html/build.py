@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from coupon.lab import reading
+from coupon.lab.baseline import reading
 from coupon.lab.html import capacity, chaos, common, sellouts
 from coupon.lab.html.page import page
 

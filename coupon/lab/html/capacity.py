@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coupon.lab.capacity_report import COLUMNS
+from coupon.lab.capacity.capacity_report import COLUMNS
 from coupon.lab.html import svg
 from coupon.lab.html.page import cell, figure, mark, section, table
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from coupon.lab import compare
+from coupon.lab.baseline import compare
+from coupon.lab.baseline.reading import FLAGS, LISTS, Document
 from coupon.lab.html import svg
 from coupon.lab.html.page import cell, facts, figure, mark, section, table
-from coupon.lab.reading import FLAGS, LISTS, Document
 
 
 def spectrum(document: Document) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from coupon.lab.baseline.reading import Document
 from coupon.lab.html import svg
 from coupon.lab.html.page import cell, figure, mark, section, table
-from coupon.lab.reading import Document
-from coupon.lab.report import COLUMNS
+from coupon.lab.sellout.report import COLUMNS
 
 
 def _cells(row: dict[str, Any]) -> list[str]:

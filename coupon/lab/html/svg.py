@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 from matplotlib import ticker  # noqa: E402
 
-from coupon.lab.reading import Row  # noqa: E402
+from coupon.lab.baseline.reading import Row  # noqa: E402
 
 GOOD, BAD, PING = "#4c78a8", "#d62728", "#9d9d9d"
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "h", "<", ">")

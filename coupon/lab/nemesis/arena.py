@@ -23,8 +23,8 @@ from coupon.lab.chaos.faults import DROP_EVERY, Fault
 from coupon.lab.chaos.proxy import Proxy, ReplyDropper, is_commit, redis_dropper
 from coupon.lab.chaos.redis_private import aof_settings, cut_to_fsynced
 from coupon.lab.chaos.servers import Stack, _worker
+from coupon.lab.drive.serve import free_port
 from coupon.lab.nemesis.crowd import Sale
-from coupon.lab.serve import free_port
 from coupon.servers.pids import alive, children
 
 REPAIR_TIMEOUT_SECONDS = 60

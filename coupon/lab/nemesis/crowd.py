@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
 
-from coupon.lab.history import Recorder
+from coupon.lab.check.history import Recorder
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from coupon.lab.checker import ANOMALIES
+from coupon.lab.check.checker import ANOMALIES
 from coupon.lab.nemesis.run import Seed
 from strategies import FAMILY_OF
 

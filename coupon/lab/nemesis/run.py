@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from coupon.core.config import Config
-from coupon.lab import final_state, history
 from coupon.lab.chaos.run import wait_settled
 from coupon.lab.chaos.servers import stack
-from coupon.lab.checker import Check, judge
-from coupon.lab.history import Recorder
+from coupon.lab.check import final_state, history
+from coupon.lab.check.checker import Check, judge
+from coupon.lab.check.history import Recorder
 from coupon.lab.nemesis import schedule as schedules
 from coupon.lab.nemesis.arena import Arena, Setup
 from coupon.lab.nemesis.crowd import Client, Sale

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from coupon.core import queries
 from coupon.core.rules import Outcome
-from coupon.lab.timing import Result, timed_crowd
+from coupon.lab.bench.timing import Result, timed_crowd
 from coupon.runtime import Runtime, current
 
 CEILING = "(ceiling: no I/O)"

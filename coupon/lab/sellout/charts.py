@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend must be chosen first
 from matplotlib import ticker
 
-from coupon.lab.runner import Result
+from coupon.lab.sellout.runner import Result
 
 GOOD, BAD, PING = "#4c78a8", "#d62728", "#9d9d9d"
 

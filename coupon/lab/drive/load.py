@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from coupon.core.config import PROJECT_ROOT
-from coupon.lab.names import ISSUED, REFUSED
+from coupon.lab.drive.names import ISSUED, REFUSED
 
 # Users finish the request in flight when the time is up: a request cut off mid-flight could
 # still write a row that its caller never hears of, and the audit would call it lost.
@@ -171,7 +171,7 @@ def run(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> Lo
 
 
 def run_open(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> dict[str, Any]:
-    """Run an open loop (target.rate set) and read back its summary (coupon/lab/openloop.py)."""
+    """Run an open loop (target.rate set) and read back its summary (coupon/lab/drive/openloop.py)."""
     spawn(target, stats_prefix, tick)
     path = Path(f"{stats_prefix}.arrivals.json")
     if not path.exists():

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coupon.lab.plan import Settings
-from coupon.lab.runner import Result
+from coupon.lab.sellout.runner import Result
 
 COLUMNS = (
     "run",

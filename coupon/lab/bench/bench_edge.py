@@ -1,7 +1,7 @@
 """The edge's cost on the hot path, in one run: `make bench-edge` (needs nginx and wrk).
 
 One gunicorn (coupon/serve.py) is loaded by wrk directly and through nginx with the
-repository's config (coupon/lab/edge.py), in turns, round after round, for /ping and for queued
+repository's config (coupon/lab/drive/edge.py), in turns, round after round, for /ping and for queued
 issues (a POST with a JSON body, each from a new user), so whatever else the machine does
 weighs on both paths alike. On a small machine nginx, gunicorn and wrk share the cores: the
 difference is what the proxy costs there, not on a machine of its own.
@@ -16,9 +16,9 @@ from pathlib import Path
 import click
 
 from coupon.core.config import Config
-from coupon.lab.edge import Nginx, nginx_binary
-from coupon.lab.httpload import Run
-from coupon.lab.serve import Server
+from coupon.lab.drive.edge import Nginx, nginx_binary
+from coupon.lab.drive.httpload import Run
+from coupon.lab.drive.serve import Server
 from coupon.runtime import Runtime
 from coupon.servers import embedded
 

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from coupon.lab import compare, reading
+from coupon.lab.baseline import compare, reading
 from coupon.lab.html import build
 
 

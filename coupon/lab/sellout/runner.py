@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from coupon.lab import audit, final_state, load
-from coupon.lab.crowd import read_tally
+from coupon.lab.check import final_state
+from coupon.lab.drive import load
+from coupon.lab.drive.crowd import read_tally
+from coupon.lab.drive.serve import Server
 from coupon.lab.plan import Run, Settings, server_env
-from coupon.lab.serve import Server
-from coupon.lab.verdict import SellOuts
+from coupon.lab.sellout import audit
+from coupon.lab.sellout.verdict import SellOuts
 from coupon.runtime import Runtime
 from strategies import REGISTRY
 

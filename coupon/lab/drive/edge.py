@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from coupon.core.config import PROJECT_ROOT
-from coupon.lab.serve import free_port
+from coupon.lab.drive.serve import free_port
 
 # The edge configuration lives with the deployment files; this module only runs it.
 TEMPLATE = PROJECT_ROOT / "deploy" / "nginx.conf.template"

@@ -1,6 +1,6 @@
 """The hot path over real HTTP, in one run: `flask --app app bench-http` (`make bench`).
 
-Three real gunicorns with the project's settings (coupon/lab/serve.py): one serving a bare WSGI
+Three real gunicorns with the project's settings (coupon/lab/drive/serve.py): one serving a bare WSGI
 callable (the ceiling: gunicorn + gevent alone, under the same POST requests as the issue rows;
 its GET figure is printed beside it), one serving the service, and the service again in jwt
 mode, whose `queued, jwt` row sends a token of its own with each request (minted before the
@@ -27,9 +27,9 @@ from prometheus_client.samples import Sample
 from coupon.api.identity import Minter
 from coupon.core import queries
 from coupon.core.metrics import FOLD_SECONDS
-from coupon.lab.bench_targets import report
-from coupon.lab.httpload import Run
-from coupon.lab.serve import Server
+from coupon.lab.bench.bench_targets import report
+from coupon.lab.drive.httpload import Run
+from coupon.lab.drive.serve import Server
 from coupon.queue.worker import Settings, Worker
 from coupon.queue.worker import backlog as worker_backlog
 from coupon.runtime import Runtime, current
@@ -122,7 +122,7 @@ def bench_http(
     }
     logs = Path(tempfile.gettempdir())
     bare = Server(
-        runtime.config, workers, log_path=logs / "coupon-bench-bare.log", target="coupon.lab.bare:app"
+        runtime.config, workers, log_path=logs / "coupon-bench-bare.log", target="coupon.lab.bench.bare:app"
     )
     service = Server(runtime.config, workers, log_path=logs / "coupon-bench-gunicorn.log")
     # The same service in jwt mode (a fresh secret), over the same database and Redis.

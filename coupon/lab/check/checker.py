@@ -1,7 +1,7 @@
 """The checker: judge a history against the final state, per coupon, as Jepsen's checkers do.
 
 A pure function of (history, final state, recovery bound): nothing here reads a server. The
-final state of a coupon (coupon/lab/final_state.py) is a dict: its `total`, its `rows` (one
+final state of a coupon (coupon/lab/check/final_state.py) is a dict: its `total`, its `rows` (one
 user id per issue row), and from Redis, after the heal and the drain, `held` (units reserved:
 the counter less the seats given back; None where the coupon keeps none), `redis_users`,
 `journal` and `backlog`.
@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from coupon.lab.history import History
+from coupon.lab.check.history import History
 
 ANOMALIES = ("lost", "unexpected", "failed_but_present", "duplicated", "over",
              "false_sold_out", "stranded", "undrained")  # fmt: skip

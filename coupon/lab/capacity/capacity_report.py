@@ -10,10 +10,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from coupon.lab import scaling
+from coupon.lab.capacity import scaling
+from coupon.lab.capacity.sweep import Row
 from coupon.lab.plan import Settings
-from coupon.lab.report import markdown, write_markdown
-from coupon.lab.sweep import Row
+from coupon.lab.sellout.report import markdown, write_markdown
 
 COLUMNS = (
     "run",

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from coupon.lab import capacity, final_state, load
-from coupon.lab.capacity import Point
+from coupon.lab.capacity import stepping
+from coupon.lab.capacity.stepping import Point
+from coupon.lab.check import final_state
+from coupon.lab.drive import load
+from coupon.lab.drive.serve import Server
 from coupon.lab.plan import Run, Settings, server_env
-from coupon.lab.runner import audit_all, safe_name
-from coupon.lab.serve import Server
-from coupon.lab.verdict import SellOuts
+from coupon.lab.sellout.runner import audit_all, safe_name
+from coupon.lab.sellout.verdict import SellOuts
 from coupon.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -73,15 +75,15 @@ class Row:
     def as_dict(self, settings: Settings, ceiling: float | None) -> dict[str, Any]:
         """Return capacity_rps, the curve and the burst, as report.json carries them."""
         slo = settings.steps.slo_p99_ms
-        next_step = capacity.beyond(self.points, self.capacity)
-        bounded = not self.run.is_ping and capacity.bounded_by_generator(self.capacity, ceiling)
+        next_step = stepping.beyond(self.points, self.capacity)
+        bounded = not self.run.is_ping and stepping.bounded_by_generator(self.capacity, ceiling)
         return {
             "label": self.run.label,
             "strategy": self.run.strategy or "/ping",
             "workers": self.run.workers,
             "capacity_rps": self.capacity,
             "bounded_by_generator": bounded,
-            "capacity": capacity.describe(
+            "capacity": stepping.describe(
                 self.capacity, None if self.run.is_ping else ceiling, settings.steps.max_rps
             ),
             "beyond_capacity": None if next_step is None else next_step.as_dict(slo),
@@ -205,14 +207,14 @@ def search(runtime: Runtime, server: Server, run: Run, settings: Settings, out: 
     # one unrecorded step at the start rate, so that the first recorded one measures the strategy.
     say(run, "priming the server")
     step(runtime, server, run, steps.start_rps, settings, out, name="prime")
-    while (rate := capacity.next_rate(tried, steps.start_rps, steps.max_rps)) is not None:
+    while (rate := stepping.next_rate(tried, steps.start_rps, steps.max_rps)) is not None:
         say(run, f"{rate:g} req/s")
         point = step(runtime, server, run, rate, settings, out)
         reasons = point.failures(steps.slo_p99_ms)
         log.info("%s at %g req/s: %s", run.label, rate, "; ".join(reasons) or "pass")
         tried[rate] = not reasons
         points.append(point)
-    found = capacity.capacity_of(tried)
+    found = stepping.capacity_of(tried)
     say(run, f"burst {steps.burst}")
     return Row(run, points, found, burst(runtime, server, run, settings, out))
 

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend must be chosen first
 from matplotlib import ticker
 
-from coupon.lab.sweep import Row
+from coupon.lab.capacity.sweep import Row
 
 PING = "#9d9d9d"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from coupon.lab.httpload import Run
+from coupon.lab.drive.httpload import Run
 from coupon.runtime import Runtime
 
 DRAIN_TARGET = 10_000

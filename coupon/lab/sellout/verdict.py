@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from coupon.lab.audit import Audit
+from coupon.lab.sellout.audit import Audit
 
 # Every other way a sell-out can be wrong, with the figure that counts it on one audit.
 OTHER_PROBLEMS: tuple[tuple[str, Callable[[Audit], int]], ...] = (

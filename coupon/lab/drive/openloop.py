@@ -17,10 +17,10 @@ import gevent.pool
 from geventhttpclient import URL, HTTPClient
 from locust.env import Environment
 
-from coupon.lab import arrivals
-from coupon.lab.crowd import Tokens, minter_for
-from coupon.lab.history import Recorder
-from coupon.lab.names import FAILED, ISSUED, PING, REFUSED
+from coupon.lab.check.history import Recorder
+from coupon.lab.drive import arrivals
+from coupon.lab.drive.crowd import Tokens, minter_for
+from coupon.lab.drive.names import FAILED, ISSUED, PING, REFUSED
 
 NAMES = {arrivals.ISSUED: ISSUED, arrivals.REFUSED: REFUSED, arrivals.ERROR: FAILED}
 # A request is given up after TIMEOUT_SECONDS: longer than the server's own retry deadline

@@ -7,8 +7,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from coupon.lab import final_state, history
-from coupon.lab.checker import ANOMALIES, Check, judge
+from coupon.lab.check import final_state, history
+from coupon.lab.check.checker import ANOMALIES, Check, judge
 
 PARTS = "*.history.jsonl"  # each locust run's operations, or a row's fault events
 CHECK_FILE = "check.json"

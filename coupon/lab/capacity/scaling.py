@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from coupon.lab import usl
-from coupon.lab.report import markdown
-from coupon.lab.sweep import Row
+from coupon.lab.capacity import usl
+from coupon.lab.capacity.sweep import Row
+from coupon.lab.sellout.report import markdown
 
 COLUMNS = (
     "strategy",

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coupon.lab.reading import Document, Row
+from coupon.lab.baseline.reading import Document, Row
 
 DEFAULT_THRESHOLD = 0.15
 REFERENCE = "/ping"

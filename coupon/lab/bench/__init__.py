@@ -1,0 +1,1 @@
+"""The benches `make bench` and `make bench-edge` run: direct calls, the hot path over HTTP, the edge."""
