@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -18,7 +20,11 @@ from coupon import create_app
 from coupon.core.config import Config, ConfigError
 from coupon.core.sentinel import url_parts
 from coupon.lab.chaos.failover import GRANTED, SMALL, run_failover, sentinel_config
+from coupon.lab.chaos.run import run_row
 from coupon.lab.chaos.sentinel import KINDS, SentinelGroup
+from coupon.lab.check import checking
+from coupon.lab.plan import Settings
+from coupon.servers.pids import alive, children
 from tests import backends
 from tests.backends import Backend
 
@@ -139,3 +145,21 @@ def test_the_environment_names_the_sentinels_the_service_and_the_wait(monkeypatc
     monkeypatch.setenv("COUPON_REDIS_SENTINELS", "127.0.0.1")
     with pytest.raises(ConfigError):
         Config.from_env()
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_a_failover_chaos_row_leaves_a_valid_history_and_no_server_behind(backend: Backend, tmp_path: Path):
+    # The chaos lab's failover row starts a Sentinel group of its own (coupon/lab/chaos/failover_row.py).
+    config = backends.test_config(backend.url, "redis://127.0.0.1:1/0")
+    before = {pid for pid in children(os.getpid()) if alive(pid)}
+    settings = Settings(scenario="chaos", recovery=2.0)
+    row = run_row(config, "queued", "failover-kill-wait1", settings, tmp_path, lambda doing: None)
+    assert {pid for pid in children(os.getpid()) if alive(pid)} <= before, "a server of the row outlived it"
+    f = row.figures
+    assert f.told_yes > 0 and f.errors > 0  # the kill met a live crowd: 503s while no primary
+    assert (f.lost, f.over_issued, f.phantom, f.stranded) == (0, 0, 0, 0), f.verdict
+    assert row.recover_s is not None and row.recover_s < 10 and row.settle_s is not None
+    assert row.facts["new_run"] != row.facts["old_run"]
+    checking.gather(tmp_path, settings.recovery)  # the history and final state the lab's checker reads
+    found = checking.check(tmp_path, settings.recovery)
+    assert len(found.coupons) == 2 and found.valid, found.verdict()

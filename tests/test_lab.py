@@ -10,6 +10,8 @@ from sqlalchemy import bindparam, create_engine, make_url, text
 
 from coupon.core import queries
 from coupon.lab import sandbox
+from coupon.lab.chaos import failover_row, matrix
+from coupon.lab.check.history import Recorder
 from coupon.lab.drive.crowd import Cursor, read_tally
 from coupon.lab.drive.load import percentile, read_stats
 from coupon.lab.drive.names import ISSUED, REFUSED
@@ -182,6 +184,48 @@ def test_plans_put_ping_first_and_keep_pools_small():
     for workers_count in (1, 2, 4, 8):
         env = pool_env(workers_count)
         assert workers_count * (int(env["COUPON_DB_POOL_SIZE"]) + int(env["COUPON_DB_MAX_OVERFLOW"])) <= 48
+
+
+def test_the_chaos_matrix_has_failover_rows_per_kind_and_mode():
+    registered = ["atomic_update", "lua", "queued", "redis_counter"]
+    assert matrix.expand(("failover-kill",)) == ("failover-kill-async", "failover-kill-wait1")
+    assert matrix.failover_of("failover-stop-wait1") == ("stop", "wait1")
+    every = matrix.rows((), ("failover",), registered)
+    assert len(every) == 3 * 3 * 2 == len(set(every))  # strategies x kinds x modes
+    assert {s for s, _ in every} == {"lua", "queued", "redis_counter"}
+    assert {f for _, f in every} == {
+        f"failover-{k}-{m}" for k in ("kill", "stop", "manual") for m in ("async", "wait1")
+    }
+    # A failover row is only for a strategy with Redis state; other faults keep their rows.
+    assert matrix.rows(("atomic_update", "lua"), ("failover-manual-wait1", "db-cut"), registered) == [
+        ("atomic_update", "db-cut"), ("lua", "failover-manual-wait1"), ("lua", "db-cut")]  # fmt: skip
+    mixed = matrix.rows((), ("db-cut", "failover-kill-async"), registered)
+    assert ("atomic_update", "db-cut") in mixed and ("redis_counter", "failover-kill-async") in mixed
+    default = [run.fault for run in plan(Settings(scenario="chaos"), registered)[1:]]
+    assert 1 <= sum(map(matrix.is_failover, default)) <= 3  # the default run stays a few minutes
+    with pytest.raises(ValueError, match="failover-kill"):
+        matrix.expand(("failover-crash",))
+
+
+def test_a_failover_row_counts_what_each_user_was_told_against_the_rows():
+    recorder = Recorder()
+    for user, status, body in [(1, 202, "{}"), (2, 202, "{}"), (3, 503, '{"error": "redis unavailable"}'),
+                               (4, 409, '{"result": "sold_out"}'), (1, 409, '{"result": "already_issued"}')]:  # fmt: skip
+        recorder.record("crowd", 7, user, "queued", 1.0 + user, status, body, complete=1.5 + user)
+    recorder.events = [{"time": 3.0, "phase": "start"}, {"time": 4.0, "phase": "stop"}]
+    state = {7: {"total": 10, "rows": [1, 3, 4], "held": 3}}
+    found = {"recover_s": 2.5, "drain_s": 0.5, "kind": "kill", "wait_replicas": 0, "old_run": "a", "new_run": "b",
+             "lost": 1, "over_issued": 0, "seats_twice": 0, "writes_on_old_after_resume": 0}  # fmt: skip
+    row = failover_row._row("queued", "failover-kill-async", recorder, state, found)
+    f = row.figures
+    # User 2 heard 202 and has no row; user 4 heard sold out and has one; user 3's 503 is unknown.
+    assert (f.told_yes, f.rows, f.lost, f.phantom, f.errors, f.over_issued) == (2, 3, 1, 1, 1, 0)
+    assert row.recover_s == 2.5 and row.settle_s == 0.5 and row.load.requests == 5
+    assert row.facts["timeline"]["per_second"] == {
+        "issued": [1, 1, 0, 0],
+        "refused": [1, 0, 0, 1],
+        "errors": [0, 0, 1, 0],
+    }
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from coupon import create_app
 from coupon.core import queries
 from coupon.core.config import Config
 from coupon.lab.chaos.sentinel import SentinelGroup
+from coupon.lab.check.history import Recorder
 from coupon.queue.worker import Settings, Worker
 from coupon.runtime import Runtime
 
@@ -30,6 +31,11 @@ THREADS = 8
 # primary must hand out exactly the rest (its state merged from the rows, not replicated).
 SMALL = 40
 PACE_SECONDS = 0.002  # between one caller's requests: the crowd leaves the machine some CPU
+# The replication modes: a Sentinel group's server settings, and COUPON_REDIS_WAIT_REPLICAS.
+MODES: dict[str, tuple[dict[str, str], int]] = {
+    "async": ({}, 0),
+    "wait1": ({"min-replicas-to-write": "1", "min-replicas-max-lag": "2"}, 1),
+}
 
 
 @dataclass
@@ -39,6 +45,7 @@ class Crowd:
     app: Any
     coupon_id: int
     strategy: str
+    recorder: Recorder | None = None  # every answer, for the lab's checker
     granted: dict[int, float] = field(default_factory=dict)  # user -> when the grant came
     refused: set[int] = field(default_factory=set)  # 409: sold out (a user is asked once)
     unavailable: set[int] = field(default_factory=set)  # 503 JSON: outcome unknown
@@ -68,7 +75,11 @@ class Crowd:
         url = f"/coupons/{self.coupon_id}/issue?strategy={self.strategy}"
         while not self.stopping.is_set():
             user = next(self._users)
+            invoked = time.monotonic()
             response = client.post(url, json={"user_id": user})
+            if self.recorder is not None:
+                self.recorder.record("crowd", self.coupon_id, user, self.strategy, invoked,
+                                     response.status_code, response.get_data(as_text=True))  # fmt: skip
             self._record(user, response.status_code, response.get_json(silent=True))
             time.sleep(PACE_SECONDS)  # pacing, not synchronisation
 
@@ -108,9 +119,12 @@ def sentinel_config(config: Config, group: SentinelGroup, wait_replicas: int = 0
     )
 
 
-def run_failover(config: Config, group: SentinelGroup, strategy: str, kind: str,
-                 quantity: int, before: int = 50) -> dict[str, Any]:  # fmt: skip
-    """Issue through one failover of the given kind; return the figures (see the module doc)."""
+def run_failover(config: Config, group: SentinelGroup, strategy: str, kind: str, quantity: int,
+                 before: int = 50, recorder: Recorder | None = None) -> dict[str, Any]:  # fmt: skip
+    """Issue through one failover of the given kind; return the figures (see the module doc).
+
+    With a recorder, every answer and the fault's start and end go into it (the lab's history).
+    """
     app = create_app(config)
     runtime: Runtime = app.extensions["coupon"]
     worker_runtime = Runtime.open(config)
@@ -121,18 +135,24 @@ def run_failover(config: Config, group: SentinelGroup, strategy: str, kind: str,
         coupon_id = runtime.create_coupon(f"failover-{kind}", quantity, None, None, strategy)
         small = runtime.create_coupon(f"failover-{kind}-small", SMALL, None, None, strategy)
         worker_thread.start()
-        before_fault = sell(app, small, strategy, range(1, SMALL * 3 // 4 + 1))
-        crowd = Crowd(app, coupon_id, strategy).start()
+        before_fault = sell(app, small, strategy, range(1, SMALL * 3 // 4 + 1), recorder)
+        crowd = Crowd(app, coupon_id, strategy, recorder).start()
         _until(lambda: len(crowd.granted) >= before, "grants before the fault", 60)
         old_run = group.run_id(group.primary())
         started = time.monotonic()
+        _event(recorder, f"failover-{kind}", "start")
         old, _ = group.fail(kind)
         switched = time.monotonic()
+        _event(recorder, f"failover-{kind}", "stop")
         _until(lambda: crowd.grants_since(switched) >= 20 or crowd.sold_out.is_set(),
                "grants after the switch", 30)  # fmt: skip
         crowd.stop()
-        after_fault = sell(app, small, strategy, range(SMALL + 1, SMALL * 10))
-        _until(lambda: worker.backlog(coupon_id) + worker.backlog(small) == 0, "the drain", 60)
+        after_fault = sell(app, small, strategy, range(SMALL + 1, SMALL * 10), recorder)
+        drained = time.monotonic()
+        # Every 202 persisted, every unknown outcome swept (its row found or its seat given back).
+        _until(lambda: all(worker.backlog(c) == 0 and not _journaled(runtime, c) for c in (coupon_id, small)),
+               "the drain", 60)  # fmt: skip
+        drain_s = round(time.monotonic() - drained, 2)
         with runtime.services.engine.connect() as conn:
             small_rows, small_users = queries.count_issues(conn, small)
         figures = _figures(runtime, crowd, coupon_id, quantity, started)
@@ -144,6 +164,7 @@ def run_failover(config: Config, group: SentinelGroup, strategy: str, kind: str,
             "kind": kind, "strategy": strategy, "wait_replicas": config.redis_wait_replicas,
             "old_run": old_run, "new_run": new_run, "stamp": stamps[coupon_id],
             "writes_on_old_after_resume": group.writes_after_resume.get(old.port, 0),
+            "coupon_ids": [coupon_id, small], "drain_s": drain_s,
         }  # fmt: skip
     finally:
         if crowd is not None:
@@ -154,13 +175,17 @@ def run_failover(config: Config, group: SentinelGroup, strategy: str, kind: str,
         runtime.close()
 
 
-def sell(app: Any, coupon_id: int, strategy: str, users: range) -> int:
+def sell(app: Any, coupon_id: int, strategy: str, users: range, recorder: Recorder | None = None) -> int:
     """Issue to each user in turn (a 503 is asked again) until sold out; return the grants."""
     client, granted = app.test_client(), 0
     url = f"/coupons/{coupon_id}/issue?strategy={strategy}"
     for user in users:
         for _ in range(100):
+            invoked = time.monotonic()
             response = client.post(url, json={"user_id": user})
+            if recorder is not None:
+                recorder.record("seller", coupon_id, user, strategy, invoked, response.status_code,
+                                response.get_data(as_text=True))  # fmt: skip
             if response.status_code != 503:
                 break
             time.sleep(0.05)  # pacing a client's retries, not synchronisation
@@ -211,6 +236,16 @@ def _figures(runtime: Runtime, crowd: Crowd, coupon_id: int, quantity: int,
         "holders_unknown_to_redis": len({str(user) for user in users} - known),
         "recover_s": round(crowd.longest_gap(started), 2),
     }  # fmt: skip
+
+
+def _journaled(runtime: Runtime, coupon_id: int) -> int:
+    """Count a coupon's reservations of unknown outcome, not yet swept."""
+    return int(runtime.services.redis.zcard(runtime.state.keys(coupon_id).journal))
+
+
+def _event(recorder: Recorder | None, name: str, phase: str) -> None:
+    if recorder is not None:
+        recorder.event(name, phase)
 
 
 def _until(condition: Any, what: str, timeout: float) -> None:

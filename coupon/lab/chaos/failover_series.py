@@ -21,13 +21,9 @@ from typing import Any
 
 from coupon.core import schema
 from coupon.core.config import PROJECT_ROOT, Config
-from coupon.lab.chaos.failover import run_failover, sentinel_config
+from coupon.lab.chaos.failover import MODES, run_failover, sentinel_config
 from coupon.lab.chaos.sentinel import KINDS, SentinelGroup
 
-MODES = {
-    "async": ({}, 0),
-    "wait1": ({"min-replicas-to-write": "1", "min-replicas-max-lag": "2"}, 1),
-}
 QUANTITY = 1_000_000
 
 

@@ -1,19 +1,22 @@
-"""One chaos row: a strategy under the crowd, a fault injected and healed mid-load, the audit."""
+"""One chaos row: a strategy under the crowd, a fault injected and healed mid-load, the audit.
+
+A failover row is coupon/lab/chaos/failover_row.py's.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from coupon.core import queries
 from coupon.core.config import Config
-from coupon.lab.chaos import faults, figures, timeline
-from coupon.lab.chaos.matrix import appendfsync
+from coupon.lab.chaos import failover_row, faults, figures, timeline
+from coupon.lab.chaos.matrix import is_failover
 from coupon.lab.chaos.probe import Probe
+from coupon.lab.chaos.row import Row as Row  # the report and the chart name it here
 from coupon.lab.chaos.servers import WORKER_STRATEGIES, Stack, stack
 from coupon.lab.check import final_state
 from coupon.lab.check.history import Recorder
@@ -35,36 +38,6 @@ PROBE_STOCK = 10**6
 SETTLE_EXTRA_SECONDS = 20.0  # past 2 x the recovery bound, a row stops waiting to settle
 
 Say = Callable[[str], None]
-
-
-@dataclass
-class Row:
-    """One (strategy, fault) row of the chaos table."""
-
-    strategy: str
-    fault: str
-    figures: figures.Figures
-    load: load.Load
-    recover_s: float | None  # fault healed -> issues succeed again (the probe)
-    settle_s: float | None  # load over -> no journal entry and no backlog left (None: never)
-    accepted_per_s: float  # before the fault, from what Redis (or the database) counted
-    stock_left_at_fault: int
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def appendfsync(self) -> str | None:
-        """Return the Redis persistence mode of this row (None: no AOF)."""
-        return appendfsync(self.fault)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return every figure of the row."""
-        return {
-            "strategy": self.strategy, "fault": self.fault, "appendfsync": self.appendfsync,
-            "figures": self.figures.as_dict(), "load": self.load.as_dict(),
-            "recover_s": self.recover_s, "settle_s": self.settle_s,
-            "accepted_per_s": round(self.accepted_per_s, 1),
-            "stock_left_at_fault": self.stock_left_at_fault, "facts": self.facts,
-        }  # fmt: skip
 
 
 def held(owned: Stack, strategy: str, coupon_id: int) -> int:
@@ -128,6 +101,8 @@ def audit(
 
 def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, out: Path, say: Say) -> Row:
     """Start the row's servers, load them, inject and heal the fault, settle and audit."""
+    if is_failover(fault_name):  # a Sentinel group of its own and the failover harness's crowd
+        return failover_row.run_row(config, strategy, fault_name, out, say)
     fault, name = faults.make(fault_name), safe_name(f"{strategy}_{fault_name}")
     recovery = settings.recovery
     quantity = (settings.quantity or 20) * ACCEPT_FIRST_STOCK.get(strategy, 1)

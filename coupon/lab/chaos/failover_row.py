@@ -1,0 +1,113 @@
+"""A failover row of the chaos table: one Sentinel failover under load, in the table's columns.
+
+The row runs coupon/lab/chaos/failover.py's harness on a Sentinel group of its own (a primary,
+two replicas, three Sentinels; the mode's settings), with every answer recorded; the columns
+are then read as for any chaos row, from what each user was told and what the database and
+Redis hold after the drain. The history and the final state go to the report for the checker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from coupon.core.config import Config
+from coupon.lab.chaos import figures
+from coupon.lab.chaos.failover import MODES, run_failover, sentinel_config
+from coupon.lab.chaos.matrix import failover_of
+from coupon.lab.chaos.row import Row
+from coupon.lab.chaos.sentinel import SentinelGroup
+from coupon.lab.check import final_state
+from coupon.lab.check.history import Recorder
+from coupon.lab.drive import load
+from coupon.lab.sellout.runner import safe_name
+from coupon.runtime import Runtime
+
+QUANTITY = 100_000  # the crowd's coupon never sells out: the row measures the switch
+# What a recorded answer counts as in the row's columns (figures.CouponFacts.told).
+TOLD = {"ok": "yes", "fail": "no", "info": "error"}
+
+
+def run_row(config: Config, strategy: str, fault: str, out: Path, say: Callable[[str], None]) -> Row:
+    """Start a Sentinel group in the fault's mode, fail it over under load, audit, stop it."""
+    kind, mode = failover_of(fault)
+    settings, wait = MODES[mode]
+    name = safe_name(f"{strategy}_{fault}")
+    recorder = Recorder()
+    config = dataclasses.replace(config, redis_prefix=f"chaos:{uuid.uuid4().hex[:8]}:",
+                                 admin_token=config.admin_token or "chaos-failover")  # fmt: skip
+    say("sentinel group")
+    group = SentinelGroup(replicas=2, settings=settings)
+    try:
+        group.start()
+        config = sentinel_config(config, group, wait)
+        say(f"load and {fault}")
+        found = run_failover(config, group, strategy, kind, QUANTITY, recorder=recorder)
+        runtime = Runtime.open(config)
+        try:
+            state = final_state.read(runtime, found["coupon_ids"])
+        finally:
+            runtime.close()
+    finally:
+        group.stop()
+    final_state.save(out, state)
+    recorder.write(out / f"{name}.history.jsonl", coupons=found["coupon_ids"])
+    return _row(strategy, fault, recorder, state, found)
+
+
+def _row(strategy: str, fault: str, recorder: Recorder, state: dict[int, dict[str, Any]],
+         found: dict[str, Any]) -> Row:  # fmt: skip
+    """Set the row's columns from the recorded answers, the final state and the harness's facts."""
+    coupons = [_coupon(recorder.ops, coupon_id, facts) for coupon_id, facts in state.items()]
+    start, stop = (event["time"] for event in recorder.events)
+    crowd = [op for op in recorder.ops if op["client"] == "crowd"]
+    began = min((op["invoke"] for op in crowd), default=start)
+    before = sum(1 for op in crowd if op["type"] == "ok" and op["complete"] < start)
+    facts = {key: found[key] for key in ("kind", "wait_replicas", "old_run", "new_run", "lost",
+                                         "over_issued", "seats_twice", "writes_on_old_after_resume")}  # fmt: skip
+    facts |= {
+        "fault_seconds": round(stop - start, 2),
+        "timeline": timeline(recorder.ops, began, (start, stop)),
+    }
+    return Row(strategy, fault, figures.total(coupons), _load(recorder.ops), found["recover_s"],
+               found["drain_s"], before / (start - began) if start > began else 0.0,
+               QUANTITY - before, facts)  # fmt: skip
+
+
+def _coupon(ops: list[dict[str, Any]], coupon_id: int, state: dict[str, Any]) -> figures.CouponFacts:
+    told: dict[str, set[int]] = {"yes": set(), "no": set(), "already": set(), "error": set()}
+    mine = [op for op in ops if op["coupon"] == coupon_id]
+    for op in mine:
+        heard = "already" if op["answer"] == "already_issued" else TOLD[op["type"]]
+        told[heard].add(int(op["user"]))
+    rows = [int(user) for user in state["rows"]]
+    return figures.CouponFacts(int(state["total"]), len(rows), frozenset(rows), int(state["held"] or 0),
+                               {kind: frozenset(users) for kind, users in told.items()},
+                               sum(1 for op in mine if op["type"] == "info"))  # fmt: skip
+
+
+def _load(ops: list[dict[str, Any]]) -> load.Load:
+    """Summarise the answers as locust's figures would (latencies in ms)."""
+    latencies = sorted(1000 * (op["complete"] - op["invoke"]) for op in ops) or [0.0]
+    seconds = max(op["complete"] for op in ops) - min(op["invoke"] for op in ops) if ops else 0.0
+    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    count = {kind: sum(1 for op in ops if op["type"] == kind) for kind in TOLD}
+    return load.Load(len(ops), count["info"], count["ok"], count["fail"], len(ops) / seconds if seconds else 0.0,
+                     cuts[49], cuts[94], cuts[98], round(seconds, 2))  # fmt: skip
+
+
+def timeline(ops: list[dict[str, Any]], started: float, fault: tuple[float, float]) -> dict[str, Any]:
+    """Return answers per second by kind from started, as coupon/lab/chaos/timeline.py does."""
+    if not ops:
+        return {}
+    seconds = range(int(max(op["complete"] for op in ops) - started) + 1)
+    series = {kind: [0] * len(seconds) for kind in ("issued", "refused", "errors")}
+    named = {"ok": "issued", "fail": "refused", "info": "errors"}
+    for op in ops:
+        if op["complete"] >= started:
+            series[named[op["type"]]][int(op["complete"] - started)] += 1
+    return {"seconds": list(seconds), "per_second": series,
+            "fault": [round(fault[0] - started, 2), round(fault[1] - started, 2)]}  # fmt: skip
