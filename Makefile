@@ -47,10 +47,12 @@ check: $(STAMP)
 worker: migrate
 	$(BIN)/flask --app app worker $(WORKER_ARGS)
 
-# In-process throughput per strategy, then the async path over HTTP (queued, sold out, drain).
+# In-process throughput per strategy, then the async path over HTTP (queued, sold out, drain),
+# then what WAIT 1 costs queued and lua (a private primary and replica; docs/failover.md).
 bench: migrate
 	$(BIN)/flask --app app bench $(BENCH_ARGS)
 	$(BIN)/flask --app app bench-http $(BENCH_HTTP_ARGS)
+	$(BIN)/flask --app app bench-wait $(BENCH_WAIT_ARGS)
 
 # What nginx in front costs: wrk on /ping and queued issues, direct and through deploy/ (needs
 # `apt-get install nginx wrk`).

@@ -85,6 +85,7 @@ def register(app: Flask) -> None:
     try:
         from coupon.lab.bench import bench_http
         from coupon.lab.bench.direct import bench
+        from coupon.lab.bench.wait_cost import bench_wait
         from coupon.lab.cli import lab
     except ModuleNotFoundError as exc:
         # The service's image installs requirements/service.txt alone: no lab commands there.
@@ -93,4 +94,5 @@ def register(app: Flask) -> None:
         return
     app.cli.add_command(bench_http.bench_http)
     app.cli.add_command(bench)
+    app.cli.add_command(bench_wait)
     app.cli.add_command(lab)

