@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 import click
+from flask.cli import with_appcontext
 from rich.console import Console
 from rich.table import Table
 
@@ -109,6 +110,7 @@ def render(results: dict[tuple[str, int], list[Result]], rounds: int, calls: int
 @click.option("--rounds", default=3, show_default=True, help="Rounds of the four runs.")
 @click.option("--calls", default=4000, show_default=True, help="Issue calls per run.")
 @click.option("--threads", default=32, show_default=True)
+@with_appcontext
 def bench_wait(rounds: int, calls: int, threads: int) -> None:
     """Measure what COUPON_REDIS_WAIT_REPLICAS=1 costs queued and lua, on a primary and a replica."""
     config = current().config
