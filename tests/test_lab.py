@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, create_engine, make_url, text
 from coupon.core import queries
 from coupon.lab import sandbox
 from coupon.lab.chaos import failover_row, matrix
-from coupon.lab.check.history import Recorder
+from coupon.lab.check.history import History, Recorder
 from coupon.lab.drive.crowd import Cursor, read_tally
 from coupon.lab.drive.load import percentile, read_stats
 from coupon.lab.drive.names import ISSUED, REFUSED
@@ -212,11 +212,11 @@ def test_a_failover_row_counts_what_each_user_was_told_against_the_rows():
     for user, status, body in [(1, 202, "{}"), (2, 202, "{}"), (3, 503, '{"error": "redis unavailable"}'),
                                (4, 409, '{"result": "sold_out"}'), (1, 409, '{"result": "already_issued"}')]:  # fmt: skip
         recorder.record("crowd", 7, user, "queued", 1.0 + user, status, body, complete=1.5 + user)
-    recorder.events = [{"time": 3.0, "phase": "start"}, {"time": 4.0, "phase": "stop"}]
+    events = [{"time": 3.0, "phase": "start"}, {"time": 4.0, "phase": "stop"}]
     state = {7: {"total": 10, "rows": [1, 3, 4], "held": 3}}
     found = {"recover_s": 2.5, "drain_s": 0.5, "kind": "kill", "wait_replicas": 0, "old_run": "a", "new_run": "b",
              "lost": 1, "over_issued": 0, "seats_twice": 0, "writes_on_old_after_resume": 0}  # fmt: skip
-    row = failover_row._row("queued", "failover-kill-async", recorder, state, found)
+    row = failover_row._row("queued", "failover-kill-async", History({}, recorder.ops, events), state, found)
     f = row.figures
     # User 2 heard 202 and has no row; user 4 heard sold out and has one; user 3's 503 is unknown.
     assert (f.told_yes, f.rows, f.lost, f.phantom, f.errors, f.over_issued) == (2, 3, 1, 1, 1, 0)

@@ -1,78 +1,73 @@
 """A failover row of the chaos table: one Sentinel failover under load, in the table's columns.
 
-The row runs coupon/lab/chaos/failover.py's harness on a Sentinel group of its own (a primary,
-two replicas, three Sentinels; the mode's settings), with every answer recorded; the columns
-are then read as for any chaos row, from what each user was told and what the database and
-Redis hold after the drain. The history and the final state go to the report for the checker.
+The run is coupon/lab/chaos/failover_once.py's, in a child process (a Sentinel group of its own:
+a primary, two replicas, three Sentinels, the mode's settings; the failover harness's crowd with
+every answer recorded). The columns are then read as for any chaos row, from what each user was
+told (the row's history) and what the database and Redis held after the drain (its final state).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
+import os
 import statistics
-import uuid
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from coupon.core.config import Config
+from coupon.core.config import PROJECT_ROOT, Config
 from coupon.lab.chaos import figures
-from coupon.lab.chaos.failover import MODES, run_failover, sentinel_config
-from coupon.lab.chaos.matrix import failover_of
 from coupon.lab.chaos.row import Row
-from coupon.lab.chaos.sentinel import SentinelGroup
-from coupon.lab.check import final_state
-from coupon.lab.check.history import Recorder
+from coupon.lab.check import final_state, history
 from coupon.lab.drive import load
+from coupon.lab.drive.serve import config_env
 from coupon.lab.sellout.runner import safe_name
-from coupon.runtime import Runtime
+from coupon.servers.pids import stop_pid
 
-QUANTITY = 100_000  # the crowd's coupon never sells out: the row measures the switch
+QUANTITY = 100_000  # as failover_once.py's: the crowd's coupon never sells out
+RUN_SECONDS = 300.0  # a group started, one failover, the drain: well under a minute
 # What a recorded answer counts as in the row's columns (figures.CouponFacts.told).
 TOLD = {"ok": "yes", "fail": "no", "info": "error"}
 
 
 def run_row(config: Config, strategy: str, fault: str, out: Path, say: Callable[[str], None]) -> Row:
-    """Start a Sentinel group in the fault's mode, fail it over under load, audit, stop it."""
-    kind, mode = failover_of(fault)
-    settings, wait = MODES[mode]
+    """Run the failover in a child process; read its history, final state and figures."""
     name = safe_name(f"{strategy}_{fault}")
-    recorder = Recorder()
-    config = dataclasses.replace(config, redis_prefix=f"chaos:{uuid.uuid4().hex[:8]}:",
-                                 admin_token=config.admin_token or "chaos-failover")  # fmt: skip
-    say("sentinel group")
-    group = SentinelGroup(replicas=2, settings=settings)
+    command = [sys.executable, "-m", "coupon.lab.chaos.failover_once", strategy, fault, str(out)]
+    say(f"sentinel group, load and {fault}")
+    with open(out / f"failover_{name}.log", "ab") as log:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **config_env(config)},
+                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        group.start()
-        config = sentinel_config(config, group, wait)
-        say(f"load and {fault}")
-        found = run_failover(config, group, strategy, kind, QUANTITY, recorder=recorder)
-        runtime = Runtime.open(config)
-        try:
-            state = final_state.read(runtime, found["coupon_ids"])
-        finally:
-            runtime.close()
-    finally:
-        group.stop()
-    final_state.save(out, state)
-    recorder.write(out / f"{name}.history.jsonl", coupons=found["coupon_ids"])
-    return _row(strategy, fault, recorder, state, found)
+        code = process.wait(timeout=RUN_SECONDS)
+    except BaseException:
+        stop_pid(process.pid)  # it stops its group on SIGTERM
+        process.wait()
+        raise
+    if code != 0:
+        raise RuntimeError(f"the failover row {name} failed; see {out / f'failover_{name}.log'}")
+    found = json.loads((out / f"{name}.failover.json").read_text())
+    recorded = history.read(out / f"{name}.history.jsonl")
+    state = final_state.load(out / final_state.FILE)
+    return _row(strategy, fault, recorded, {c: state[c] for c in found["coupon_ids"]}, found)
 
 
-def _row(strategy: str, fault: str, recorder: Recorder, state: dict[int, dict[str, Any]],
+def _row(strategy: str, fault: str, recorded: history.History, state: dict[int, dict[str, Any]],
          found: dict[str, Any]) -> Row:  # fmt: skip
     """Set the row's columns from the recorded answers, the final state and the harness's facts."""
-    coupons = [_coupon(recorder.ops, coupon_id, facts) for coupon_id, facts in state.items()]
-    start, stop = (event["time"] for event in recorder.events)
-    crowd = [op for op in recorder.ops if op["client"] == "crowd"]
+    coupons = [_coupon(recorded.ops, coupon_id, facts) for coupon_id, facts in state.items()]
+    start, stop = (event["time"] for event in recorded.events)
+    crowd = [op for op in recorded.ops if op["client"] == "crowd"]
     began = min((op["invoke"] for op in crowd), default=start)
     before = sum(1 for op in crowd if op["type"] == "ok" and op["complete"] < start)
     facts = {key: found[key] for key in ("kind", "wait_replicas", "old_run", "new_run", "lost",
                                          "over_issued", "seats_twice", "writes_on_old_after_resume")}  # fmt: skip
     facts |= {
         "fault_seconds": round(stop - start, 2),
-        "timeline": timeline(recorder.ops, began, (start, stop)),
+        "timeline": timeline(recorded.ops, began, (start, stop)),
     }
-    return Row(strategy, fault, figures.total(coupons), _load(recorder.ops), found["recover_s"],
+    return Row(strategy, fault, figures.total(coupons), _load(recorded.ops), found["recover_s"],
                found["drain_s"], before / (start - began) if start > began else 0.0,
                QUANTITY - before, facts)  # fmt: skip
 
