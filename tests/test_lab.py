@@ -214,7 +214,7 @@ def test_a_failover_row_counts_what_each_user_was_told_against_the_rows():
         recorder.record("crowd", 7, user, "queued", 1.0 + user, status, body, complete=1.5 + user)
     events = [{"time": 3.0, "phase": "start"}, {"time": 4.0, "phase": "stop"}]
     state = {7: {"total": 10, "rows": [1, 3, 4], "held": 3}}
-    found = {"recover_s": 2.5, "drain_s": 0.5, "kind": "kill", "wait_replicas": 0, "old_run": "a", "new_run": "b",
+    found = {"quantity": 10, "recover_s": 2.5, "drain_s": 0.5, "kind": "kill", "wait_replicas": 0, "old_run": "a", "new_run": "b",
              "lost": 1, "over_issued": 0, "seats_twice": 0, "writes_on_old_after_resume": 0}  # fmt: skip
     row = failover_row._row("queued", "failover-kill-async", History({}, recorder.ops, events), state, found)
     f = row.figures

@@ -25,7 +25,6 @@ from coupon.lab.drive.serve import config_env
 from coupon.lab.sellout.runner import safe_name
 from coupon.servers.pids import stop_pid
 
-QUANTITY = 100_000  # as failover_once.py's: the crowd's coupon never sells out
 RUN_SECONDS = 300.0  # a group started, one failover, the drain: well under a minute
 # What a recorded answer counts as in the row's columns (figures.CouponFacts.told).
 TOLD = {"ok": "yes", "fail": "no", "info": "error"}
@@ -69,7 +68,7 @@ def _row(strategy: str, fault: str, recorded: history.History, state: dict[int, 
     }
     return Row(strategy, fault, figures.total(coupons), _load(recorded.ops), found["recover_s"],
                found["drain_s"], before / (start - began) if start > began else 0.0,
-               QUANTITY - before, facts)  # fmt: skip
+               found["quantity"] - before, facts)  # fmt: skip
 
 
 def _coupon(ops: list[dict[str, Any]], coupon_id: int, state: dict[str, Any]) -> figures.CouponFacts:
