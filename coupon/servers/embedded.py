@@ -113,8 +113,8 @@ def on_exit(stop: Callable[[], None]) -> None:
     """Run stop when this process exits normally, and from stop_owned."""
     _STOPS.append(stop)
     atexit.register(stop)
-    # A CLI killed with SIGTERM or SIGHUP would skip atexit and leave its servers behind
-    # (gunicorn's master installs its own handlers later, and stops them in its on_exit).
+    # A CLI killed with SIGTERM or SIGHUP would skip atexit and leave its servers behind: it
+    # stops as on Ctrl-C (gunicorn's master installs its own handlers later; see its on_exit).
     owner.exit_on_signals()
 
 

@@ -2,8 +2,8 @@
 
 Every server, worker and load generator a command starts goes through `spawn`, and `stop` (or
 the `owned` block) stops the child with everything it started in turn (gunicorn's workers,
-nginx's, locust's). A SIGTERM or SIGHUP to the command becomes SystemExit (`exit_on_signals`,
-set up by the first `spawn`), so its `with` and `finally` blocks run as they do on Ctrl-C.
+nginx's, locust's). A SIGTERM or SIGHUP to the command is taken as Ctrl-C (`exit_on_signals`,
+set up by the first `spawn`): its `with` and `finally` blocks run, and pytest tears down.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -28,7 +27,6 @@ GROUP_GONE_SECONDS = 10.0
 
 # The children this process spawned and still owns, with the thread that waits for them. Only the
 # main thread unwinds on a signal: a child another thread waits for is signalled by the handler.
-# Ownership is the process's own, as atexit's list is (a forked child owns nothing of these).
 _OWNED: dict[subprocess.Popen[bytes], int] = {}
 
 
@@ -96,21 +94,21 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 def exit_on_signals() -> None:
-    """Turn SIGTERM and SIGHUP into SystemExit in the main thread, where nobody else handles them."""
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, unless handled already."""
     if threading.current_thread() is not threading.main_thread():
         return
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is signal.SIG_DFL:
-            signal.signal(signum, _exit)
+            signal.signal(signum, _interrupt)
 
 
-def _exit(signum: int, _frame: FrameType | None) -> None:
-    # Once: a second signal while the blocks unwind must not cut a stop short (a handler,
-    # not SIG_IGN, which children spawned meanwhile would inherit).
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    # Once: a second signal kills at once, as the default would (the blocks are unwinding).
     for each in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(each, lambda number, _: log.warning("signal %d: already stopping", number))
+        signal.signal(each, signal.SIG_DFL)
     main = threading.main_thread().ident
     for process, thread in list(_OWNED.items()):
         if thread != main and process.poll() is None:
             _signal_group(process.pid, signal.SIGTERM)
-    sys.exit(128 + signum)
+    log.warning("signal %d: stopping as on Ctrl-C", signum)
+    raise KeyboardInterrupt
