@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -202,8 +201,7 @@ def test_a_server_on_a_database_never_migrated_says_so_in_one_line(
         "COUPON_AUTH": "body",
         "COUPON_BIND": f"127.0.0.1:{free_port()}",
     }
-    started = time.monotonic()
-    done = subprocess.run(
+    done = subprocess.run(  # a server that did not stop within the timeout fails here
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
         cwd=PROJECT_ROOT,
         env=env,
@@ -211,7 +209,7 @@ def test_a_server_on_a_database_never_migrated_says_so_in_one_line(
         text=True,
         timeout=60,
     )
-    assert done.returncode != 0 and time.monotonic() - started < 60
+    assert done.returncode != 0
     said = [line for line in done.stderr.splitlines() if "make migrate" in line]
     assert len(said) == 1 and "never migrated" in said[0], done.stderr
     assert "Traceback" not in done.stderr

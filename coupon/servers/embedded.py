@@ -13,14 +13,12 @@ import functools
 import json
 import logging
 import os
-import signal
-import sys
-import threading
 import warnings
 from pathlib import Path
 from typing import Callable
 
 from coupon.core.config import EMBEDDED_ADMIN_TOKEN, Config
+from coupon.servers import owner
 from coupon.servers.pids import alive
 from coupon.servers.redis_server import RedisServer
 
@@ -115,17 +113,9 @@ def on_exit(stop: Callable[[], None]) -> None:
     """Run stop when this process exits normally, and from stop_owned."""
     _STOPS.append(stop)
     atexit.register(stop)
-    _exit_on_sigterm()
-
-
-def _exit_on_sigterm() -> None:
-    # A CLI killed with SIGTERM or SIGHUP would skip atexit and leave its servers behind: turn
-    # the signal into SystemExit where nobody else handles it (gunicorn installs its own later).
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) is signal.SIG_DFL:
-            signal.signal(signum, lambda number, _frame: sys.exit(128 + number))
+    # A CLI killed with SIGTERM or SIGHUP would skip atexit and leave its servers behind: it
+    # stops as on Ctrl-C (gunicorn's master installs its own handlers later; see its on_exit).
+    owner.exit_on_signals()
 
 
 def resolve(config: Config, *, export: bool = False) -> Config:

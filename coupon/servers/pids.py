@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Iterator
 
 
 def alive(pid: int) -> bool:
@@ -37,14 +38,30 @@ def stop_pid(pid: int, timeout: float = 20.0) -> None:
             return
 
 
-def children(parent: int) -> list[int]:
-    """Return the pids of a process's children, read from /proc (Linux)."""
-    found = []
+def _stats() -> Iterator[tuple[int, list[str]]]:
+    """Yield every process's pid and the fields of its /proc stat after the command (Linux)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            yield int(stat.parent.name), stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == parent:
-            found.append(int(stat.parent.name))
+
+
+def children(parent: int) -> list[int]:
+    """Return the pids of a process's children, read from /proc (Linux)."""
+    return [pid for pid, fields in _stats() if int(fields[1]) == parent]
+
+
+def group(pgid: int) -> list[int]:
+    """Return the live (not zombie) members of a process group, read from /proc (Linux)."""
+    return [pid for pid, fields in _stats() if int(fields[2]) == pgid and fields[0] != "Z"]
+
+
+def descendants(root: int) -> list[int]:
+    """Return the pids of a process's children, their children, and so on (Linux)."""
+    found, frontier = [], [root]
+    while frontier:
+        kids = [pid for parent in frontier for pid in children(parent)]
+        found += kids
+        frontier = kids
     return found

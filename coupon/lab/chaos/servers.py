@@ -23,7 +23,7 @@ from coupon.lab.chaos.redis_private import build_shim, private_redis, shim_env
 from coupon.lab.drive.serve import Server
 from coupon.lab.plan import server_env
 from coupon.runtime import Runtime
-from coupon.servers.pids import stop_pid
+from coupon.servers import owner
 from coupon.servers.redis_server import RedisServer
 
 # The strategies whose reservations a worker persists (queued) or sweeps (lua, redis_counter).
@@ -53,17 +53,14 @@ def _proxy(proxy: Proxy | None) -> Iterator[Proxy | None]:
 
 @contextmanager
 def _worker(env: dict[str, str], recovery: float, log_path: Path) -> Iterator[int]:
-    """Run `flask --app app worker` beside the server; stop it by pid (SIGTERM, then SIGKILL)."""
+    """Run `flask --app app worker` beside the server; stop it as the block ends."""
     command = [sys.executable, "-m", "flask", "--app", "app", "worker",
                "--recovery", str(recovery), "--claim-idle", str(max(1.0, recovery / 2))]  # fmt: skip
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    try:
+    with (
+        open(log_path, "ab") as log,
+        owner.owned(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) as process,
+    ):
         yield process.pid
-    finally:
-        stop_pid(process.pid)
-        process.wait()
 
 
 @contextmanager

@@ -7,13 +7,13 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from coupon.core.config import PROJECT_ROOT
 from coupon.lab.drive.serve import free_port
+from coupon.servers import owner
 
 # The edge configuration lives with the deployment files; this module only runs it.
 TEMPLATE = PROJECT_ROOT / "deploy" / "nginx.conf.template"
@@ -69,18 +69,14 @@ class Nginx:
         if binary is None:
             raise FileNotFoundError("nginx is not installed")
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command(binary), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.log_path.read_text()[-2000:]}")
-            if self._answers():
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nginx did not answer on {self.url} within {timeout}s")
+            self.process = owner.spawn(self.command(binary), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            owner.wait_ready(self.process, self._answers, timeout, f"nginx on {self.url}")
+        except BaseException as exc:
+            exc.add_note(self.log_path.read_text()[-2000:])
+            self.stop()
+            raise
+        return self
 
     def _answers(self) -> bool:
         try:
@@ -93,13 +89,8 @@ class Nginx:
 
     def stop(self) -> None:
         """Stop nginx (fast shutdown: open connections are closed) and remove its files."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait()
+        if self.process is not None:
+            owner.stop(self.process, timeout=10)
         shutil.rmtree(self.prefix, ignore_errors=True)
 
     def __enter__(self) -> Nginx:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from coupon.core.config import PROJECT_ROOT
 from coupon.lab.drive.names import ISSUED, REFUSED
+from coupon.servers import owner
 
 # Users finish the request in flight when the time is up: a request cut off mid-flight could
 # still write a row that its caller never hears of, and the audit would call it lost.
@@ -142,14 +143,13 @@ def spawn(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> 
     """Run locust against the target, calling tick with the seconds elapsed; return them all."""
     log_path = stats_prefix.with_suffix(".log")
     started = time.monotonic()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command(target, stats_prefix),
-            cwd=PROJECT_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **dict(target.identity)},
-        )
+    env = {**os.environ, **dict(target.identity)}
+    with (
+        open(log_path, "wb") as log,
+        owner.owned(
+            command(target, stats_prefix), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+        ) as process,
+    ):
         deadline = started + target.warmup + target.duration + STOP_TIMEOUT_SECONDS + 60
         while True:
             try:
@@ -158,8 +158,6 @@ def spawn(target: Target, stats_prefix: Path, tick: Callable[[float], None]) -> 
             except subprocess.TimeoutExpired:
                 tick(time.monotonic() - started)
             if time.monotonic() > deadline:
-                process.kill()
-                process.wait()
                 raise RuntimeError(f"locust did not finish; see {log_path}")
     return time.monotonic() - started
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Mapping
 
 from coupon.core.config import PROJECT_ROOT, Config
+from coupon.servers import owner
 
 
 def free_port() -> int:
@@ -92,25 +91,17 @@ class Server:
         )  # fmt: skip
 
     def start(self, timeout: float = 60.0) -> Server:
-        """Start gunicorn and wait until it answers /ping (or raise)."""
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", self.target],
-            cwd=PROJECT_ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
-            if self._answers():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not answer on {self.url} within {timeout}s")
+        """Start gunicorn and wait until it answers /ping (or stop it and raise)."""
+        with open(self.log_path, "ab") if self.log_path else open(os.devnull, "wb") as log:
+            self.process = owner.spawn(
+                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", self.target],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        owner.wait_ready(self.process, self._answers, timeout, f"gunicorn on {self.url}")
+        return self
 
     def _answers(self) -> bool:
         try:
@@ -120,15 +111,9 @@ class Server:
             return False
 
     def stop(self) -> None:
-        """Stop gunicorn gracefully, killing it if it lingers."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        """Stop gunicorn and its workers gracefully, killing them if they linger."""
+        if self.process is not None:
+            owner.stop(self.process)
 
     def __enter__(self) -> Server:
         return self.start()
