@@ -23,7 +23,7 @@ from coupon.lab.check import final_state, history
 from coupon.lab.drive import load
 from coupon.lab.drive.serve import config_env
 from coupon.lab.sellout.runner import safe_name
-from coupon.servers.pids import stop_pid
+from coupon.servers import owner
 
 RUN_SECONDS = 300.0  # a group started, one failover, the drain: well under a minute
 # What a recorded answer counts as in the row's columns (figures.CouponFacts.told).
@@ -35,15 +35,12 @@ def run_row(config: Config, strategy: str, fault: str, out: Path, say: Callable[
     name = safe_name(f"{strategy}_{fault}")
     command = [sys.executable, "-m", "coupon.lab.chaos.failover_once", strategy, fault, str(out)]
     say(f"sentinel group, load and {fault}")
-    with open(out / f"failover_{name}.log", "ab") as log:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **config_env(config)},
-                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
+    env = {**os.environ, **config_env(config)}
+    with (
+        open(out / f"failover_{name}.log", "ab") as log,
+        owner.owned(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) as process,
+    ):  # its Sentinel group stops with it, however this block is left
         code = process.wait(timeout=RUN_SECONDS)
-    except BaseException:
-        stop_pid(process.pid)  # it stops its group on SIGTERM
-        process.wait()
-        raise
     if code != 0:
         raise RuntimeError(f"the failover row {name} failed; see {out / f'failover_{name}.log'}")
     found = json.loads((out / f"{name}.failover.json").read_text())
