@@ -83,8 +83,8 @@ def reconcile(state: RedisState, coupon_id: int) -> Report:
         rows = set(queries.issued_users(conn, coupon_id))
     missing = sorted(rows - reserved)
     if missing:  # a reservation made after the users set was read is no drift
-        held = client.smismember(keys.users, missing)
-        missing = [user for user, known in zip(missing, held) if not known]
+        known = client.smismember(keys.users, missing)
+        missing = [user for user, present in zip(missing, known) if not present]
     orphans = reserved - rows - stream.users_of(queued) - stream.users_of(dead) - journaled
     return Report(
         coupon_id=coupon_id,
