@@ -83,7 +83,10 @@ def create_coupon(
             created_at=utcnow(),
         )
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    if key is None:  # SQLAlchemy has one for every single-row INSERT
+        raise RuntimeError("the coupon INSERT reported no primary key")
+    return int(key[0])
 
 
 def get_coupon(conn: Connection, coupon_id: int, *, for_update: bool = False) -> CouponRow | None:
