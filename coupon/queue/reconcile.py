@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from coupon.core import queries
+from coupon.core import queries, replies
 from coupon.core.rules import CouponNotFound
 from coupon.store import stream
 from coupon.store.state import RedisState, load_script
@@ -68,7 +68,7 @@ def reconcile(state: RedisState, coupon_id: int) -> Report:
     """Compare Redis and the database for one coupon, tolerating a worker running meanwhile."""
     client, keys = state.client, state.keys(coupon_id)
     # Redis first, the database last: an entry persisted meanwhile is then seen in one of them.
-    journaled = {int(user) for user in client.zrange(keys.journal, 0, -1)}
+    journaled = set(replies.integers(client.zrange(keys.journal, 0, -1)))
     reserved = {int(user) for user in client.smembers(keys.users)}
     counter = int(client.get(keys.count) or 0)
     seats = int(client.hlen(keys.seats))
