@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 import redis
 
@@ -112,7 +112,7 @@ def read_new(client: redis.Redis, keys: CouponKeys, consumer: str, count: int) -
     return [Entry(entry_id, fields) for entry_id, fields in found if fields is not None]
 
 
-def _flatten(batch: list) -> list:  # type: ignore[type-arg]
+def _flatten(batch: list[Any]) -> list[Any]:
     if batch and isinstance(batch[0], list) and batch[0] and isinstance(batch[0][0], list):
         return [item for inner in batch for item in inner]
     return batch

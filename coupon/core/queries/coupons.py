@@ -42,7 +42,7 @@ def _lock_unavailable(exc: DBAPIError) -> bool:
     return code in _LOCK_UNAVAILABLE
 
 
-def _counted(conn: Connection, statement: Executable) -> CursorResult:  # type: ignore[type-arg]
+def _counted(conn: Connection, statement: Executable) -> CursorResult[Any]:
     """Run an update of the issued count, turning the stock CHECK's refusal into OverIssue."""
     try:
         return conn.execute(statement)
