@@ -68,7 +68,7 @@ def is_retryable(exc: DBAPIError) -> bool:
     code = getattr(orig, "pgcode", None)
     if code is not None:
         return code in _POSTGRES_RETRYABLE
-    args = getattr(orig, "args", ())
+    args: tuple[object, ...] = getattr(orig, "args", ())
     return bool(args) and args[0] in _MYSQL_RETRYABLE
 
 

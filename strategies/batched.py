@@ -30,6 +30,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from typing import cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -84,7 +85,7 @@ class BatchedUpdate(Strategy):
         answer = self._batcher(coupon_id)(user_id, rules.utcnow())
         if isinstance(answer, Unsettled):
             return answer.resolve(self.services.engine, coupon_id, user_id)
-        return answer  # type: ignore[no-any-return]
+        return cast(Outcome, answer)  # _run answers an Outcome, an Unsettled or an exception
 
     def _batcher(self, coupon_id: int) -> Batched:
         batcher = self._batchers.get(coupon_id)

@@ -152,7 +152,7 @@ class Coalesced(Batched):
         self.script = client.register_script(batch_form)
         self._wire = Wire(client, wait)
 
-    def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:  # type: ignore[override]
+    def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         return super().__call__(keys, args)
 
     def _script_batch(self, batch: list[_Call]) -> None:

@@ -19,7 +19,7 @@ and go together next. So a process has one of these transactions open at a time.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, cast
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -58,7 +58,7 @@ class GroupCommit:
             return alone()
         if isinstance(result, Unanswered):
             return resolve_commit(self.engine, coupon_id, user_id, result.error)
-        return result
+        return cast(Outcome, result)  # _commit answers ALONE, an Unanswered, or an Outcome
 
     def _commit(self, batch: list[_Call]) -> None:
         if len(batch) == 1:

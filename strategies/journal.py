@@ -19,7 +19,7 @@ import time
 import redis
 from sqlalchemy import Engine
 
-from coupon.core import queries
+from coupon.core import queries, replies
 from coupon.store.keys import CouponKeys, journal_registry
 from coupon.store.state import load_script
 from strategies.coalesce import Batched, _Call
@@ -40,7 +40,8 @@ class Journal:
         self.prefix = prefix
         self._release = load_script(client, "release")
         # Concurrent clears of this process share round trips (strategies/coalesce.py).
-        self._clears = Batched(self._clear_batch) if isinstance(client, redis.Redis) else None
+        # None for a cluster client: make_redis types it as redis.Redis, which it is not.
+        self._clears: Batched | None = Batched(self._clear_batch) if isinstance(client, redis.Redis) else None
         self._wire = Wire(client)
 
     def keys(self, coupon_id: int) -> CouponKeys:
@@ -62,7 +63,7 @@ class Journal:
     def release(self, coupon_id: int, user_id: int, *, seen: float | None = None,
                 mode: str = "free", row_seat: int = 0) -> bool:  # fmt: skip
         """Give a reservation back (its row is known absent); with seen, only if still journaled so."""
-        args = [user_id, "" if seen is None else repr(seen), mode, row_seat]
+        args: list[int | str] = [user_id, "" if seen is None else repr(seen), mode, row_seat]
         return bool(self._release(keys=self.keys(coupon_id).release_keys(), args=args))
 
     def clear(self, coupon_id: int, user_id: int) -> None:
@@ -91,9 +92,10 @@ class Journal:
     def sweep(self, engine: Engine, coupon_id: int, bound: float) -> tuple[int, int]:
         """Resolve the coupon's reservations older than bound; return (written, released)."""
         journal = self.keys(coupon_id).journal
-        due = self.client.zrangebyscore(
+        reply = self.client.zrangebyscore(
             journal, "-inf", time.time() - bound, start=0, num=SWEEP_BATCH, withscores=True
         )
+        due = replies.scored(reply)
         if not due:
             return 0, 0
         users = [int(user) for user, _ in due]

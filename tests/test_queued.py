@@ -105,6 +105,22 @@ def test_reconcile_reports_and_fixes_drift(runtime, make_coupon):
     assert stream.registered(client, runtime.config.redis_prefix).count(coupon_id) == 1
 
 
+def test_reconcile_counts_the_seats_held_when_redis_misses_a_row(runtime, make_coupon):
+    coupon_id = make_coupon(quantity=10)
+    accept(runtime, coupon_id, range(1, 4))
+    worker.drain(runtime, [coupon_id])
+    runtime.services.redis.srem(runtime.state.keys(coupon_id).users, 1)  # a row Redis forgot
+
+    report = reconcile.reconcile(runtime.state, coupon_id)
+
+    assert report.missing_in_redis == [1]
+    assert (report.counter, report.held, report.reserved) == (3, 3, 2)
+    assert report.drift == [
+        "1 rows whose user Redis does not hold",
+        "counter stands for 3 != 2 reserved users",
+    ]
+
+
 def test_reconcile_and_retry_failed_commands(app, client):
     created = client.post("/coupons", json={"name": "cli", "total_quantity": 3}, headers=ADMIN)
     coupon_id = created.get_json()["id"]

@@ -160,5 +160,5 @@ def issue_status(coupon_id: int, user_id: str) -> Response:
         if queries.has_failure(conn, coupon_id, user):
             return jsonify(status="failed")
     # Reserved in Redis with no row yet: the worker has not persisted it (or is doing so now).
-    held = runtime.state.client.sismember(runtime.state.keys(coupon_id).users, user)
+    held = runtime.state.client.sismember(runtime.state.keys(coupon_id).users, str(user))
     return jsonify(status="pending" if held else "none")

@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from coupon.core import replies
+
 # Weakest first: with several nodes (a cluster), the service promises what the weakest does.
 PROCESS_CRASH = {"always": "yes", "everysec": "yes unless the disk stalls (then up to 2 s)", "no": "yes"}
 OS_CRASH = {"always": "yes", "everysec": "up to 1 s (2 s if the disk stalls)", "no": "no"}
@@ -67,8 +69,8 @@ def _settings(client: redis.Redis) -> list[dict[str, str]]:
     append, save = client.config_get("append*"), client.config_get("save")
     if append and all(isinstance(value, dict) for value in append.values()):
         # A cluster client answers per node: {node: {name: value}}.
-        return [{**append[node], **save.get(node, {})} for node in append]
-    return [{**append, **save}]
+        return [{**replies.texts(append[node]), **replies.texts(save.get(node, {}))} for node in append]
+    return [{**replies.texts(append), **replies.texts(save)}]
 
 
 def read(client: redis.Redis) -> Promise:

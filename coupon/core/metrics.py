@@ -55,7 +55,7 @@ BATCH_SIZES = Histogram(
 SOLDOUT_HITS = Counter("coupon_soldout_fast_path_hits", "Issues refused by the sold-out fast path.")
 
 
-def add_to_histogram(child: Any, bucket_counts: Sequence[int], total: float) -> None:
+def add_to_histogram(child: Any, bucket_counts: Sequence[float], total: float) -> None:
     """Add many observations to a histogram's label child: counts per bucket, and their sum.
 
     prometheus-client has no bulk observe, so this writes the child's private values as the

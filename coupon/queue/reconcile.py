@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from coupon.core import queries
+from coupon.core import queries, replies
 from coupon.core.rules import CouponNotFound
 from coupon.store import stream
 from coupon.store.state import RedisState, load_script
@@ -68,7 +68,7 @@ def reconcile(state: RedisState, coupon_id: int) -> Report:
     """Compare Redis and the database for one coupon, tolerating a worker running meanwhile."""
     client, keys = state.client, state.keys(coupon_id)
     # Redis first, the database last: an entry persisted meanwhile is then seen in one of them.
-    journaled = {int(user) for user in client.zrange(keys.journal, 0, -1)}
+    journaled = set(replies.integers(client.zrange(keys.journal, 0, -1)))
     reserved = {int(user) for user in client.smembers(keys.users)}
     counter = int(client.get(keys.count) or 0)
     seats = int(client.hlen(keys.seats))
@@ -83,8 +83,8 @@ def reconcile(state: RedisState, coupon_id: int) -> Report:
         rows = set(queries.issued_users(conn, coupon_id))
     missing = sorted(rows - reserved)
     if missing:  # a reservation made after the users set was read is no drift
-        held = client.smismember(keys.users, missing)
-        missing = [user for user, known in zip(missing, held) if not known]
+        known = client.smismember(keys.users, missing)
+        missing = [user for user, present in zip(missing, known) if not present]
     orphans = reserved - rows - stream.users_of(queued) - stream.users_of(dead) - journaled
     return Report(
         coupon_id=coupon_id,

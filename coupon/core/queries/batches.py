@@ -43,12 +43,12 @@ def _insert_ignoring_duplicates(
         }
         return int(conn.execute(statement, params).rowcount)
     if dialect in ("mysql", "mariadb"):
-        statement = mysql_insert(coupon_issue).prefix_with("IGNORE")
+        insert_ignore = mysql_insert(coupon_issue).prefix_with("IGNORE")
         many = [
             {"coupon_id": coupon_id, "user_id": user, "seat": seat, "issued_at": issued_at}
             for user, seat in seated
         ]
-        return int(conn.execute(statement, many).rowcount)
+        return int(conn.execute(insert_ignore, many).rowcount)
     raise NotImplementedError(f"no idempotent insert for {dialect}")
 
 

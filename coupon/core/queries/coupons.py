@@ -42,7 +42,7 @@ def _lock_unavailable(exc: DBAPIError) -> bool:
     return code in _LOCK_UNAVAILABLE
 
 
-def _counted(conn: Connection, statement: Executable) -> CursorResult:  # type: ignore[type-arg]
+def _counted(conn: Connection, statement: Executable) -> CursorResult[Any]:
     """Run an update of the issued count, turning the stock CHECK's refusal into OverIssue."""
     try:
         return conn.execute(statement)
@@ -83,7 +83,10 @@ def create_coupon(
             created_at=utcnow(),
         )
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    if key is None:  # SQLAlchemy has one for every single-row INSERT
+        raise RuntimeError("the coupon INSERT reported no primary key")
+    return int(key[0])
 
 
 def get_coupon(conn: Connection, coupon_id: int, *, for_update: bool = False) -> CouponRow | None:

@@ -108,7 +108,7 @@ def write(
 ) -> Path:
     """Write report.md and report.json into out; return the markdown's path."""
     top = ceiling(rows)
-    document = {
+    document: dict[str, Any] = {
         "settings": {**asdict(settings), "strategies": [row.run.label for row in rows]},
         **facts,
         "generator_ceiling_rps": top,

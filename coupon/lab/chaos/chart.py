@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.patches import Rectangle
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend must be chosen first
@@ -32,13 +34,13 @@ def label(row: Row) -> str:
     return said or ("ok" if row.recover_s is None else f"ok\n{row.recover_s:.1f}s")
 
 
-def _grid(ax: plt.Axes, rows: list[Row]) -> None:
+def _grid(ax: Axes, rows: list[Row]) -> None:
     strategies = list(dict.fromkeys(row.strategy for row in rows))
     faults = list(dict.fromkeys(row.fault for row in rows))
     for y, strategy in enumerate(strategies):
         for x, fault in enumerate(faults):
             row = next((r for r in rows if (r.strategy, r.fault) == (strategy, fault)), None)
-            ax.add_patch(plt.Rectangle((x, y), 0.95, 0.95, color=NONE if row is None else colour(row)))
+            ax.add_patch(Rectangle((x, y), 0.95, 0.95, color=NONE if row is None else colour(row)))
             if row is not None:
                 ax.text(x + 0.47, y + 0.47, label(row), ha="center", va="center", fontsize=7)
     ax.set_xlim(0, len(faults))
@@ -49,7 +51,7 @@ def _grid(ax: plt.Axes, rows: list[Row]) -> None:
                  fontsize=9)  # fmt: skip
 
 
-def _cost(ax: plt.Axes, rows: list[Row]) -> None:
+def _cost(ax: Axes, rows: list[Row]) -> None:
     restarts = [row for row in rows if row.appendfsync]
     strategies = list(dict.fromkeys(row.strategy for row in restarts))
     width = 0.8 / max(1, len(strategies))

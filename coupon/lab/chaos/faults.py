@@ -99,11 +99,11 @@ class RedisErrors(Fault):
         admin.config_set("maxmemory", "1")
         time.sleep(self.hold)  # the fault's duration, not a synchronisation
         admin.config_set("maxmemory", "0")
-        admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+        admin.replicaof("127.0.0.1", str(free_port()))
         return {"errors": ["OOM", "READONLY"]}
 
     def heal(self, stack: Stack) -> dict[str, Any]:
-        stack.redis.client().execute_command("REPLICAOF", "NO", "ONE")
+        stack.redis.client().replicaof("NO", "ONE")
         return {}
 
 

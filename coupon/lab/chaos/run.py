@@ -129,7 +129,7 @@ def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, 
             say(f"fault {fault_name}")
             events = Recorder()
             events.event(fault_name, "start")
-            facts = {"injected": fault.inject(owned)}
+            facts: dict[str, Any] = {"injected": fault.inject(owned)}
             time.sleep(fault.hold)  # how long the fault lasts
             facts["healed"] = fault.heal(owned)
             healed, healed_wall = time.monotonic(), time.time()

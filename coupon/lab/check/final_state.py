@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from coupon.core import queries
+from coupon.core import queries, replies
 from coupon.queue import worker
 from coupon.runtime import Runtime
 
@@ -20,7 +20,7 @@ def _redis(runtime: Runtime, coupon_id: int) -> dict[str, Any]:
         # None where the coupon has no Redis state at all.
         "held": runtime.state.held(coupon_id) if client.exists(keys.meta) else None,
         "redis_users": sorted(int(user) for user in client.smembers(keys.users)),
-        "journal": sorted(int(user) for user in client.zrange(keys.journal, 0, -1)),
+        "journal": sorted(replies.integers(client.zrange(keys.journal, 0, -1))),
         "backlog": worker.backlog(runtime, coupon_id),
         "dead_letters": int(client.xlen(keys.dead)),  # accepted, then given up: why a 202 has no row
     }

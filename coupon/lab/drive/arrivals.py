@@ -91,7 +91,8 @@ class Window:
         """Return a latency percentile in milliseconds (0 with no answers)."""
         if not self.histogram.get_total_count():
             return 0.0
-        return self.histogram.get_value_at_percentile(percentile) / 1000
+        micros: int = self.histogram.get_value_at_percentile(percentile)  # hdrh has no types
+        return micros / 1000
 
     def summary(self) -> dict[str, Any]:
         """Return the window's figures; rates are per second of the window."""

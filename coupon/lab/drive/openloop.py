@@ -81,6 +81,8 @@ def run(environment: Environment, options: Any, path: str) -> None:
     seconds = options.warmup + options.measure
     times = arrivals.intended_times(options.rate, seconds, options.seed)
     windows = [arrivals.Window(0.0, float("inf")), arrivals.Window(options.warmup, seconds)]
+    if environment.host is None:
+        raise ValueError("the open loop needs the service's URL (locust --host)")
     client = HTTPClient.from_url(
         URL(environment.host),
         concurrency=options.max_in_flight,

@@ -106,7 +106,7 @@ class Server:
     def _answers(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as response:
-                return response.status == 200
+                return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 

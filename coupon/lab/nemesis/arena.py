@@ -127,7 +127,7 @@ class Arena:
             self.stack.redis.start()
         client = self.stack.redis.client()
         client.config_set("maxmemory", "0")
-        client.execute_command("REPLICAOF", "NO", "ONE")
+        client.replicaof("NO", "ONE")
         if self.worker_pid is None or not alive(self.worker_pid):
             self.start_worker()
         for thread in self.repairs:
@@ -143,7 +143,7 @@ def powerloss(stack: Stack) -> dict[str, Any]:
 
 def readonly(stack: Stack) -> None:
     """Make the private Redis a replica of a port nobody listens on: READONLY to every write."""
-    stack.redis.client().execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+    stack.redis.client().replicaof("127.0.0.1", str(free_port()))
 
 
 __all__ = ["Arena", "DROP_EVERY", "Setup", "powerloss", "readonly"]

@@ -48,7 +48,7 @@ def _readonly(arena: Arena, step: Step, memo: dict[str, Any]) -> dict[str, Any]:
 
 
 def _readonly_heal(arena: Arena, step: Step, memo: dict[str, Any]) -> dict[str, Any]:
-    arena.stack.redis.client().execute_command("REPLICAOF", "NO", "ONE")
+    arena.stack.redis.client().replicaof("NO", "ONE")
     return {}
 
 

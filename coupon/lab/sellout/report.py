@@ -110,7 +110,7 @@ def write(
 ) -> Path:
     """Write report.md and report.json into out; return the markdown's path."""
     ceiling = ping_rps(results)
-    document = {
+    document: dict[str, Any] = {
         "settings": {
             **asdict(settings),
             "quantity": settings.quantity_for(),
