@@ -39,6 +39,11 @@ def test_an_unreadable_wrk_output_fails_loudly():
         parse_wrk("wrk: unable to connect")
 
 
+def test_a_latency_in_an_unknown_unit_fails_loudly():
+    with pytest.raises(ValueError, match="not a wrk duration: '9.6h'"):
+        parse_wrk(WRK_OUTPUT.replace("9.60ms", "9.6h"))
+
+
 def rows(rates: dict[str, float]) -> Run:
     run = Run(seconds=4, connections=64, threads=2, use_wrk=True)
     for name, rate in rates.items():
