@@ -227,6 +227,13 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
     type=click.FloatRange(0.1),
     help="nemesis: minutes of load per seed.",
 )
+@click.option(
+    "--appendfsync",
+    type=click.Choice(["always", "everysec", "no", "drawn"]),
+    default="always",
+    show_default=True,
+    help="nemesis: each seed's Redis appendfsync (drawn: each seed draws one; a replay keeps its own).",
+)
 @click.option("--replay", default="", help="nemesis: run again the schedules saved in this report dir.")
 @click.option("--output", default="reports", show_default=True, help="Where reports/<timestamp>/ goes.")
 @click.option(

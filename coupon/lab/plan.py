@@ -75,6 +75,7 @@ class Settings:
     seeds: int = 1  # nemesis: seeds run one after another, from --seed on
     minutes: float = 1.0  # nemesis: minutes of load per seed
     replay: str = ""  # nemesis: a report (or seed) directory whose schedules to run again
+    appendfsync: str = "always"  # nemesis: each seed's Redis appendfsync ("drawn": the seed draws it)
 
     def quantity_for(self) -> int:
         """Return each coupon's quantity: the flag, else the scenario's default."""
