@@ -234,7 +234,7 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
 )
 @click.option(
     "--minutes",
-    default=1.0,
+    default=0.2,
     show_default=True,
     type=click.FloatRange(0.1),
     help="nemesis: minutes of load per seed.",
