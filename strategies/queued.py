@@ -49,7 +49,7 @@ class Queued(Reserving):
 
         Only an accepted request that created the stream registers it for the workers' poll,
         after its entry: a process that dies in between leaves the stream to the workers'
-        discovery (coupon/queue/worker.py, every DISCOVERY_SECONDS), and a refusal registers
+        discovery (coupon/queue/worker.py, once per recovery bound), and a refusal registers
         nothing, so the poll list holds only coupons with requests to persist.
         """
         script_keys = self.script_keys(coupon_id, "stream")

@@ -136,7 +136,7 @@ def capacity(capacities: dict[str, float]) -> dict[str, Any]:
     return {"settings": settings, **FACTS, "generator_ceiling_rps": None, "results": results, "scaling": None}
 
 
-def chaos_row(strategy: str, fault: str, lost: int = 0) -> dict[str, Any]:
+def chaos_row(strategy: str, fault: str, lost: int = 0, **extra: Any) -> dict[str, Any]:
     """Return one chaos row, its load timeline with the fault band from 2 s to 3 s."""
     broken = ["no lost yes"] if lost else []
     figures = {
@@ -178,6 +178,7 @@ def chaos_row(strategy: str, fault: str, lost: int = 0) -> dict[str, Any]:
             "fault_seconds": 1.0,
             "timeline": timeline,
         },
+        **extra,
     }
 
 

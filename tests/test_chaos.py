@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
 from coupon.lab.chaos import faults, figures, matrix, timeline
+from coupon.lab.chaos import report as chaos_report
 from coupon.lab.chaos.figures import CouponFacts
 from coupon.lab.chaos.redis_private import (
     build_shim,
@@ -24,6 +25,7 @@ from coupon.lab.chaos.redis_private import (
     shim_env,
 )
 from coupon.lab.chaos.run import run_row
+from coupon.lab.check import checking
 from coupon.lab.drive.crowd import Cursor
 from coupon.lab.drive.serve import Server
 from coupon.lab.plan import Settings
@@ -211,6 +213,10 @@ def test_a_short_chaos_row_end_to_end_leaves_no_server_behind(backend, tmp_path)
     start, end = line["fault"]
     assert 0 < start < end and end - start == pytest.approx(row.facts["fault_seconds"], abs=0.05)
     assert len(line["seconds"]) >= 2 and sum(map(sum, line["per_second"].values())) > 0
+    # The checker judges the row's history, and its verdict is the table's last column.
+    judged = checking.judge_run(tmp_path, settings.recovery)
+    assert judged is not None and chaos_report.checker_of(judged, row) == {"valid": True, "verdict": "valid"}
+    assert chaos_report.table_rows([row], judged)[0][-1] == "valid"
 
 
 def test_the_timeline_is_each_seconds_answers_by_kind(tmp_path: Path):

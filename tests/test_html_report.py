@@ -15,9 +15,10 @@ from tests.reports import chaos_row, sellout_row
 
 SELLOUTS = [
     sellout_row("/ping", 3000, 35, rows=None),
-    sellout_row("atomic_update", 700, 100),
-    sellout_row("none", 900, 110, rows=36, nemesis={"valid": False, "verdict": "2 lost"}),
-]
+    sellout_row("atomic_update", 700, 100, checker={"valid": True, "verdict": "valid"}),
+    sellout_row("none", 900, 110, rows=36, nemesis={"valid": False, "verdict": "2 lost"},
+                checker={"valid": False, "verdict": "lost 1, over 6"}),
+]  # fmt: skip
 
 
 def charts(page: str) -> int:
@@ -29,6 +30,8 @@ def test_a_sellout_report_shows_the_table_the_charts_the_spectrum_and_every_verd
     # The table of report.md, an inexact row marked by sign as well as colour.
     assert "<th>req/s</th>" in page and "\u2718 over-issued in 3/3 (+6)" in page
     assert "\u2714 exact in 3/3 sell-outs" in page
+    # The checker's verdict is a column of that table, signed as the audit's is.
+    assert ">checker</th>" in page and "\u2714 valid" in page and "\u2718 lost 1, over 6" in page
     # Throughput, correctness and the spectrum; the spectrum's every percentile in its table.
     assert charts(page) == 3
     assert all(f"<th>{name}</th>" in page for name in ("p50", "p90", "p99", "p99.9", "p99.99", "max"))
@@ -50,9 +53,13 @@ def test_capacity_and_chaos_reports_show_their_own_tables_and_charts(tmp_path: P
     page = build.render(reports.save(tmp_path / "scaled", scaled))
     assert "Scaling: the USL fit" in page and "x1: 200, x2: 400" in page and "<td>0.05</td>" in page
 
-    rows = [chaos_row("lua", "db-cut"), chaos_row("atomic_update", "redis-errors", lost=2)]
+    rows = [
+        chaos_row("lua", "db-cut"),
+        chaos_row("atomic_update", "redis-errors", lost=2, checker={"valid": False, "verdict": "lost 2"}),
+    ]
     page = build.render(reports.save(tmp_path / "chaos", reports.chaos(rows)))
     assert "Faults and verdicts" in page and "\u2718 2 lost" in page and "\u2714 kept" in page
+    assert ">checker</th>" in page and "\u2718 lost 2" in page
     assert charts(page) == 3  # a timeline per row, and the spectrum
     assert page.count("load over time") == 2 and ">fault<" in page
 

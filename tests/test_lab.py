@@ -274,8 +274,10 @@ def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
     assert (f"over-issued in {over}/3" in racy["verdict"]) == (over > 0)
     assert document["backend"]["database"] in ("mysql", "postgresql")
     markdown = (out / "report.md").read_text()
+    # The checker's verdict is the table's last column.
     assert (
-        "| atomic_update | 2 |" in markdown and "| 3x10 | 30 | 30 | 30 | exact in 3/3 sell-outs |" in markdown
+        "| atomic_update | 2 |" in markdown
+        and "| 3x10 | 30 | 30 | 30 | exact in 3/3 sell-outs | valid |" in markdown
     )
     assert f"Backend: **{document['backend']['database']}**" in markdown
     for chart in ("throughput", "latency", "correctness"):
@@ -285,11 +287,14 @@ def test_a_short_real_lab_run_writes_a_report(app, tmp_path: Path):
     check = document["check"]
     assert check["by_run"]["atomic_update"] == "valid"
     assert ("over" in check["by_run"]["none"]) == (over > 0)
+    assert rows["atomic_update"]["checker"] == {"valid": True, "verdict": "valid"}
+    assert rows["none"]["checker"]["verdict"] == check["by_run"]["none"] and rows["/ping"]["checker"] is None
     assert set(rows["none"]["load"]["spectrum"]) == {"p50", "p90", "p99", "p99.9", "p99.99", "max"}
     compared = json.loads((out / "compare.json").read_text())
     assert [row["label"] for row in compared["rows"] if row["regressions"]] == ["atomic_update", "none"]
     page = (out / "report.html").read_text()
     assert "regression against the baseline" in page and "exact in 3/3 sell-outs" in page
+    assert ">checker</th>" in page and "\u2714 valid" in page
 
 
 @pytest.mark.slow

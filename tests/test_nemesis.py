@@ -50,6 +50,25 @@ def test_a_saved_schedule_replays_as_it_was(tmp_path: Path):
     assert [plan.seed for plan in fresh] == [3, 4] and fresh[0] == drawn
 
 
+def test_redis_fsyncs_always_unless_another_mode_is_asked_and_a_replay_keeps_its_own(tmp_path: Path):
+    # Under `always` a 202 outlives a power cut (tests/test_durability.py, powerloss-always), so
+    # a lost 202 in a seed is a guard's fault, not the durability the seed was configured for.
+    assert {schedules.make(seed, 30, 1.0, 2).appendfsync for seed in range(10)} == {"always"}
+    assert schedules.make(3, 30, 1.0, 2, appendfsync="no").appendfsync == "no"
+    drawn = {schedules.make(seed, 30, 1.0, 2, appendfsync="drawn").appendfsync for seed in range(30)}
+    assert drawn == {"always", "everysec", "no"}
+    # The mode never changes which faults a seed draws.
+    assert schedules.make(3, 30, 1.0, 2, appendfsync="drawn").steps == schedules.make(3, 30, 1.0, 2).steps
+    with pytest.raises(ValueError, match="known: no, everysec, always, drawn"):
+        schedules.make(3, 30, 1.0, 2, appendfsync="sometimes")
+    (tmp_path / "seed-3").mkdir()
+    schedules.save(schedules.make(3, 30, 1.0, 2, appendfsync="no"), tmp_path / "seed-3" / "schedule.json")
+    replayed = plans(Settings(scenario="nemesis", replay=str(tmp_path)), 2)
+    assert [plan.appendfsync for plan in replayed] == ["no"]
+    fresh = plans(Settings(scenario="nemesis", appendfsync="everysec", steps=Steps(seed=3)), 2)
+    assert [plan.appendfsync for plan in fresh] == ["everysec"]
+
+
 def test_requests_name_any_safe_member_of_the_coupons_family():
     for names in FAMILIES.values():
         for name in names:

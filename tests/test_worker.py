@@ -170,3 +170,25 @@ def test_a_stream_missing_from_the_registry_is_found_and_drained(runtime, make_c
 
     assert database_totals(runtime, coupon_id) == (2, 2, 2)
     assert coupon_id in stream.registered(client, prefix)
+
+
+def test_a_stream_nobody_registered_becomes_rows_within_the_recovery_bound(runtime, make_coupon):
+    # Found by the nemesis (seed 21 of report 20261207-141602): the first accept of a coupon ran
+    # its script, its reply was lost, so no process registered the stream, and its 202s waited
+    # for the workers' discovery, then every 30 s, past the recovery bound.
+    running = Worker(runtime, settings=Settings(recovery=1.0))
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    try:
+        seen = make_coupon(quantity=5)
+        accept(runtime, seen, [1])
+        wait_for(lambda: database_totals(runtime, seen)[0] == 1, "the worker to poll the registry")
+        coupon_id = make_coupon(quantity=5)
+        accept(runtime, coupon_id, [1, 2])
+        stream.unregister(runtime.services.redis, runtime.config.redis_prefix, coupon_id)
+        # Within the bound and the sweep's period (1.3 s here), with room for a slow machine.
+        wait_for(lambda: database_totals(runtime, coupon_id) == (2, 2, 2), "the unregistered rows", 10.0)
+    finally:
+        running.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()

@@ -88,8 +88,10 @@ def _sellouts(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, 
     from coupon.lab.sellout import charts  # matplotlib: loaded by this command only, not by the service
 
     drawn = charts.draw_all(results, out)
-    path = report.write(out, results, settings, _facts(runtime), drawn)
-    report.show(results, console)
+    judged = checking.judge_run(out, settings.recovery)  # its verdict is a column of the table
+    path = report.write(out, results, settings, _facts(runtime), drawn, judged)
+    report.show(results, console, judged)
+    _checked(out, judged, console)
     return path
 
 
@@ -116,6 +118,7 @@ def _capacity(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, 
     drawn = [capacity_chart.draw(rows, settings.steps.slo_p99_ms, out / "capacity.png")]
     path = capacity_report.write(out, rows, settings, _facts(runtime), drawn)
     capacity_report.show(rows, settings, console)
+    _checked(out, checking.judge_run(out, settings.recovery), console)
     return path
 
 
@@ -137,9 +140,18 @@ def _chaos(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, con
             assert run.strategy is not None
             results.append(chaos_run.run_row(runtime.config, run.strategy, run.fault, settings, out, say))
         progress.update(bar, description="done", completed=len(rows))
-    path = chaos_report.write(out, results, settings, _facts(runtime))
-    chaos_report.show(results, console)
+    judged = checking.judge_run(out, settings.recovery)  # its verdict is a column of the table
+    path = chaos_report.write(out, results, settings, _facts(runtime), judged)
+    chaos_report.show(results, console, judged)
+    _checked(out, judged, console)
     return path
+
+
+def _checked(out: Path, judged: checking.Judged | None, console: Console) -> None:
+    """Add the checker's verdict to the written report, and say it."""
+    checking.annotate(out, judged)
+    if judged is not None:
+        console.print(f"checker: {judged.check.verdict()} ({out / checking.CHECK_FILE})")
 
 
 def _nemesis(runtime: Runtime, runs: list[Run], settings: Settings, out: Path, console: Console) -> Path:
@@ -222,10 +234,17 @@ def _facts(runtime: Runtime) -> dict[str, Any]:
 )
 @click.option(
     "--minutes",
-    default=1.0,
+    default=0.2,
     show_default=True,
     type=click.FloatRange(0.1),
     help="nemesis: minutes of load per seed.",
+)
+@click.option(
+    "--appendfsync",
+    type=click.Choice(["always", "everysec", "no", "drawn"]),
+    default="always",
+    show_default=True,
+    help="nemesis: each seed's Redis appendfsync (drawn: each seed draws one; a replay keeps its own).",
 )
 @click.option("--replay", default="", help="nemesis: run again the schedules saved in this report dir.")
 @click.option("--output", default="reports", show_default=True, help="Where reports/<timestamp>/ goes.")
@@ -271,9 +290,6 @@ def lab(
     # Wide enough for the table when the output is a file or a CI log rather than a terminal.
     console = Console(width=None if sys.stdout.isatty() else 160)
     path = DRIVERS[SCENARIOS[scenario].driver](runtime, runs, settings, out, console)
-    checked = None if scenario == "nemesis" else checking.finish(out, settings.recovery)
-    if checked is not None:
-        console.print(f"checker: {checked.verdict()} ({out / checking.CHECK_FILE})")
     # The nemesis's report has no sell-out rows for the page: its table is in report.md.
     page = "" if scenario == "nemesis" else f", {build.write(out)}"
     console.print(f"backend: {facts.backend(runtime)['database']}; report: {path}{page}")

@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Settings", "Worker", "backlog", "default_consumer", "drain"]
 
-# How often a worker polling every coupon also looks for streams the registry misses (SCAN).
-DISCOVERY_SECONDS = 30.0
-
 
 def default_consumer() -> str:
     """Name this process's consumer uniquely: host, pid, and a nonce."""
@@ -89,15 +86,25 @@ class Worker:
         """Return the coupons to poll: the given ones, or every registered stream."""
         if self.coupon_ids is not None:
             return self.coupon_ids
-        if time.monotonic() >= self._next_discovery:
-            self._next_discovery = time.monotonic() + DISCOVERY_SECONDS
-            stream.discover(self.redis, self.prefix)
         return stream.registered(self.redis, self.prefix)
+
+    def discover(self) -> None:
+        """Register the streams the registry misses (SCAN), once per recovery bound.
+
+        A stream is registered by the process whose accept created it, after the script: one
+        that died in between, or never heard the script's reply (a lost reply, a Redis killed
+        after its fsync), leaves it unregistered; its requests become rows within the bound all
+        the same, as a stale reservation does.
+        """
+        if time.monotonic() >= self._next_discovery:
+            self._next_discovery = time.monotonic() + self.settings.recovery
+            stream.discover(self.redis, self.prefix)
 
     def run(self, burst: bool = False, timeout: float | None = None) -> int:
         """Work until stopped (or, in burst mode, until drained); return the rows persisted."""
         recovery = None
         if self.coupon_ids is None:  # polling the registry: this worker shares the recovery
+            self.discover()  # before the first poll: a burst drains what the registry misses
             recovery = threading.Thread(target=self.recover, name="recovery", daemon=True)
             recovery.start()
         try:
@@ -135,10 +142,12 @@ class Worker:
                 self._stop.wait(delay)
 
     def recover(self) -> None:
-        """Sweep the journals and fold the counts on this thread, apart from the polling."""
+        """Sweep the journals, fold the counts and find unregistered streams on this thread, apart
+        from the polling."""
         while not self._stop.is_set():
             try:
                 self.sweeper.tick()
+                self.discover()
             except (redis.exceptions.RedisError, *OUTAGE) as exc:
                 log.warning("recovery pass failed (%s); trying again", exc)
             self._stop.wait(self.sweeper.every)

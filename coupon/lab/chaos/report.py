@@ -12,13 +12,16 @@ from rich.table import Table
 
 from coupon.lab.chaos.figures import PROMISES
 from coupon.lab.chaos.run import Row
+from coupon.lab.check.checking import Judged
 from coupon.lab.plan import Settings
 from coupon.lab.sellout.report import markdown, write_markdown
+from coupon.lab.sellout.runner import safe_name
 
 COLUMNS = (
     "strategy", "fault", "told yes", "rows", "lost", "stranded", "over-issued", "phantom", "5xx",
-    "recover s", "settle s", "accepted/s before", "verdict",
+    "recover s", "settle s", "accepted/s before", "verdict", "checker",
 )  # fmt: skip
+VERDICT = COLUMNS.index("verdict")
 COST_COLUMNS = ("strategy", "appendfsync", "fault", "accepted/s before the fault")
 
 READING = """How to read it: each row is one strategy served by its own gunicorn on its own private
@@ -29,14 +32,27 @@ no row; **stranded**: seats Redis still holds with no row after the workers' rec
 refusal; **5xx**: answers 5xx or none; **recover s**: from the fault healed to the first issue
 that succeeds again (a probe asks every 0.1 s); **settle s**: from the end of the load until no
 reservation is left unresolved (journal and queue empty); **accepted/s before**: stock taken per
-second before the fault (what the appendfsync mode costs)."""
+second before the fault (what the appendfsync mode costs); **checker**: the row's history (every
+request, its answer, the fault's start and stop) judged against the final state: `valid`, or each
+anomaly it found (see ## Checker)."""
 
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table_rows(rows: list[Row]) -> list[list[str]]:
+def checker_of(judged: Judged | None, row: Row) -> dict[str, Any] | None:
+    """Return a row's checker verdict (None where its history has no operations)."""
+    # The row's history part is named as its servers' files are (coupon/lab/chaos/run.py).
+    return None if judged is None else judged.of(safe_name(f"{row.strategy}_{row.fault}"))
+
+
+def _checker_cell(judged: Judged | None, row: Row) -> str:
+    verdict = checker_of(judged, row)
+    return "-" if verdict is None else str(verdict["verdict"])
+
+
+def table_rows(rows: list[Row], judged: Judged | None = None) -> list[list[str]]:
     """Return the table's cells, one list per row, in COLUMNS order."""
     cells = []
     for row in rows:
@@ -44,7 +60,7 @@ def table_rows(rows: list[Row]) -> list[list[str]]:
         cells.append([
             row.strategy, row.fault, str(f.told_yes), str(f.rows), str(f.lost), str(f.stranded),
             str(f.over_issued), str(f.phantom), str(f.errors), _num(row.recover_s), _num(row.settle_s),
-            f"{row.accepted_per_s:.0f}", f.verdict,
+            f"{row.accepted_per_s:.0f}", f.verdict, _checker_cell(judged, row),
         ])  # fmt: skip
     return cells
 
@@ -71,23 +87,36 @@ def promises(rows: list[Row]) -> str:
     return f"## Which strategy keeps which promise\n\nThe promises: {names}.\n\n" + "\n".join(lines)
 
 
-def markdown_table(rows: list[Row]) -> str:
-    """Return the table as GitHub markdown; a broken promise is set in bold."""
-    cells = table_rows(rows)
+def _checker_bad(judged: Judged | None, row: Row) -> bool:
+    verdict = checker_of(judged, row)
+    return verdict is not None and not verdict["valid"]
+
+
+def markdown_table(rows: list[Row], judged: Judged | None = None) -> str:
+    """Return the table as GitHub markdown; a broken promise, or the checker's anomalies, in bold."""
+    cells = table_rows(rows, judged)
     for row, line in zip(rows, cells):
         if row.figures.broken():
+            line[VERDICT] = f"**{line[VERDICT]}**"
+        if _checker_bad(judged, row):
             line[-1] = f"**{line[-1]}**"
     return markdown(COLUMNS, cells)
 
 
-def write(out: Path, rows: list[Row], settings: Settings, facts: dict[str, dict[str, Any]]) -> Path:
+def write(
+    out: Path,
+    rows: list[Row],
+    settings: Settings,
+    facts: dict[str, dict[str, Any]],
+    judged: Judged | None = None,
+) -> Path:
     """Write report.md, report.json and the chart; return report.md's path."""
     from coupon.lab.chaos import chart  # matplotlib: loaded by the lab command only
 
     drawn = [chart.draw(rows, out / "chaos.png")]
     parts = [
         "# Coupon Lab: chaos",
-        markdown_table(rows),
+        markdown_table(rows, judged),
         READING,
         promises(rows),
         "## What each appendfsync mode costs (same run, before the fault)\n\n"
@@ -98,7 +127,11 @@ def write(out: Path, rows: list[Row], settings: Settings, facts: dict[str, dict[
     chosen = {**asdict(settings), "steps": None}
     (out / "report.json").write_text(
         json.dumps(
-            {"settings": chosen, "facts": facts, "rows": [row.as_dict() for row in rows]},
+            {
+                "settings": chosen,
+                "facts": facts,
+                "rows": [{**row.as_dict(), "checker": checker_of(judged, row)} for row in rows],
+            },
             indent=2,
             default=str,
         )
@@ -106,12 +139,14 @@ def write(out: Path, rows: list[Row], settings: Settings, facts: dict[str, dict[
     return write_markdown(out, parts, drawn, {k: v for k, v in chosen.items() if v is not None}, facts)
 
 
-def show(rows: list[Row], console: Console) -> None:
+def show(rows: list[Row], console: Console, judged: Judged | None = None) -> None:
     """Print the table."""
     table = Table(title="chaos: each strategy under a fault")
     for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("strategy", "fault", "verdict") else "right")
-    for row, cells in zip(rows, table_rows(rows)):
-        style = "bold red" if row.figures.over_issued else ("yellow" if row.figures.broken() else None)
+        left = column in ("strategy", "fault", "verdict", "checker")
+        table.add_column(column, justify="left" if left else "right")
+    for row, cells in zip(rows, table_rows(rows, judged)):
+        broken = row.figures.broken() or _checker_bad(judged, row)
+        style = "bold red" if row.figures.over_issued else ("yellow" if broken else None)
         table.add_row(*cells, style=style)
     console.print(table)

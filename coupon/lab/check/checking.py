@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +54,41 @@ def by_run(found: Check, ops: list[dict[str, Any]]) -> dict[str, str]:
     return verdicts
 
 
-def finish(out: Path, recovery: float) -> Check | None:
-    """Gather, judge, and add the checker's verdict to report.json and report.md."""
+@dataclass(frozen=True)
+class Judged:
+    """A lab run's checker result: the whole verdict, and each row's (its run label's)."""
+
+    check: Check
+    runs: dict[str, str]  # run label -> `valid`, or its anomalies (`lost 1, over 2`)
+    merged: history.History
+
+    def of(self, label: str) -> dict[str, Any] | None:
+        """Return a row's checker verdict for its report (None: the row has no operations)."""
+        verdict = self.runs.get(label)
+        return None if verdict is None else {"valid": verdict == "valid", "verdict": verdict}
+
+
+def judge_run(out: Path, recovery: float) -> Judged | None:
+    """Gather and judge a run's history, write check.json; None when nothing was issued."""
     merged = gather(out, recovery)
     if not (out / final_state.FILE).exists():
         return None  # a /ping-only run: nothing was issued
     found = check(out, recovery)
-    runs = by_run(found, merged.ops)
-    document = {
-        **found.as_dict(),
-        "by_run": runs,
-        "ops": len(merged.ops),
-        "dropped": merged.header["dropped"],
-    }
-    (out / CHECK_FILE).write_text(json.dumps(document, indent=1))
+    judged = Judged(found, by_run(found, merged.ops), merged)
+    (out / CHECK_FILE).write_text(json.dumps(_document(judged), indent=1))
+    return judged
+
+
+def _document(judged: Judged) -> dict[str, Any]:
+    return {**judged.check.as_dict(), "by_run": judged.runs, "ops": len(judged.merged.ops),
+            "dropped": judged.merged.header["dropped"]}  # fmt: skip
+
+
+def annotate(out: Path, judged: Judged | None) -> None:
+    """Add the checker's verdict to report.json (`check`) and report.md (a `## Checker` section)."""
+    if judged is None:
+        return
+    document = _document(judged)
     report = out / "report.json"
     if report.exists():
         data = json.loads(report.read_text())
@@ -75,8 +97,7 @@ def finish(out: Path, recovery: float) -> Check | None:
     markdown = out / "report.md"
     if markdown.exists():
         with open(markdown, "a") as text:
-            text.write(section(found, runs, merged))
-    return found
+            text.write(section(judged.check, judged.runs, judged.merged))
 
 
 def section(found: Check, runs: dict[str, str], merged: history.History) -> str:

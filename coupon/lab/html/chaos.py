@@ -6,7 +6,7 @@ from typing import Any
 
 from coupon.lab.chaos.report import COLUMNS
 from coupon.lab.html import svg
-from coupon.lab.html.page import cell, figure, mark, section, table
+from coupon.lab.html.page import cell, checker, checker_bad, figure, mark, section, table
 
 FIGURES = ("told_yes", "rows", "lost", "stranded", "over_issued", "phantom", "errors")
 
@@ -21,6 +21,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
         cell(row["settle_s"]),
         f"{row['accepted_per_s']:.0f}",
         mark(not f["broken"], f["verdict"]),
+        checker(row.get("checker")),  # None in a report written before the checker's column
     ]
 
 
@@ -45,12 +46,16 @@ def sections(raw: dict[str, Any]) -> list[str]:
         section(
             "Faults and verdicts",
             table(
-                COLUMNS, map(_cells, rows), [bool(r["figures"]["broken"]) for r in rows], text=("verdict",)
+                COLUMNS,
+                map(_cells, rows),
+                [bool(r["figures"]["broken"]) or checker_bad(r) for r in rows],
+                text=("verdict", "checker"),
             ),
             "<p>Each row is one strategy on servers of its own while the fault hits mid-load, figures "
             "summed over its coupons. lost: told yes, no row; stranded: seats held with no row after the "
             "recovery bound; phantom: a row whose user only heard a refusal; recover s: fault healed to "
-            "the first success; settle s: end of load to nothing left unresolved.</p>",
+            "the first success; settle s: end of load to nothing left unresolved; checker: the row's history "
+            "judged against the final state (valid, or each anomaly found).</p>",
             anchor="faults",
         ),
         section("Load over time", *map(_timeline, rows), anchor="timeline"),

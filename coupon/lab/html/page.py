@@ -81,6 +81,16 @@ def mark(good: bool | None, text: str) -> str:
     return f'<span class="mark-{kind}">{sign} {escape(text)}</span>'
 
 
+def checker(verdict: dict[str, Any] | None) -> str:
+    """Return a row's checker verdict as a cell: `valid` or its anomalies, signed (a dash: not judged)."""
+    return "-" if not verdict else mark(bool(verdict["valid"]), str(verdict["verdict"]))
+
+
+def checker_bad(row: dict[str, Any]) -> bool:
+    """Tell whether the checker found an anomaly in a report.json row."""
+    return bool(row.get("checker")) and not row["checker"]["valid"]
+
+
 def cell(value: Any) -> str:
     """Return a value as a table cell's HTML (numbers shortened, None as a dash)."""
     if value is None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from coupon.lab.baseline.reading import Document
 from coupon.lab.html import svg
-from coupon.lab.html.page import cell, figure, mark, section, table
+from coupon.lab.html.page import cell, checker, checker_bad, figure, mark, section, table
 from coupon.lab.sellout.report import COLUMNS
 
 
@@ -35,6 +35,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
         f"{load['p99']:.0f}",
         cell(load["failures"]),
         *audited,
+        checker(row.get("checker")),  # None in a report written before the checker's column
     ]
 
 
@@ -83,14 +84,15 @@ def _charts(results: list[dict[str, Any]]) -> list[str]:
 def sections(document: Document) -> list[str]:
     """Return the table and the charts."""
     results = document.raw["results"]
-    bad = [bool(row.get("audit")) and not row["audit"]["exact"] for row in results]
+    bad = [(bool(row.get("audit")) and not row["audit"]["exact"]) or checker_bad(row) for row in results]
     return [
         section(
             "Results",
-            table(COLUMNS, map(_cells, results), bad, text=("verdict",)),
+            table(COLUMNS, map(_cells, results), bad, text=("verdict", "checker")),
             "<p>Latencies in ms. Each row sells out its coupons one after another under the same load "
             "(quantity: coupons x units each); rows and users are counted in the database after the run; "
-            "told is how many callers were answered 201/202; the verdict audits each sell-out.</p>",
+            "told is how many callers were answered 201/202; the verdict audits each sell-out; the checker "
+            "judges the row's history against the final state (valid, or each anomaly found).</p>",
             *_charts(results),
             anchor="results",
         )

@@ -35,7 +35,7 @@ def plans(settings: Settings, sales: int) -> list[schedules.Schedule]:
         return [schedules.load(path) for path in paths]
     seconds = 60 * settings.minutes
     first = settings.steps.seed
-    return [schedules.make(seed, seconds, settings.recovery, sales)
+    return [schedules.make(seed, seconds, settings.recovery, sales, appendfsync=settings.appendfsync)
             for seed in range(first, first + settings.seeds)]  # fmt: skip
 
 

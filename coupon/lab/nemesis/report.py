@@ -38,21 +38,24 @@ def write(out: Path, seeds: list[Seed], facts: dict[str, Any], command: str) -> 
     """Write report.json and report.md: the table per strategy, then each seed's verdict."""
     rows = by_strategy(seeds)
     document = {"scenario": "nemesis", "command": command, **facts, "by_strategy": rows,
+                "appendfsync": sorted({seed.schedule.appendfsync for seed in seeds}),
                 "seeds": [seed.as_dict() for seed in seeds]}  # fmt: skip
     (out / "report.json").write_text(json.dumps(document, indent=1))
     head = ["strategy", "family", *(c.replace("_", " ") for c in COLUMNS), "checker"]
-    lines = ["# Nemesis", "", f"`{command}`; backend: **{facts['backend']['database']}**", "",
+    modes = ", ".join(sorted({seed.schedule.appendfsync for seed in seeds}))
+    lines = ["# Nemesis", "", f"`{command}`; backend: **{facts['backend']['database']}**; "
+             f"Redis appendfsync: **{modes}**", "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]  # fmt: skip
     for strategy, row in rows.items():
         cells = [strategy, FAMILY_OF.get(strategy, "?"), *(str(row[c]) for c in COLUMNS), _verdict(row)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "| seed | faults | ops | settled (s) | checker | replay |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| seed | appendfsync | faults | ops | settled (s) | checker | replay |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for seed in seeds:
-        lines.append(f"| {seed.schedule.seed} | {seed.faults} | {seed.ops} | {seed.settled_s} | "
+        lines.append(f"| {seed.schedule.seed} | {seed.schedule.appendfsync} | {seed.faults} | {seed.ops} | {seed.settled_s} | "
                      f"{seed.check.verdict()} | `--replay {seed.out}` |")  # fmt: skip
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -61,7 +64,8 @@ def write(out: Path, seeds: list[Seed], facts: dict[str, Any], command: str) -> 
 
 def show(seeds: list[Seed], console: Console) -> None:
     """Print the table per strategy."""
-    table = Table(title="nemesis: per strategy, over every seed")
+    modes = ", ".join(sorted({seed.schedule.appendfsync for seed in seeds}))
+    table = Table(title=f"nemesis: per strategy, over every seed (Redis appendfsync {modes})")
     for name in ("strategy", *COLUMNS, "checker"):
         table.add_column(name.replace("_", " "))
     for strategy, row in by_strategy(seeds).items():

@@ -43,7 +43,7 @@ class Seed:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the seed's figures."""
-        return {"seed": self.schedule.seed, "ops": self.ops, "faults": self.faults, "settled_s": self.settled_s,
+        return {"seed": self.schedule.seed, "appendfsync": self.schedule.appendfsync, "ops": self.ops, "faults": self.faults, "settled_s": self.settled_s,
                 "verdict": self.check.verdict(), "by_strategy": self.check.by_strategy(), "dir": str(self.out)}  # fmt: skip
 
 

@@ -33,6 +33,9 @@ KINDS: dict[str, tuple[str, float | None, float | None]] = {
     "reconcile-fix": ("repair", 0.0, 0.0),  # `flask reconcile <id> --fix` on a coupon mid-sale
     "rebuild-redis": ("repair", 0.0, 0.0),  # `flask rebuild-redis <id>` on a coupon mid-sale
 }
+# `always` by default: a 202 then outlives a power cut, so any loss is the guards' own fault;
+# "drawn" lets each seed draw one (under `everysec` and `no` a power cut may lose 202s by design).
+DRAWN = "drawn"
 SHARE_OF_LOAD = 0.7  # faults start within this share of the load; the rest is the quiet tail
 
 
@@ -80,10 +83,15 @@ def _hold(rng: random.Random, fault: str, recovery: float) -> float:
 
 
 def make(
-    seed: int, seconds: float, recovery: float, sales: int, kinds: tuple[str, ...] = tuple(KINDS)
+    seed: int,
+    seconds: float,
+    recovery: float,
+    sales: int,
+    kinds: tuple[str, ...] = tuple(KINDS),
+    appendfsync: str = "always",
 ) -> Schedule:
     """Draw a schedule: a fault tried every 2.5 s or so of the active window (kept when the thing
-    it acts on is free), overlapping across things."""
+    it acts on is free), overlapping across things; appendfsync "drawn" draws the AOF mode too."""
     rng = random.Random(seed)
     active = SHARE_OF_LOAD * seconds
     wanted = max(3, round(active / 2.5))
@@ -98,7 +106,11 @@ def make(
         target = rng.randrange(sales) if thing == "repair" else 0
         steps.append(Step(at, fault, hold, target))
         busy[thing] = at + hold + (0.5 if thing != "repair" else 0.0)
-    return Schedule(seed, seconds, recovery, rng.choice(APPENDFSYNC), tuple(steps))
+    if appendfsync == DRAWN:
+        appendfsync = rng.choice(APPENDFSYNC)
+    elif appendfsync not in APPENDFSYNC:
+        raise ValueError(f"unknown appendfsync {appendfsync}; known: {', '.join(APPENDFSYNC)}, {DRAWN}")
+    return Schedule(seed, seconds, recovery, appendfsync, tuple(steps))
 
 
 def save(schedule: Schedule, path: Path) -> None:

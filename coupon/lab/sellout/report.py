@@ -10,8 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from coupon.lab.check.checking import Judged
 from coupon.lab.plan import Settings
-from coupon.lab.sellout.runner import Result
+from coupon.lab.sellout.runner import Result, safe_name
 
 COLUMNS = (
     "run",
@@ -28,7 +29,9 @@ COLUMNS = (
     "users",
     "told",
     "verdict",
+    "checker",
 )
+VERDICT = COLUMNS.index("verdict")
 
 
 def ping_rps(results: list[Result]) -> float:
@@ -36,7 +39,16 @@ def ping_rps(results: list[Result]) -> float:
     return next((r.load.rps for r in results if r.audit is None), 0.0)
 
 
-def table_rows(results: list[Result]) -> list[list[str]]:
+def checker_of(judged: Judged | None, label: str) -> dict[str, Any] | None:
+    """Return a row's checker verdict (None for a row with no operations, as /ping)."""
+    return None if judged is None else judged.of(safe_name(label))
+
+
+def _checker_cell(verdict: dict[str, Any] | None) -> str:
+    return "-" if verdict is None else str(verdict["verdict"])
+
+
+def table_rows(results: list[Result], judged: Judged | None = None) -> list[list[str]]:
     """Return the table's cells, one list per result, in COLUMNS order."""
     ceiling = ping_rps(results)
     rows = []
@@ -66,19 +78,26 @@ def table_rows(results: list[Result]) -> list[list[str]]:
                 f"{load.p99:.0f}",
                 str(load.failures),
                 *audit_cells,
+                _checker_cell(checker_of(judged, r.run.label)),
             ]
         )
     return rows
 
 
-def show(results: list[Result], console: Console) -> None:
-    """Print the table on the terminal, inexact rows in red."""
+def _bad(result: Result, judged: Judged | None) -> bool:
+    verdict = checker_of(judged, result.run.label)
+    return (result.audit is not None and not result.audit.exact) or (
+        verdict is not None and not verdict["valid"]
+    )
+
+
+def show(results: list[Result], console: Console, judged: Judged | None = None) -> None:
+    """Print the table on the terminal, inexact rows (by the audit or the checker) in red."""
     table = Table(title="Coupon Lab", header_style="bold")
     for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("run", "verdict") else "right")
-    for result, cells in zip(results, table_rows(results)):
-        inexact = result.audit is not None and not result.audit.exact
-        table.add_row(*cells, style="bold red" if inexact else None)
+        table.add_column(column, justify="left" if column in ("run", "verdict", "checker") else "right")
+    for result, cells in zip(results, table_rows(results, judged)):
+        table.add_row(*cells, style="bold red" if _bad(result, judged) else None)
     console.print(table)
 
 
@@ -88,12 +107,15 @@ def markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
 
 
-def markdown_table(results: list[Result]) -> str:
-    """Return the table as GitHub markdown; an inexact verdict is set in bold."""
-    rows = table_rows(results)
+def markdown_table(results: list[Result], judged: Judged | None = None) -> str:
+    """Return the table as GitHub markdown; an inexact verdict, or the checker's anomalies, in bold."""
+    rows = table_rows(results, judged)
     for result, cells in zip(results, rows):
         if result.audit is not None and not result.audit.exact:
-            cells[-1] = f"**{cells[-1].upper()}**"
+            cells[VERDICT] = f"**{cells[VERDICT].upper()}**"
+        verdict = checker_of(judged, result.run.label)
+        if verdict is not None and not verdict["valid"]:
+            cells[-1] = f"**{cells[-1]}**"
     return markdown(COLUMNS, rows)
 
 
@@ -107,6 +129,7 @@ def write(
     settings: Settings,
     facts: dict[str, dict[str, Any]],
     charts: list[Path],
+    judged: Judged | None = None,
 ) -> Path:
     """Write report.md and report.json into out; return the markdown's path."""
     ceiling = ping_rps(results)
@@ -119,7 +142,7 @@ def write(
             "server_env": {name: value for r in results for name, value in r.run.env},
         },
         **facts,
-        "results": [r.as_dict(ceiling) for r in results],
+        "results": [{**r.as_dict(ceiling), "checker": checker_of(judged, r.run.label)} for r in results],
     }
     (out / "report.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     backend = facts["backend"]
@@ -127,11 +150,13 @@ def write(
         "# Coupon Lab report",
         f"Backend: **{backend['database']}** ({'embedded' if backend['embedded'] else 'external'}), "
         f"Redis {backend['redis_version']}. Scenario `{settings.scenario}`.",
-        markdown_table(results),
+        markdown_table(results, judged),
         "Latencies in ms. Each row sells out its coupons one after another under the same load "
         "(quantity: coupons x units each); rows and users are counted in the database after the "
         "run, summed over the coupons; told is how many callers were answered 201/202; the verdict "
-        "audits each sell-out against the database and Redis and counts how many were exact. "
+        "audits each sell-out against the database and Redis and counts how many were exact; the "
+        "checker judges the row's history (every request and its answer) against the final state: "
+        "`valid`, or each anomaly it found (see ## Checker). "
         "issued/s is answers 201/202 per second from the first such answer to the "
         "last: how fast the stock went.",
     ]
