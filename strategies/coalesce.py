@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from itertools import repeat
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import redis
 from redis.commands.core import Script

@@ -60,8 +60,15 @@ class Journal:
         """Return the coupons whose journals the workers sweep."""
         return sorted(int(c) for c in self.client.smembers(journal_registry(self.prefix)))
 
-    def release(self, coupon_id: int, user_id: int, *, seen: float | None = None,
-                mode: str = "free", row_seat: int = 0) -> bool:  # fmt: skip
+    def release(
+        self,
+        coupon_id: int,
+        user_id: int,
+        *,
+        seen: float | None = None,
+        mode: str = "free",
+        row_seat: int = 0,
+    ) -> bool:
         """Give a reservation back (its row is known absent); with seen, only if still journaled so."""
         args: list[int | str] = [user_id, "" if seen is None else repr(seen), mode, row_seat]
         return bool(self._release(keys=self.keys(coupon_id).release_keys(), args=args))

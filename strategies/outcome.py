@@ -10,7 +10,7 @@ reservation is never given back merely because a write raised.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError

@@ -4,7 +4,7 @@ journal that settles each reservation by how its write ended (the ladder, writte
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from coupon.core import queries
 from coupon.core.connections import Services

@@ -14,7 +14,7 @@ coupon (the script would have said already_issued): the rules' order is kept onl
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from coupon.core import metrics
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, cast
+from collections.abc import Callable
+from typing import cast
 
 log = logging.getLogger(__name__)
 

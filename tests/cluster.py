@@ -6,8 +6,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from coupon.lab.drive.serve import free_port
 
@@ -49,14 +49,28 @@ class LocalCluster:
         node_dir = self.root / str(port)
         node_dir.mkdir()
         command = [
-            REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1",
-            "--cluster-enabled", "yes", "--cluster-port", str(free_port()),
-            "--cluster-config-file", "nodes.conf", "--dir", str(node_dir),
-            "--save", "", "--appendonly", "no", "--loglevel", "warning",
-        ]  # fmt: skip
+            REDIS_SERVER,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-port",
+            str(free_port()),
+            "--cluster-config-file",
+            "nodes.conf",
+            "--dir",
+            str(node_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
         if self.replicas:
-            command += ["--cluster-node-timeout", "2000",
-                        "--repl-diskless-sync-delay", "0"]  # fmt: skip
+            command += ["--cluster-node-timeout", "2000", "--repl-diskless-sync-delay", "0"]
         log = open(node_dir / "redis.log", "wb")
         self.processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
 
@@ -74,8 +88,16 @@ class LocalCluster:
         for port in self.ports:
             self._wait(f"node {port} up", lambda p=port: "PONG" in _cli(p, "ping"), 30)
         nodes = [f"127.0.0.1:{port}" for port in self.ports]
-        created = _cli(self.ports[0], "--cluster", "create", *nodes,
-                       "--cluster-replicas", str(self.replicas), "--cluster-yes", timeout=60)  # fmt: skip
+        created = _cli(
+            self.ports[0],
+            "--cluster",
+            "create",
+            *nodes,
+            "--cluster-replicas",
+            str(self.replicas),
+            "--cluster-yes",
+            timeout=60,
+        )
         if "[OK] All 16384 slots covered" not in created:
             raise RuntimeError(f"redis cluster create failed: {created}")
         for port in self.ports:

@@ -7,8 +7,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import redis
 
@@ -29,8 +29,20 @@ class LocalRedis:
 
     def start(self) -> LocalRedis:
         """Start the server and wait until it answers."""
-        command = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-                   str(self.dir), "--save", "", "--appendonly", "no", *self.args]  # fmt: skip
+        command = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *self.args,
+        ]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         probe = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         wait_for(lambda: _answers(probe), f"redis-server on {self.port}", timeout=10)

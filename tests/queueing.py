@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from coupon.core import queries
 from coupon.core.config import PROJECT_ROOT

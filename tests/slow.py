@@ -7,7 +7,7 @@ import resource
 import selectors
 import socket
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 # A request whose header is complete and whose body never arrives (1 byte of 20 is sent).
 SLOW_BODY = (

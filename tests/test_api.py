@@ -21,9 +21,17 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"
 DEAD_DATABASE = "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere"
 SYNC_STRATEGIES = [name for name, cls in REGISTRY.items() if cls.synchronous]
 COUPON_FIELDS = {
-    "id", "name", "total_quantity", "issued_quantity", "remaining", "issue_start", "issue_end",
-    "sold_out", "strategy", "family",
-}  # fmt: skip
+    "id",
+    "name",
+    "total_quantity",
+    "issued_quantity",
+    "remaining",
+    "issue_start",
+    "issue_end",
+    "sold_out",
+    "strategy",
+    "family",
+}
 
 
 def iso(delta: timedelta) -> str:
@@ -107,8 +115,12 @@ def test_the_far_ends_of_the_range_work_with_every_strategy(make_client: Any) ->
     # 9998-12-31T23:59:59.999999Z once went to Redis as a float and came back as year 10000.
     client = make_client(lab_strategies=True)
     for user, strategy in enumerate(SYNC_STRATEGIES, 1):
-        coupon = create(client, issue_start="1001-01-01T00:00:00+23:59",
-                        issue_end="9998-12-31T23:59:59.999999-23:59", strategy=strategy)  # fmt: skip
+        coupon = create(
+            client,
+            issue_start="1001-01-01T00:00:00+23:59",
+            issue_end="9998-12-31T23:59:59.999999-23:59",
+            strategy=strategy,
+        )
         assert coupon["issue_start"] == "1000-12-31T00:01:00+00:00"
         assert coupon["issue_end"] == "9999-01-01T23:58:59.999999+00:00"
         response = issue(client, coupon["id"], user)

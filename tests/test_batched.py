@@ -303,8 +303,16 @@ def test_an_app_sigkill_mid_sale_loses_no_yes_and_never_over_issues(backend, tmp
     config = backends.test_config(backend.url, "redis://127.0.0.1:1/0")  # the row starts its own
     before = {pid for pid in children(os.getpid()) if alive(pid)}
     # Stock enough to outlast the fault's moment (1.5 s in) on a quiet machine: 40 x 50 units.
-    settings = Settings(scenario="chaos", workers=2, duration=3.0, users=10, quantity=50, sellouts=40,
-                        duplicate_share=0.1, recovery=1.0)  # fmt: skip
+    settings = Settings(
+        scenario="chaos",
+        workers=2,
+        duration=3.0,
+        users=10,
+        quantity=50,
+        sellouts=40,
+        duplicate_share=0.1,
+        recovery=1.0,
+    )
     row = run_row(config, "batched_update", "app-kill", settings, tmp_path, lambda doing: None)
     assert {pid for pid in children(os.getpid()) if alive(pid)} <= before
     f = row.figures

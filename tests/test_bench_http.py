@@ -52,8 +52,18 @@ def rows(rates: dict[str, float]) -> Run:
 
 
 def test_the_report_reads_every_row_against_the_post_ceiling_and_gives_each_target_a_verdict(capsys):
-    run = rows({"ceiling": 10_000, "ceiling, GET": 11_000, "queued": 6_100, "sold out": 7_900,
-                "lua": 900, "atomic_update": 400, "select_for_update": 300, "batched_update": 1_000})  # fmt: skip
+    run = rows(
+        {
+            "ceiling": 10_000,
+            "ceiling, GET": 11_000,
+            "queued": 6_100,
+            "sold out": 7_900,
+            "lua": 900,
+            "atomic_update": 400,
+            "select_for_update": 300,
+            "batched_update": 1_000,
+        }
+    )
     run.loads["warm-up"] = [Load(0, 1.0, 0, 1.0, 1.0), Load(100, 1.0, 100, 1.0, 1.0)]
     runtime = SimpleNamespace(
         services=SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="mysql")))
@@ -73,9 +83,19 @@ def test_the_report_reads_every_row_against_the_post_ceiling_and_gives_each_targ
 
 
 def test_the_jwt_row_is_read_against_queued_without_it(capsys):
-    run = rows({"ceiling": 10_000, "ceiling, GET": 11_000, "queued": 6_000, "queued, jwt": 5_300,
-                "sold out": 7_900, "lua": 900, "atomic_update": 400, "select_for_update": 300,
-                "batched_update": 1_000})  # fmt: skip
+    run = rows(
+        {
+            "ceiling": 10_000,
+            "ceiling, GET": 11_000,
+            "queued": 6_000,
+            "queued, jwt": 5_300,
+            "sold out": 7_900,
+            "lua": 900,
+            "atomic_update": 400,
+            "select_for_update": 300,
+            "batched_update": 1_000,
+        }
+    )
     run.loads["warm-up"] = [Load(0, 1.0, 0, 1.0, 1.0), Load(100, 1.0, 100, 1.0, 1.0)]
     runtime = SimpleNamespace(
         services=SimpleNamespace(engine=SimpleNamespace(dialect=SimpleNamespace(name="mysql")))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import heapq
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -156,15 +156,24 @@ def test_app_kill_kills_one_gunicorn_worker_and_the_server_serves_on(backend, re
 
 
 def test_the_columns_come_from_the_audit_and_the_answers():
-    told = {"yes": frozenset({1, 2, 3, 4}), "no": frozenset({5, 6, 9}), "already": frozenset({7}),
-            "error": frozenset({8, 9})}  # fmt: skip
+    told = {
+        "yes": frozenset({1, 2, 3, 4}),
+        "no": frozenset({5, 6, 9}),
+        "already": frozenset({7}),
+        "error": frozenset({8, 9}),
+    }
     # Rows for 1, 2 (told yes), 5 (told only no: phantom), 7 (already), 8 (an error: unknown),
     # 9 (no, then an error: unknown, not phantom); 3 and 4 were told yes and hold none: lost.
     one = CouponFacts(
         quantity=5, rows=6, row_users=frozenset({1, 2, 5, 7, 8, 9}), held=8, told=told, errors=3
     )
-    two = CouponFacts(quantity=5, rows=5, row_users=frozenset({11, 12, 13, 14, 15}), held=5,
-                      told={"yes": frozenset({11, 12, 13, 14, 15})})  # fmt: skip
+    two = CouponFacts(
+        quantity=5,
+        rows=5,
+        row_users=frozenset({11, 12, 13, 14, 15}),
+        held=5,
+        told={"yes": frozenset({11, 12, 13, 14, 15})},
+    )
     f = figures.total([one, two])
     assert (f.told_yes, f.rows, f.lost, f.phantom, f.stranded, f.over_issued, f.errors) == (
         9,
@@ -197,8 +206,16 @@ def test_the_matrix_selects_rows():
 def test_a_short_chaos_row_end_to_end_leaves_no_server_behind(backend, tmp_path):
     config = backends.test_config(backend.url, "redis://127.0.0.1:1/0")  # every row has its own Redis
     before = {pid for pid in children(os.getpid()) if alive(pid)}
-    settings = Settings(scenario="chaos", workers=2, duration=3.0, users=10, quantity=10, sellouts=20,
-                        duplicate_share=0.1, recovery=1.0)  # fmt: skip
+    settings = Settings(
+        scenario="chaos",
+        workers=2,
+        duration=3.0,
+        users=10,
+        quantity=10,
+        sellouts=20,
+        duplicate_share=0.1,
+        recovery=1.0,
+    )
     row = run_row(config, "lua", "redis-kill-always", settings, tmp_path, lambda doing: None)
     after = {pid for pid in children(os.getpid()) if alive(pid)}
     assert after <= before, "a server of the row outlived it"
@@ -231,6 +248,9 @@ def test_the_timeline_is_each_seconds_answers_by_kind(tmp_path: Path):
     heard = {"1001": {"yes": 20, "no": 5}, "1002": {"already": 10, "error": 3}, "1004": {"no": 20}}
     (tmp_path / "run.seconds.json").write_text(json.dumps(heard))
     line = timeline.read(tmp_path / "run.seconds.json", started=1000.0, fault=(1001.5, 1002.5))
-    assert line == {"seconds": [1, 2, 3, 4], "fault": [1.5, 2.5],
-                    "per_second": {"issued": [20, 0, 0, 0], "refused": [5, 10, 0, 20], "errors": [0, 3, 0, 0]}}  # fmt: skip
+    assert line == {
+        "seconds": [1, 2, 3, 4],
+        "fault": [1.5, 2.5],
+        "per_second": {"issued": [20, 0, 0, 0], "refused": [5, 10, 0, 20], "errors": [0, 3, 0, 0]},
+    }
     assert timeline.read(tmp_path / "absent.json", 0.0, (1.0, 2.0)) == {}

@@ -24,9 +24,13 @@ DASHBOARD = DEPLOY / "grafana" / "dashboards" / "coupon.json"
 PROMETHEUS = DEPLOY / "prometheus.yml"
 # What issue 14 asks the dashboard to show, as the sample names the app exports.
 CHARTED = {
-    "coupon_issues_total", "coupon_issue_seconds_bucket", "coupon_stream_backlog",
-    "coupon_stream_pending", "coupon_worker_rows_total", "coupon_soldout_fast_path_hits_total",
-}  # fmt: skip
+    "coupon_issues_total",
+    "coupon_issue_seconds_bucket",
+    "coupon_stream_backlog",
+    "coupon_stream_pending",
+    "coupon_worker_rows_total",
+    "coupon_soldout_fast_path_hits_total",
+}
 PROMQL_WORDS = {"sum", "max", "min", "avg", "rate", "increase", "histogram_quantile", "by"}
 
 
@@ -123,8 +127,10 @@ def test_promtool_accepts_the_config_and_every_panel_query(tmp_path: Path) -> No
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     checked = subprocess.run(
         ["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # Grafana's $__rate_interval is no PromQL: stand in a range, then check each as a rule.
     rules = [
@@ -134,6 +140,8 @@ def test_promtool_accepts_the_config_and_every_panel_query(tmp_path: Path) -> No
     (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": rules}]}))
     checked = subprocess.run(
         ["promtool", "check", "rules", str(tmp_path / "rules.yml")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -22,9 +22,17 @@ from tests.support.compose import COMPOSE, compose
 
 SCHEMA = Path(__file__).parent / "data" / "compose_spec.json"
 SERVICES = {
-    "mysql", "redis", "migrate", "app", "nginx", "worker", "prometheus", "grafana",
-    "locust-master", "locust-worker",
-}  # fmt: skip
+    "mysql",
+    "redis",
+    "migrate",
+    "app",
+    "nginx",
+    "worker",
+    "prometheus",
+    "grafana",
+    "locust-master",
+    "locust-worker",
+}
 # Started only with `--profile sentinel` (docs/failover.md).
 SENTINEL_PROFILE = {"redis-replica", "sentinel1", "sentinel2", "sentinel3"}
 # Started only when asked for: the dashboards (monitoring) and the load generator (load).
@@ -111,8 +119,13 @@ def test_grafana_refuses_to_start_with_the_default_password() -> None:
     script = " ".join(grafana["command"]).replace("$$", "$")
     for password, refused in (("", True), ("admin", True), ("a-real-password", False)):
         shell = script.replace("exec /run.sh", "exit 0")
-        done = subprocess.run(["sh", "-c", shell], env={"GF_SECURITY_ADMIN_PASSWORD": password},
-                              capture_output=True, text=True, timeout=10)  # fmt: skip
+        done = subprocess.run(
+            ["sh", "-c", shell],
+            env={"GF_SECURITY_ADMIN_PASSWORD": password},
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         assert (done.returncode != 0) == refused, (password, done.stderr)
 
 

@@ -12,8 +12,8 @@ import sys
 import tempfile
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import make_url

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -52,8 +53,9 @@ def group() -> Iterator[SentinelGroup]:
     started.stop()
 
 
-def failover(backend: Backend, group: SentinelGroup, strategy: str, kind: str,
-             wait_replicas: int = 0) -> dict[str, Any]:  # fmt: skip
+def failover(
+    backend: Backend, group: SentinelGroup, strategy: str, kind: str, wait_replicas: int = 0
+) -> dict[str, Any]:
     config = sentinel_config(backends.test_config(backend.url, "unused"), group, wait_replicas)
     figures = run_failover(config, group, strategy, kind, QUANTITY)
     print("FAILOVER " + json.dumps(figures))
@@ -87,8 +89,7 @@ def test_a_failover_sells_nothing_twice_and_the_service_comes_back(
 
 
 def test_settings_name_the_sentinels_and_keep_the_urls_database_and_password():
-    config = Config(redis_sentinels=(("127.0.0.1", 26379),), redis_service="coupon",
-                    database_url="sqlite://")  # fmt: skip
+    config = Config(redis_sentinels=(("127.0.0.1", 26379),), redis_service="coupon", database_url="sqlite://")
     assert not config.embedded  # the Sentinels are the Redis: no embedded fallback
     assert url_parts("redis://:s%40cret@ignored:6379/3") == (3, None, "s@cret")
     assert url_parts(None) == (0, None, None)

@@ -59,8 +59,11 @@ def test_lost_commit_replies_never_over_issue(backend, redis_server, runtime, ma
     # Recovery: the sweep resolves what stayed unknown; later demand takes what was given back.
     sweeper = Sweeper(runtime.services.redis, runtime.services.engine, runtime.config.redis_prefix, 0.0)
     journal = runtime.state.keys(coupon_id).journal
-    wait_for(lambda: sweeper.sweep(coupon_id) or runtime.services.redis.zcard(journal) == 0,
-             "the journal to be swept", timeout=10)  # fmt: skip
+    wait_for(
+        lambda: sweeper.sweep(coupon_id) or runtime.services.redis.zcard(journal) == 0,
+        "the journal to be swept",
+        timeout=10,
+    )
     later = [runtime.strategies[name].issue(coupon_id, u) for u in range(1000, 1000 + QUANTITY)]
     rows = holders(runtime, coupon_id)
     assert len(rows) == QUANTITY, (len(rows), tally(later))

@@ -32,8 +32,9 @@ def post_issue(port: int, coupon_id: int, user_id: int) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         body = json.dumps({"user_id": user_id})
-        conn.request("POST", f"/coupons/{coupon_id}/issue?strategy=lua", body,
-                     {"Content-Type": "application/json"})  # fmt: skip
+        conn.request(
+            "POST", f"/coupons/{coupon_id}/issue?strategy=lua", body, {"Content-Type": "application/json"}
+        )
         return conn.getresponse().status
     except (OSError, http.client.HTTPException):
         return 0
@@ -57,10 +58,13 @@ def test_killed_workers_strand_no_seat(backend, redis_server, tmp_path: Path):
                 return status
 
             victims = worker_pids(server.process.pid)
-            killer = threading.Thread(target=lambda: (
-                wait_for(lambda: len(answered) >= 40, "the sale to be under way", 30),
-                [os.kill(pid, signal.SIGKILL) for pid in victims],
-            ), daemon=True)  # fmt: skip
+            killer = threading.Thread(
+                target=lambda: (
+                    wait_for(lambda: len(answered) >= 40, "the sale to be under way", 30),
+                    [os.kill(pid, signal.SIGKILL) for pid in victims],
+                ),
+                daemon=True,
+            )
             killer.start()
             statuses = crowd(issue, [(user,) for user in range(1, CALLS + 1)], threads=32)
             killer.join(timeout=30)

@@ -5,7 +5,7 @@ row, a failed lock release. Answers are 503 (never 500) or truthful; rows never 
 from __future__ import annotations
 
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -45,8 +45,10 @@ def test_a_redis_that_cannot_serve_answers_503(backend, local_redis):
             reply = http.post(f"/coupons/{coupons[name]}/issue?strategy={name}", json={"user_id": user})
             return reply.status_code, reply.get_json()
 
-        for fault, undo in ((("CONFIG", "SET", "maxmemory", "1"), ("CONFIG", "SET", "maxmemory", "0")),
-                            (("REPLICAOF", "127.0.0.1", str(free_port())), ("REPLICAOF", "NO", "ONE"))):  # fmt: skip
+        for fault, undo in (
+            (("CONFIG", "SET", "maxmemory", "1"), ("CONFIG", "SET", "maxmemory", "0")),
+            (("REPLICAOF", "127.0.0.1", str(free_port())), ("REPLICAOF", "NO", "ONE")),
+        ):
             admin.execute_command(*fault)
             for user, name in enumerate(REDIS_STRATEGIES, 1):
                 status, body = issue(name, user)

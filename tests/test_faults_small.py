@@ -24,8 +24,13 @@ from tests.queueing import failures, wait_for
 def test_dead_letters_of_two_coupons_with_one_entry_id_are_both_kept(runtime, make_coupon):
     first, second = make_coupon(), make_coupon()
     for coupon_id in (first, second):
-        row = {"coupon_id": coupon_id, "user_id": 1, "entry_id": "1700000000000-0",
-               "payload": "{}", "reason": "test"}  # fmt: skip
+        row = {
+            "coupon_id": coupon_id,
+            "user_id": 1,
+            "entry_id": "1700000000000-0",
+            "payload": "{}",
+            "reason": "test",
+        }
         with runtime.services.engine.begin() as conn:
             queries.record_failures(conn, [row])
             queries.record_failures(conn, [row])  # a redelivery records nothing new
@@ -133,8 +138,14 @@ def test_a_redis_restarted_mid_sale_never_over_issues(backend):
         assert len(rows) <= 40
         assert {user for user, told in answered.items() if told is Outcome.ISSUED} <= rows
         later = iter(range(10**6, 10**6 + 1000))
-        wait_for(lambda: runtime.strategies["lua"].issue(coupon_id, next(later)) is not None
-                 and _rows(runtime, coupon_id) == 40, "the stock to be sold exactly", 20)  # fmt: skip
+        wait_for(
+            lambda: (
+                runtime.strategies["lua"].issue(coupon_id, next(later)) is not None
+                and _rows(runtime, coupon_id) == 40
+            ),
+            "the stock to be sold exactly",
+            20,
+        )
         assert errors(list(answered.values())), "no call met the restart: the test tested nothing"
     finally:
         runtime.close()

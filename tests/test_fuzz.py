@@ -8,8 +8,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -72,17 +73,38 @@ def test_schemathesis_all_checks_and_the_stateful_phase_pass(jwt_server: Server,
     server = jwt_server
     seed = SuiteSettings.from_env().fuzz_seed or str(int.from_bytes(os.urandom(4), "big"))
     command = [
-        sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()",
-        "run", str(PROJECT_ROOT / "coupon/api/openapi.json"), "--url", server.url,
-        "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
-        "--max-examples", str(MAX_EXAMPLES), "--seed", seed, "--request-timeout", "10",
-        "--workers", "1",
-        "--report", "junit", "--report-dir", str(tmp_path), "--no-color",
-    ]  # fmt: skip
+        sys.executable,
+        "-c",
+        "from schemathesis.cli import schemathesis; schemathesis()",
+        "run",
+        str(PROJECT_ROOT / "coupon/api/openapi.json"),
+        "--url",
+        server.url,
+        "--checks",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        seed,
+        "--request-timeout",
+        "10",
+        "--workers",
+        "1",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
+        "--no-color",
+    ]
     env = {
-        **os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), "PYTHONPATH": str(PROJECT_ROOT),
-        "FUZZ_JWT_SECRET": FUZZ_SECRET, "FUZZ_ADMIN_TOKEN": runtime_token(server),
-    }  # fmt: skip
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": str(HOOKS),
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "FUZZ_JWT_SECRET": FUZZ_SECRET,
+        "FUZZ_ADMIN_TOKEN": runtime_token(server),
+    }
     done = subprocess.run(
         command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS
     )
@@ -275,9 +297,15 @@ def test_strategies_are_not_the_callers_to_abuse(
     # strategy=none on a coupon of 20: was 21 rows; a deployment refuses the lab's strategies.
     racy = make_coupon(quantity=20)
     with requests.Session() as session:
-        told = {session.post(f"{server.url}/coupons/{racy}/issue", params={"strategy": "none"},
-                             json={"user_id": user}, timeout=30).status_code
-                for user in range(1, 41)}  # fmt: skip
+        told = {
+            session.post(
+                f"{server.url}/coupons/{racy}/issue",
+                params={"strategy": "none"},
+                json={"user_id": user},
+                timeout=30,
+            ).status_code
+            for user in range(1, 41)
+        }
     assert told == {403}
     assert database_totals(runtime, racy) == (0, 0, 0)
 
@@ -322,16 +350,19 @@ def test_a_chunked_ten_megabyte_body_is_413(server: Server, make_coupon: MakeCou
 
     try:
         response = requests.post(
-            f"{server.url}/coupons/1/issue", data=chunks(),
-            headers={"Content-Type": "application/json"}, timeout=30,
-        )  # fmt: skip
+            f"{server.url}/coupons/1/issue",
+            data=chunks(),
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
     except requests.ConnectionError as exc:  # the server may close before the client is done
         pytest.fail(f"no answer to a chunked 10 MB body: {exc}")
     assert response.status_code == 413, response.text
     assert_json_error(response)
     small = iter([b'{"user_id"', b": 77}"])  # a chunked body within the limit still works
-    response = requests.post(f"{server.url}/coupons/1/issue", data=small,
-                             headers={"Content-Type": "application/json"}, timeout=30)  # fmt: skip
+    response = requests.post(
+        f"{server.url}/coupons/1/issue", data=small, headers={"Content-Type": "application/json"}, timeout=30
+    )
     assert response.status_code in (201, 409) and response.json()["user_id"] == 77, response.text
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -67,8 +68,9 @@ def test_a_well_formed_issue_never_reaches_flask(app: Flask, flask_calls: list[s
     first = client.post(f"/coupons/{coupon_id}/issue?strategy=lua", json={"user_id": 7})
     second = client.post(f"/coupons/{coupon_id}/issue", json={"user_id": 8})
     assert (first.status_code, first.get_json()) == (
-        201, {"result": "issued", "coupon_id": coupon_id, "user_id": 7},
-    )  # fmt: skip
+        201,
+        {"result": "issued", "coupon_id": coupon_id, "user_id": 7},
+    )
     assert (second.status_code, second.get_json()["result"]) == (409, "sold_out")
     assert first.headers["Content-Type"] == "application/json"
     assert flask_calls == ["/coupons"]  # only the admin's create went through Flask
@@ -133,8 +135,14 @@ def test_in_jwt_mode_a_token_issue_never_reaches_flask(make_client: Callable[...
     calls: list[str] = []
     inner = app.wsgi_app.app  # type: ignore[attr-defined]
     app.wsgi_app.app = lambda environ, start: calls.append(environ["PATH_INFO"]) or inner(environ, start)  # type: ignore[attr-defined]
-    status, body = exchange(app, True, f"/coupons/{coupon_id}/issue", b"{}", "application/json",
-                            {"Authorization": f"Bearer {hs(sub='41')}"})  # fmt: skip
+    status, body = exchange(
+        app,
+        True,
+        f"/coupons/{coupon_id}/issue",
+        b"{}",
+        "application/json",
+        {"Authorization": f"Bearer {hs(sub='41')}"},
+    )
     assert (status, body["user_id"], calls) == (201, 41, [])
 
 
@@ -178,11 +186,15 @@ def test_the_quick_check_accepts_only_what_inputs_accepts(body: bytes, content_t
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("/coupons/12/issue", 12), ("/coupons/01/issue", None), ("/coupons/０１/issue", None),
-        ("/coupons//issue", None), ("/coupons/1/issues", None), ("/coupons/1/2/issue", None),
+        ("/coupons/12/issue", 12),
+        ("/coupons/01/issue", None),
+        ("/coupons/０１/issue", None),
+        ("/coupons//issue", None),
+        ("/coupons/1/issues", None),
+        ("/coupons/1/2/issue", None),
         ("/coupons/99999999999999999999/issue", None),
     ],
-)  # fmt: skip
+)
 def test_only_canonical_ids_take_the_hot_path(path: str, expected: int | None) -> None:
     assert coupon_id_of(path) == expected
 
@@ -208,9 +220,13 @@ def test_a_taken_issue_yields_once_its_body_is_written_and_a_refusal_does_not(
     def ask(user: int) -> tuple[str, list[float]]:
         body = json.dumps({"user_id": user}).encode()
         environ = {
-            "REQUEST_METHOD": "POST", "PATH_INFO": f"/coupons/{coupon_id}/issue", "QUERY_STRING": "",
-            "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json", "wsgi.input": io.BytesIO(body),
-        }  # fmt: skip
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": f"/coupons/{coupon_id}/issue",
+            "QUERY_STRING": "",
+            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": "application/json",
+            "wsgi.input": io.BytesIO(body),
+        }
         statuses: list[str] = []
         answer = app.wsgi_app(environ, lambda status, headers: statuses.append(status))
         before = len(slept)

@@ -16,9 +16,15 @@ from tests.reports import chaos_row, sellout_row
 SELLOUTS = [
     sellout_row("/ping", 3000, 35, rows=None),
     sellout_row("atomic_update", 700, 100, checker={"valid": True, "verdict": "valid"}),
-    sellout_row("none", 900, 110, rows=36, nemesis={"valid": False, "verdict": "2 lost"},
-                checker={"valid": False, "verdict": "lost 1, over 6"}),
-]  # fmt: skip
+    sellout_row(
+        "none",
+        900,
+        110,
+        rows=36,
+        nemesis={"valid": False, "verdict": "2 lost"},
+        checker={"valid": False, "verdict": "lost 1, over 6"},
+    ),
+]
 
 
 def charts(page: str) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jwt
 import pytest
@@ -205,8 +206,12 @@ def test_gunicorn_on_real_servers_without_the_mode_refuses_to_start(backend: Any
     from coupon.lab.drive.serve import free_port
 
     env = {name: value for name, value in os.environ.items() if not name.startswith("COUPON_")}
-    env.update(COUPON_DATABASE_URL=backend.url, COUPON_REDIS_URL=redis_server, COUPON_ADMIN_TOKEN="t",
-               COUPON_BIND=f"127.0.0.1:{free_port()}")  # fmt: skip
+    env.update(
+        COUPON_DATABASE_URL=backend.url,
+        COUPON_REDIS_URL=redis_server,
+        COUPON_ADMIN_TOKEN="t",
+        COUPON_BIND=f"127.0.0.1:{free_port()}",
+    )
     done = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
         cwd=PROJECT_ROOT,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -106,10 +107,24 @@ def test_a_hostile_64_kib_body_costs_little() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("1", 1), ("42", 42), (str(MAX_ID), MAX_ID), ("0", None), ("01", None), ("+1", None),
-     ("-1", None), (" 1", None), ("1 ", None), ("\uff11", None), ("\u0661", None), ("1.0", None),
-     (str(MAX_ID + 1), None), ("9" * 5000, None), ("", None)],
-)  # fmt: skip
+    [
+        ("1", 1),
+        ("42", 42),
+        (str(MAX_ID), MAX_ID),
+        ("0", None),
+        ("01", None),
+        ("+1", None),
+        ("-1", None),
+        (" 1", None),
+        ("1 ", None),
+        ("\uff11", None),
+        ("\u0661", None),
+        ("1.0", None),
+        (str(MAX_ID + 1), None),
+        ("9" * 5000, None),
+        ("", None),
+    ],
+)
 def test_canonical_id(text: str, expected: int | None) -> None:
     assert inputs.canonical_id(text) == expected
 

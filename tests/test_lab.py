@@ -198,7 +198,10 @@ def test_the_chaos_matrix_has_failover_rows_per_kind_and_mode():
     }
     # A failover row is only for a strategy with Redis state; other faults keep their rows.
     assert matrix.rows(("atomic_update", "lua"), ("failover-manual-wait1", "db-cut"), registered) == [
-        ("atomic_update", "db-cut"), ("lua", "failover-manual-wait1"), ("lua", "db-cut")]  # fmt: skip
+        ("atomic_update", "db-cut"),
+        ("lua", "failover-manual-wait1"),
+        ("lua", "db-cut"),
+    ]
     mixed = matrix.rows((), ("db-cut", "failover-kill-async"), registered)
     assert ("atomic_update", "db-cut") in mixed and ("redis_counter", "failover-kill-async") in mixed
     default = [run.fault for run in plan(Settings(scenario="chaos"), registered)[1:]]
@@ -209,13 +212,29 @@ def test_the_chaos_matrix_has_failover_rows_per_kind_and_mode():
 
 def test_a_failover_row_counts_what_each_user_was_told_against_the_rows():
     recorder = Recorder()
-    for user, status, body in [(1, 202, "{}"), (2, 202, "{}"), (3, 503, '{"error": "redis unavailable"}'),
-                               (4, 409, '{"result": "sold_out"}'), (1, 409, '{"result": "already_issued"}')]:  # fmt: skip
+    for user, status, body in [
+        (1, 202, "{}"),
+        (2, 202, "{}"),
+        (3, 503, '{"error": "redis unavailable"}'),
+        (4, 409, '{"result": "sold_out"}'),
+        (1, 409, '{"result": "already_issued"}'),
+    ]:
         recorder.record("crowd", 7, user, "queued", 1.0 + user, status, body, complete=1.5 + user)
     events = [{"time": 3.0, "phase": "start"}, {"time": 4.0, "phase": "stop"}]
     state = {7: {"total": 10, "rows": [1, 3, 4], "held": 3}}
-    found = {"quantity": 10, "recover_s": 2.5, "drain_s": 0.5, "kind": "kill", "wait_replicas": 0, "old_run": "a", "new_run": "b",
-             "lost": 1, "over_issued": 0, "seats_twice": 0, "writes_on_old_after_resume": 0}  # fmt: skip
+    found = {
+        "quantity": 10,
+        "recover_s": 2.5,
+        "drain_s": 0.5,
+        "kind": "kill",
+        "wait_replicas": 0,
+        "old_run": "a",
+        "new_run": "b",
+        "lost": 1,
+        "over_issued": 0,
+        "seats_twice": 0,
+        "writes_on_old_after_resume": 0,
+    }
     row = failover_row._row("queued", "failover-kill-async", History({}, recorder.ops, events), state, found)
     f = row.figures
     # User 2 heard 202 and has no row; user 4 heard sold out and has one; user 3's 503 is unknown.

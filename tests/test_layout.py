@@ -15,10 +15,18 @@ OUTSIDE = {"tests", ".venv", ".coupon-data", "reports", ".git"}
 
 # Who may import whom, by room: a room imports only rooms listed after it (or itself).
 ORDER = [
-    *SCRIPTS, "migrations",
-    "coupon.cli", "coupon.lab", "coupon.api", "coupon.queue", "coupon.runtime", "strategies",
-    "coupon.store", "coupon.servers", "coupon.core",
-]  # fmt: skip
+    *SCRIPTS,
+    "migrations",
+    "coupon.cli",
+    "coupon.lab",
+    "coupon.api",
+    "coupon.queue",
+    "coupon.runtime",
+    "strategies",
+    "coupon.store",
+    "coupon.servers",
+    "coupon.core",
+]
 
 
 def modules() -> dict[str, Path]:
@@ -94,7 +102,10 @@ def test_every_python_file_outside_the_tests_is_in_a_room() -> None:
 
 
 def test_every_module_has_a_room() -> None:
-    homeless = [module for module in graph() if module != "coupon" and not any(
-        module == prefix or module.startswith(prefix + ".") for prefix in ORDER
-    )]  # fmt: skip
+    homeless = [
+        module
+        for module in graph()
+        if module != "coupon"
+        and not any(module == prefix or module.startswith(prefix + ".") for prefix in ORDER)
+    ]
     assert homeless == []

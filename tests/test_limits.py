@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from flask.testing import FlaskClient
 
@@ -37,8 +37,9 @@ def test_the_count_is_shared_by_every_process(make_client: Callable[..., FlaskCl
     headers = bearer(hs(sub="43"))
     statuses = [
         client.post(f"/coupons/{coupon_id}/issue", json={}, headers=headers).status_code
-        for _ in range(4) for client in (first, second)
-    ]  # fmt: skip
+        for _ in range(4)
+        for client in (first, second)
+    ]
     assert [status == 429 for status in statuses] == [False] * 4 + [True] * 4
 
 

@@ -96,9 +96,10 @@ def scrape_when_folded(url: str, strategy: str, issues: int) -> Samples:
     while True:
         samples = scrape(url)
         counted = sum(
-            value for (name, labels), value in samples.items()
+            value
+            for (name, labels), value in samples.items()
             if name == "coupon_issues_total" and ("strategy", strategy) in labels
-        )  # fmt: skip
+        )
         if counted >= issues or time.monotonic() > deadline:
             return samples
         time.sleep(FOLD_SECONDS / 2)
@@ -138,8 +139,9 @@ def test_metrics_add_up_across_two_workers(runtime: Runtime, make_coupon: MakeCo
     sold_out = samples[("coupon_issues_total", (("result", "sold_out"), ("strategy", "lua")))]
     assert (issued, sold_out) == (QUANTITY, sent - QUANTITY)
     assert samples[("coupon_issue_seconds_count", (("strategy", "lua"),))] == sent
-    assert not any(name == "coupon_issues_total" and ("strategy", "no-such") in labels
-                   for name, labels in samples)  # fmt: skip
+    assert not any(
+        name == "coupon_issues_total" and ("strategy", "no-such") in labels for name, labels in samples
+    )
 
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     issue_lines = [line for line in lines if line.get("result") in ("issued", "sold_out")]
@@ -178,10 +180,15 @@ def test_worker_and_fast_path_counters_move(
 
     coupon_id = make_coupon(quantity=3)
     # A TTL no slow machine outlives, so that every sold_out after the first is a hit.
-    config = config_for(backend.url, redis_server, redis_prefix=runtime.config.redis_prefix,
-                        soldout_ttl=600.0)  # fmt: skip
-    names = ["coupon_worker_batches_total", "coupon_worker_rows_total",
-             "coupon_worker_failures_total", "coupon_soldout_fast_path_hits_total"]  # fmt: skip
+    config = config_for(
+        backend.url, redis_server, redis_prefix=runtime.config.redis_prefix, soldout_ttl=600.0
+    )
+    names = [
+        "coupon_worker_batches_total",
+        "coupon_worker_rows_total",
+        "coupon_worker_failures_total",
+        "coupon_soldout_fast_path_hits_total",
+    ]
     before = [REGISTRY.get_sample_value(name) or 0.0 for name in names]
     own = Runtime.open(config)
     try:
@@ -206,8 +213,9 @@ def test_the_worker_command_serves_its_own_metrics(runtime: Runtime, make_coupon
     env = {**os.environ, **config_env(runtime.config), "COUPON_METRICS_PORT": str(port)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [sys.executable, "-m", "flask", "--app", "app", "worker", "--coupon", str(coupon_id)]
-    worker = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 60
         while True:  # until the worker has written both rows and says so on its port
@@ -324,8 +332,14 @@ assert_same_counts(issue_samples("folded", files), issue_samples("observed", fil
 
 def test_the_background_thread_folds_under_gevent_into_multiprocess_files(tmp_path: Path) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", GEVENT_SCRIPT],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.glob("histogram_*.db"))  # multiprocess mode indeed
 
@@ -446,8 +460,11 @@ def test_a_server_that_makes_its_own_metrics_dir_counts_every_worker(
     with server:
         for user in range(1, 6):
             body = json.dumps({"user_id": user}).encode()
-            request = urllib.request.Request(f"{server.url}/coupons/{coupon_id}/issue", data=body,
-                                             headers={"Content-Type": "application/json"})  # fmt: skip
+            request = urllib.request.Request(
+                f"{server.url}/coupons/{coupon_id}/issue",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(request, timeout=10) as response:
                 assert response.status == 201
         deadline = time.monotonic() + 30

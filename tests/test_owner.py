@@ -6,8 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis
@@ -88,12 +88,25 @@ def test_a_block_left_by_an_exception_stops_its_child():
 COMMANDS = {
     "bench-http": (["bench-http", "--seconds", "60", "--rounds", "1", "--workers", "1"], "gunicorn", 6),
     "lab": (
-        ["lab", "--strategies", "atomic_update", "--duration", "60", "--users", "2", "--sellouts", "1",
-         "--quantity", "100000", "--workers", "1"],
+        [
+            "lab",
+            "--strategies",
+            "atomic_update",
+            "--duration",
+            "60",
+            "--users",
+            "2",
+            "--sellouts",
+            "1",
+            "--quantity",
+            "100000",
+            "--workers",
+            "1",
+        ],
         "locust",
         1,
     ),
-}  # fmt: skip
+}
 
 
 @pytest.fixture()
@@ -127,8 +140,11 @@ def test_sigterm_to_a_command_leaves_none_of_its_processes(command: str, command
     with open(tmp_path / "command.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "app", *args],
-            cwd=PROJECT_ROOT, env=command_env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=PROJECT_ROOT,
+            env=command_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     family: Tree = {}
     try:
         wait_for(lambda: running(process.pid, name) >= count, f"{count} {name} under {command}", timeout=120)

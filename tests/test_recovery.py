@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -133,8 +133,7 @@ def test_reconcile_fix_during_a_sale_never_over_issues(runtime, make_coupon, swe
     demand_until(runtime, name, coupon_id, 20, first=1000)
 
 
-def test_reconcile_fix_while_lua_writes_fail_never_over_issues(runtime, make_coupon, sweeping,
-                                                              monkeypatch):  # fmt: skip
+def test_reconcile_fix_while_lua_writes_fail_never_over_issues(runtime, make_coupon, sweeping, monkeypatch):
     coupon_id = make_coupon(quantity=20)
     real, calls = queries.insert_seated_issue, itertools.count(1)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -52,9 +53,14 @@ def nginx(backend: Backend, redis_server: str) -> Iterator[Nginx]:
 
 
 def call(
-    port: int, method: str, path: str, body: Any = None, address: str = "127.0.0.1", timeout: float = 5.0,
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    address: str = "127.0.0.1",
+    timeout: float = 5.0,
     **headers: str,
-) -> tuple[int, Any]:  # fmt: skip
+) -> tuple[int, Any]:
     """Send one JSON request on a fresh connection; return status and decoded body.
 
     Each step (connect, send, each read) that takes longer than timeout fails the call.
@@ -154,16 +160,22 @@ def test_one_address_past_its_request_rate_is_429_with_retry_after(nginx: Nginx)
     [
         (NOT_HTTP, 400, "bad request"),
         (b"GET /metrics HTTP/1.1\r\nHost: e\r\n\r\n", 404, "not found"),
-        (b"POST /coupons/1/issue HTTP/1.1\r\nHost: e\r\nContent-Length: 70000\r\n\r\n", 413,
-         "request body too large"),
+        (
+            b"POST /coupons/1/issue HTTP/1.1\r\nHost: e\r\nContent-Length: 70000\r\n\r\n",
+            413,
+            "request body too large",
+        ),
         (LONG_REQUEST_LINE, 414, "request line too long"),
         (BIG_HEADER, 400, "request header too large"),
         (b"TRACE / HTTP/1.1\r\nHost: e\r\n\r\n", 405, "method not allowed"),
-        (b"POST /coupons/1/issue HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
-         "not implemented"),
+        (
+            b"POST /coupons/1/issue HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+            "not implemented",
+        ),
         (b"GET /ping HTTP/2.0\r\nHost: e\r\n\r\n", 505, "HTTP version not supported"),
     ],
-)  # fmt: skip
+)
 def test_nginx_errors_answer_in_the_apps_json_shape(
     nginx: Nginx, request_bytes: bytes, status: int, error: str
 ) -> None:

@@ -7,9 +7,10 @@ Each test is a row of the table that combined two events and over-issued (or sta
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -133,8 +134,10 @@ def test_row2_a_frozen_writer_swept_past_the_bound_never_over_issues(
         runtime.strategy_for(coupon_id, "lua")
     thaw.set()
     assert frozen.result(timeout=30) is Outcome.ISSUED
-    later = [runtime.strategy_for(coupon_id, name).issue(coupon_id, user)
-             for user, name in ((4, "redis_counter"), (5, other))]  # fmt: skip
+    later = [
+        runtime.strategy_for(coupon_id, name).issue(coupon_id, user)
+        for user, name in ((4, "redis_counter"), (5, other))
+    ]
     assert later == [Outcome.SOLD_OUT, Outcome.SOLD_OUT]
     assert database_totals(runtime, coupon_id) == (3, 3, 3)
 
@@ -171,8 +174,15 @@ def test_row4_the_poll_lists_hold_only_what_can_still_be_issued(
 ) -> None:
     client, prefix = runtime.services.redis, runtime.config.redis_prefix
     now = utcnow()
-    ended = [make_coupon(quantity=5, issue_start=now - timedelta(hours=2), issue_end=now - timedelta(hours=1),
-                         strategy="queued") for _ in range(20)]  # fmt: skip
+    ended = [
+        make_coupon(
+            quantity=5,
+            issue_start=now - timedelta(hours=2),
+            issue_end=now - timedelta(hours=1),
+            strategy="queued",
+        )
+        for _ in range(20)
+    ]
     for coupon_id in ended:
         assert runtime.strategy_for(coupon_id, "queued").issue(coupon_id, 1) is Outcome.ENDED
         assert runtime.strategy_for(coupon_id, "lua").issue(coupon_id, 1) is Outcome.ENDED

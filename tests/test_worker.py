@@ -27,9 +27,16 @@ def test_worker_killed_mid_batch_then_another_loses_and_doubles_nothing(runtime,
     coupon_id = make_coupon(quantity=50)
     accept(runtime, coupon_id, range(1, 51))
     victim = worker_process(
-        runtime, "--batch", "20", "--pause", "60", "--pause-at", pause_at,
-        "--coupon", str(coupon_id),
-    )  # fmt: skip
+        runtime,
+        "--batch",
+        "20",
+        "--pause",
+        "60",
+        "--pause-at",
+        pause_at,
+        "--coupon",
+        str(coupon_id),
+    )
     try:
         # Killed holding a batch: before its transaction, or after its commit and before its ack.
         wait_for(lambda: pending(runtime, coupon_id) == 20, "the victim to take a batch")

@@ -12,8 +12,9 @@ every error through coupon/api/errors.py: one contract.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import orjson
 
@@ -90,7 +91,9 @@ class HotPath:
             status, answer, headers = answer_for(exc)
         payload = orjson.dumps(answer) + b"\n"
         headers = [
-            ("Content-Type", "application/json"), ("Content-Length", str(len(payload))), *headers,
-        ]  # fmt: skip
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(payload))),
+            *headers,
+        ]
         start_response(STATUS_LINES[status], headers)
         return Issued([payload]) if status < 300 else [payload]

@@ -120,9 +120,13 @@ class Verifier:
             if key is None:
                 raise Unauthenticated("the token's key is unknown")
             return self.decoder.decode(
-                token, key.key, algorithms=[key.algorithm], audience=self.audience,
-                issuer=self.issuer, leeway=self.leeway,
-            )  # fmt: skip
+                token,
+                key.key,
+                algorithms=[key.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+            )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("the token has expired") from None
         except jwt.InvalidTokenError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import redis
 from flask import Blueprint, Response, current_app
@@ -35,13 +35,15 @@ class StreamCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         client, prefix = self.runtime.services.redis, self.runtime.config.redis_prefix
         backlog = GaugeMetricFamily(
-            "coupon_stream_backlog", "Accepted requests not yet persisted (undelivered, pending).",
+            "coupon_stream_backlog",
+            "Accepted requests not yet persisted (undelivered, pending).",
             labels=["coupon"],
-        )  # fmt: skip
+        )
         pending = GaugeMetricFamily(
-            "coupon_stream_pending", "Requests delivered to a worker and not yet acknowledged.",
+            "coupon_stream_pending",
+            "Requests delivered to a worker and not yet acknowledged.",
             labels=["coupon"],
-        )  # fmt: skip
+        )
         for coupon_id in stream.registered(client, prefix):
             keys = CouponKeys(prefix, coupon_id)
             backlog.add_metric([str(coupon_id)], stream.backlog(client, keys))

@@ -100,10 +100,14 @@ def list_strategies() -> Response:
     runtime = current()
     lab = runtime.config.lab_strategies
     entries = [
-        {**strategy.describe(), "family": FAMILY_OF[name], "lab_only": name in LAB_ONLY,
-         "enabled": lab or name not in LAB_ONLY}
+        {
+            **strategy.describe(),
+            "family": FAMILY_OF[name],
+            "lab_only": name in LAB_ONLY,
+            "enabled": lab or name not in LAB_ONLY,
+        }
         for name, strategy in runtime.strategies.items()
-    ]  # fmt: skip
+    ]
     return jsonify(default=runtime.config.default_strategy, strategies=entries)
 
 

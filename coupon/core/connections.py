@@ -26,9 +26,17 @@ CLUSTER_SCHEME = "redis-cluster://"
 # Error replies by which Redis says "cannot serve now" (answer 503, retry later), as opposed to
 # a bug in a command. redis-py maps some to classes and strips the code; the rest keep it.
 UNAVAILABLE_CODES = (
-    "OOM", "READONLY", "MISCONF", "BUSY", "LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN",
-    "NOREPLICAS", "UNBLOCKED",
-)  # fmt: skip
+    "OOM",
+    "READONLY",
+    "MISCONF",
+    "BUSY",
+    "LOADING",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "UNBLOCKED",
+)
 _UNAVAILABLE_CLASSES = (
     redis.exceptions.ConnectionError,  # BusyLoadingError (LOADING) is one
     redis.exceptions.TimeoutError,

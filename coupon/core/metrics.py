@@ -22,7 +22,8 @@ import threading
 import time
 import weakref
 from bisect import bisect_left
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -37,21 +38,25 @@ ISSUE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 BOUNDS = (*ISSUE_BUCKETS, math.inf)
 
 ISSUES = Counter(
-    "coupon_issues", "Issue attempts by strategy and result (not_found, busy, error: raised).",
+    "coupon_issues",
+    "Issue attempts by strategy and result (not_found, busy, error: raised).",
     ["strategy", "result"],
-)  # fmt: skip
+)
 ISSUE_SECONDS = Histogram(
-    "coupon_issue_seconds", "Time the strategy took to answer an issue.", ["strategy"],
+    "coupon_issue_seconds",
+    "Time the strategy took to answer an issue.",
+    ["strategy"],
     buckets=ISSUE_BUCKETS,
-)  # fmt: skip
+)
 WORKER_BATCHES = Counter("coupon_worker_batches", "Batches the worker read from the streams.")
 WORKER_ROWS = Counter("coupon_worker_rows", "Issue rows the worker wrote.")
 WORKER_FAILURES = Counter("coupon_worker_failures", "Requests the worker failed to write.")
 # One observation per batch_update transaction: how many calls took the coupon's row together.
 BATCH_SIZES = Histogram(
-    "coupon_batched_update_batch_size", "Calls answered by one batched_update transaction.",
+    "coupon_batched_update_batch_size",
+    "Calls answered by one batched_update transaction.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-)  # fmt: skip
+)
 SOLDOUT_HITS = Counter("coupon_soldout_fast_path_hits", "Issues refused by the sold-out fast path.")
 
 
@@ -86,9 +91,12 @@ class Observed:
         ended = time.perf_counter()
         if kind is not None:  # counted, then raised on: __exit__ returns None
             self.result = (
-                "not_found" if issubclass(kind, CouponNotFound)
-                else "busy" if issubclass(kind, Busy) else "error"
-            )  # fmt: skip
+                "not_found"
+                if issubclass(kind, CouponNotFound)
+                else "busy"
+                if issubclass(kind, Busy)
+                else "error"
+            )
         elapsed = ended - self.started
         self.observer.record(self.strategy, self.coupon_id, self.result, elapsed, ended)
 
@@ -134,10 +142,17 @@ class IssueObserver:
         if self.log_lines:
             log.info(
                 "issue strategy=%s coupon=%s result=%s latency_ms=%.2f",
-                strategy, coupon_id, result, elapsed * 1000,
-                extra={"strategy": strategy, "coupon_id": coupon_id, "result": result,
-                       "latency_ms": round(elapsed * 1000, 3)},
-            )  # fmt: skip
+                strategy,
+                coupon_id,
+                result,
+                elapsed * 1000,
+                extra={
+                    "strategy": strategy,
+                    "coupon_id": coupon_id,
+                    "result": result,
+                    "latency_ms": round(elapsed * 1000, 3),
+                },
+            )
 
     def pending(self) -> bool:
         """Tell whether issues are counted here and not yet folded into prometheus-client."""
@@ -161,9 +176,11 @@ class IssueObserver:
             with self._folding:  # two late records must not both start one
                 if self._folder is None or not self._folder.is_alive():
                     self._folder = threading.Thread(
-                        target=_fold_every, args=(weakref.ref(self), self.fold_seconds),
-                        name="coupon-metrics-fold", daemon=True,
-                    )  # fmt: skip
+                        target=_fold_every,
+                        args=(weakref.ref(self), self.fold_seconds),
+                        name="coupon-metrics-fold",
+                        daemon=True,
+                    )
                     self._folder.start()
         self.fold()
 

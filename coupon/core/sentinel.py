@@ -196,8 +196,9 @@ class FailoverWatch:
                 self._stop.wait(POLL_SECONDS / 2)
 
     def _listen(self, host: str, port: int) -> None:
-        client = redis.Redis(host, port, socket_connect_timeout=1.0, decode_responses=True,
-                             socket_timeout=POLL_SECONDS * 3)  # fmt: skip
+        client = redis.Redis(
+            host, port, socket_connect_timeout=1.0, decode_responses=True, socket_timeout=POLL_SECONDS * 3
+        )
         try:
             with client.pubsub(ignore_subscribe_messages=True) as pubsub:  # type: ignore[no-untyped-call]
                 pubsub.subscribe(SWITCH_CHANNEL, SELECTED_CHANNEL)

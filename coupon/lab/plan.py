@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 # The lease-expiry scenario: a 1 s lease, a holder stalling 3 s inside it (once per process),
 # and a 1 s acquire timeout so that waiters retry the expired lock instead of waiting for a

@@ -22,15 +22,19 @@ ONLY = "Only this coupon's stream (repeatable); default: every registered one."
 @click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--consumer", default=None, help="Unique name of this worker [host-pid-nonce].")
 @click.option(
-    "--claim-idle", default=10.0, show_default=True,
+    "--claim-idle",
+    default=10.0,
+    show_default=True,
     help="Seconds an entry stays pending before a live worker claims it from a dead one.",
-)  # fmt: skip
+)
 @click.option("--max-deliveries", default=5, show_default=True, type=click.IntRange(1))
 @click.option(
-    "--recovery", default=None, type=click.FloatRange(0.1),
+    "--recovery",
+    default=None,
+    type=click.FloatRange(0.1),
     help="Seconds a reservation may wait for its row before the sweep resolves it "
     "[default: COUPON_RECOVERY_SECONDS, 15].",
-)  # fmt: skip
+)
 @click.option("--coupon", "coupon_ids", multiple=True, type=int, help=ONLY)
 @click.option("--pause", default=0.0, hidden=True, help="Fault injection: stall each batch.")
 @click.option("--pause-at", default="read", hidden=True, type=click.Choice(["read", "commit"]))

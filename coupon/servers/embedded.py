@@ -14,8 +14,8 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from coupon.core.config import EMBEDDED_ADMIN_TOKEN, Config
 from coupon.servers import owner

@@ -14,9 +14,10 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from coupon.servers.pids import group
 

@@ -90,6 +90,13 @@ class CouponKeys:
     def all(self) -> list[str]:
         """Return every key this coupon may own (for resets and cleanup)."""
         return [
-            self.meta, self.users, self.count, self.seats, self.free, self.journal,
-            self.fence, self.stream, self.dead,
-        ]  # fmt: skip
+            self.meta,
+            self.users,
+            self.count,
+            self.seats,
+            self.free,
+            self.journal,
+            self.fence,
+            self.stream,
+            self.dead,
+        ]

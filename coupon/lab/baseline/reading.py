@@ -8,9 +8,10 @@ a checker added later (a `valid` flag, a `broken` list, a `*verdict` text) shows
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # A field under one of these names is a verdict: shown as such, and compared as such.
 FLAGS = ("exact", "valid", "kept")  # True is good, False is a problem

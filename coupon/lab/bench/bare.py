@@ -6,7 +6,8 @@ gunicorn + gevent alone can answer on this machine at that moment.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 BODY = b'{"ok":true}\n'
 HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))]

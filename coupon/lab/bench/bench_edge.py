@@ -63,8 +63,10 @@ def report(run: Run, workers: int) -> None:
     for name in LOADS:
         direct, proxied = run.total(f"{name} direct"), run.total(f"{name} nginx")
         added_us = (1 / proxied.rate - 1 / direct.rate) * 1e6
-        click.echo(f"  {name}: nginx at {proxied.rate / direct.rate:.1%} of direct, "
-                   f"{added_us:+,.0f} us of machine time per request")  # fmt: skip
+        click.echo(
+            f"  {name}: nginx at {proxied.rate / direct.rate:.1%} of direct, "
+            f"{added_us:+,.0f} us of machine time per request"
+        )
         for path, load in (("direct", direct), ("nginx", proxied)):
             click.echo(
                 f"    {path:6} {load.rate:8,.0f} req/s  p50 {load.p50_ms:6.2f} ms  "

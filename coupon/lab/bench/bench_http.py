@@ -109,9 +109,15 @@ def drain_rate(runtime: Runtime, coupon_id: int, batch: int) -> tuple[int, float
 @click.option("--client", type=click.Choice(["auto", "wrk", "gevent"]), default="auto")
 @with_appcontext
 def bench_http(
-    seconds: int, rounds: int, connections: int, threads: int, workers: int, batch: int,
-    drain_rows: int, client: str,
-) -> None:  # fmt: skip
+    seconds: int,
+    rounds: int,
+    connections: int,
+    threads: int,
+    workers: int,
+    batch: int,
+    drain_rows: int,
+    client: str,
+) -> None:
     """Measure the ceiling, /ping and every hot issue row over HTTP, then the drain rate."""
     runtime = current()
     use_wrk = client == "wrk" or (client == "auto" and shutil.which("wrk") is not None)
@@ -128,9 +134,11 @@ def bench_http(
     # The same service in jwt mode (a fresh secret), over the same database and Redis.
     minter = Minter(secrets.token_urlsafe(48).encode(), "HS256")
     verified = Server(
-        runtime.config, workers, log_path=logs / "coupon-bench-gunicorn-jwt.log",
+        runtime.config,
+        workers,
+        log_path=logs / "coupon-bench-gunicorn-jwt.log",
         extra_env={"COUPON_AUTH": "jwt", "COUPON_JWT_SECRET": minter.key.decode()},
-    )  # fmt: skip
+    )
     with bare, service, verified:
         urls = {"ceiling": f"{bare.url}/", "ceiling, GET": f"{bare.url}/", "/ping": f"{service.url}/ping"}
         for row, (strategy, _) in ISSUE_ROWS.items():

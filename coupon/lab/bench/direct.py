@@ -15,9 +15,16 @@ from coupon.runtime import Runtime, current
 CEILING = "(ceiling: no I/O)"
 GRANTED = (Outcome.ISSUED, Outcome.ACCEPTED)
 COLUMNS = (
-    "strategy", "calls/s", "issued/s", "p50 ms", "p99 ms", "rows/qty", "vs none", "errors",
+    "strategy",
+    "calls/s",
+    "issued/s",
+    "p50 ms",
+    "p99 ms",
+    "rows/qty",
+    "vs none",
+    "errors",
     "verdict",
-)  # fmt: skip
+)
 
 
 def measure(runtime: Runtime, name: str, calls: int, threads: int, quantity: int) -> Result:
@@ -79,10 +86,16 @@ def render(results: list[Result], header: str, threads: int) -> Table:
         ratio = f"{rate / (control.calls / control.seconds):.2f}x" if control else "-"
         rows = "-" if result.rows is None else f"{result.rows}/{result.quantity}"
         table.add_row(
-            result.name, f"{rate:,.0f}", f"{result.granted / result.sold_out_after:,.0f}",
-            f"{result.percentile(0.5):.3f}", f"{result.percentile(0.99):.1f}", rows, ratio,
-            str(result.errors), verdict(result),
-        )  # fmt: skip
+            result.name,
+            f"{rate:,.0f}",
+            f"{result.granted / result.sold_out_after:,.0f}",
+            f"{result.percentile(0.5):.3f}",
+            f"{result.percentile(0.99):.1f}",
+            rows,
+            ratio,
+            str(result.errors),
+            verdict(result),
+        )
     return table
 
 

@@ -15,9 +15,9 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import click
 from flask.cli import with_appcontext
@@ -42,8 +42,12 @@ def replicated() -> Iterator[RedisServer]:
     root = Path(tempfile.mkdtemp(prefix="cl-wait-", dir="/tmp"))
     plain = {"appendonly": "no", "save": '""', "repl-diskless-sync-delay": "0"}
     primary = RedisServer(root / "primary", redis_executable(), port=free_port(), settings=plain)
-    replica = RedisServer(root / "replica", redis_executable(), port=free_port(),
-                          settings={**plain, "replicaof": f"127.0.0.1 {primary.port}"})  # fmt: skip
+    replica = RedisServer(
+        root / "replica",
+        redis_executable(),
+        port=free_port(),
+        settings={**plain, "replicaof": f"127.0.0.1 {primary.port}"},
+    )
     try:
         primary.start()
         replica.start()
@@ -69,10 +73,15 @@ def _wait_synced(replica: RedisServer) -> None:
 
 def run(config: Config, primary: RedisServer, strategy: str, wait: int, calls: int, threads: int) -> Result:
     """Run one crowd on the primary, acknowledged after WAIT `wait` (0: no WAIT)."""
-    runtime = Runtime.open(dataclasses.replace(
-        config, redis_url=primary.url, redis_sentinels=(), redis_wait_replicas=wait,
-        redis_prefix=f"waitcost:{uuid.uuid4().hex[:8]}:",
-    ))  # fmt: skip
+    runtime = Runtime.open(
+        dataclasses.replace(
+            config,
+            redis_url=primary.url,
+            redis_sentinels=(),
+            redis_wait_replicas=wait,
+            redis_prefix=f"waitcost:{uuid.uuid4().hex[:8]}:",
+        )
+    )
     try:
         warm_up(runtime, threads)
         return measure(runtime, strategy, calls, threads, calls)
@@ -80,11 +89,14 @@ def run(config: Config, primary: RedisServer, strategy: str, wait: int, calls: i
         runtime.close()
 
 
-def render(results: dict[tuple[str, int], list[Result]], rounds: int, calls: int, threads: int,
-           version: str) -> Table:  # fmt: skip
+def render(
+    results: dict[tuple[str, int], list[Result]], rounds: int, calls: int, threads: int, version: str
+) -> Table:
     """Build the table: per strategy, the median calls/s and p99 without and with WAIT 1."""
-    table = Table(title=f"what WAIT 1 costs: median of {rounds} rounds, {calls} calls, {threads} threads; "
-                  f"a Redis {version} primary and one replica on loopback")  # fmt: skip
+    table = Table(
+        title=f"what WAIT 1 costs: median of {rounds} rounds, {calls} calls, {threads} threads; "
+        f"a Redis {version} primary and one replica on loopback"
+    )
     for column in ("strategy", "no WAIT calls/s", "WAIT 1 calls/s", "throughput", "p99 ms", "errors"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for strategy in STRATEGIES:
@@ -92,8 +104,14 @@ def render(results: dict[tuple[str, int], list[Result]], rounds: int, calls: int
         rate = [statistics.median(r.calls / r.seconds for r in runs) for runs in (plain, waited)]
         p99 = [statistics.median(r.percentile(0.99) for r in runs) for runs in (plain, waited)]
         errors = sum(r.errors for r in (*plain, *waited))
-        table.add_row(strategy, f"{rate[0]:,.0f}", f"{rate[1]:,.0f}", f"{rate[1] / rate[0] - 1:+.0%}",
-                      f"{p99[0]:.1f} -> {p99[1]:.1f}", str(errors))  # fmt: skip
+        table.add_row(
+            strategy,
+            f"{rate[0]:,.0f}",
+            f"{rate[1]:,.0f}",
+            f"{rate[1] / rate[0] - 1:+.0%}",
+            f"{p99[0]:.1f} -> {p99[1]:.1f}",
+            str(errors),
+        )
     return table
 
 
@@ -116,6 +134,8 @@ def bench_wait(rounds: int, calls: int, threads: int) -> None:
                 for wait in (0, 1):
                     result = run(config, primary, strategy, wait, calls, threads)
                     results.setdefault((strategy, wait), []).append(result)
-                    console.print(f"round {number} {strategy:7} WAIT {wait}: {result.calls / result.seconds:8,.0f}"
-                                  f" calls/s  p99 {result.percentile(0.99):.1f} ms  errors {result.errors}")  # fmt: skip
+                    console.print(
+                        f"round {number} {strategy:7} WAIT {wait}: {result.calls / result.seconds:8,.0f}"
+                        f" calls/s  p99 {result.percentile(0.99):.1f} ms  errors {result.errors}"
+                    )
     console.print(render(results, rounds, calls, threads, version))

@@ -28,8 +28,12 @@ def colour(row: Row) -> str:
 def label(row: Row) -> str:
     """The figures written in a cell: what went wrong, or the time to recover."""
     f = row.figures
-    parts = [f"+{f.over_issued}" if f.over_issued else "", f"lost {f.lost}" if f.lost else "",
-             f"strand {f.stranded}" if f.stranded else "", f"phantom {f.phantom}" if f.phantom else ""]  # fmt: skip
+    parts = [
+        f"+{f.over_issued}" if f.over_issued else "",
+        f"lost {f.lost}" if f.lost else "",
+        f"strand {f.stranded}" if f.stranded else "",
+        f"phantom {f.phantom}" if f.phantom else "",
+    ]
     said = "\n".join(part for part in parts if part)
     return said or ("ok" if row.recover_s is None else f"ok\n{row.recover_s:.1f}s")
 
@@ -47,8 +51,9 @@ def _grid(ax: Axes, rows: list[Row]) -> None:
     ax.set_ylim(len(strategies), 0)
     ax.set_xticks([x + 0.47 for x in range(len(faults))], faults, rotation=45, ha="right", fontsize=8)
     ax.set_yticks([y + 0.47 for y in range(len(strategies))], strategies, fontsize=9)
-    ax.set_title("promises under each fault (green kept; orange lost/stranded/phantom; red over-issued)",
-                 fontsize=9)  # fmt: skip
+    ax.set_title(
+        "promises under each fault (green kept; orange lost/stranded/phantom; red over-issued)", fontsize=9
+    )
 
 
 def _cost(ax: Axes, rows: list[Row]) -> None:

@@ -78,8 +78,15 @@ class Crowd:
             invoked = time.monotonic()
             response = client.post(url, json={"user_id": user})
             if self.recorder is not None:
-                self.recorder.record("crowd", self.coupon_id, user, self.strategy, invoked,
-                                     response.status_code, response.get_data(as_text=True))  # fmt: skip
+                self.recorder.record(
+                    "crowd",
+                    self.coupon_id,
+                    user,
+                    self.strategy,
+                    invoked,
+                    response.status_code,
+                    response.get_data(as_text=True),
+                )
             self._record(user, response.status_code, response.get_json(silent=True))
             time.sleep(PACE_SECONDS)  # pacing, not synchronisation
 
@@ -119,8 +126,15 @@ def sentinel_config(config: Config, group: SentinelGroup, wait_replicas: int = 0
     )
 
 
-def run_failover(config: Config, group: SentinelGroup, strategy: str, kind: str, quantity: int,
-                 before: int = 50, recorder: Recorder | None = None) -> dict[str, Any]:  # fmt: skip
+def run_failover(
+    config: Config,
+    group: SentinelGroup,
+    strategy: str,
+    kind: str,
+    quantity: int,
+    before: int = 50,
+    recorder: Recorder | None = None,
+) -> dict[str, Any]:
     """Issue through one failover of the given kind; return the figures (see the module doc).
 
     With a recorder, every answer and the fault's start and end go into it (the lab's history).
@@ -144,14 +158,20 @@ def run_failover(config: Config, group: SentinelGroup, strategy: str, kind: str,
         old, _ = group.fail(kind)
         switched = time.monotonic()
         _event(recorder, f"failover-{kind}", "stop")
-        _until(lambda: crowd.grants_since(switched) >= 20 or crowd.sold_out.is_set(),
-               "grants after the switch", 30)  # fmt: skip
+        _until(
+            lambda: crowd.grants_since(switched) >= 20 or crowd.sold_out.is_set(),
+            "grants after the switch",
+            30,
+        )
         crowd.stop()
         after_fault = sell(app, small, strategy, range(SMALL + 1, SMALL * 10), recorder)
         drained = time.monotonic()
         # Every 202 persisted, every unknown outcome swept (its row found or its seat given back).
-        _until(lambda: all(worker.backlog(c) == 0 and not _journaled(runtime, c) for c in (coupon_id, small)),
-               "the drain", 60)  # fmt: skip
+        _until(
+            lambda: all(worker.backlog(c) == 0 and not _journaled(runtime, c) for c in (coupon_id, small)),
+            "the drain",
+            60,
+        )
         drain_s = round(time.monotonic() - drained, 2)
         with runtime.services.engine.connect() as conn:
             small_rows, small_users = queries.count_issues(conn, small)
@@ -159,13 +179,20 @@ def run_failover(config: Config, group: SentinelGroup, strategy: str, kind: str,
         holder = next(iter(crowd.granted), 1)
         new_run, stamps = _served_stamps(app, group, strategy, {coupon_id: holder, small: 1})
         return figures | {
-            "small_rows": small_rows, "small_users": small_users, "small_granted": before_fault
-            + after_fault, "small_stamp": stamps[small],
-            "kind": kind, "strategy": strategy, "wait_replicas": config.redis_wait_replicas,
-            "old_run": old_run, "new_run": new_run, "stamp": stamps[coupon_id],
+            "small_rows": small_rows,
+            "small_users": small_users,
+            "small_granted": before_fault + after_fault,
+            "small_stamp": stamps[small],
+            "kind": kind,
+            "strategy": strategy,
+            "wait_replicas": config.redis_wait_replicas,
+            "old_run": old_run,
+            "new_run": new_run,
+            "stamp": stamps[coupon_id],
             "writes_on_old_after_resume": group.writes_after_resume.get(old.port, 0),
-            "coupon_ids": [coupon_id, small], "drain_s": drain_s,
-        }  # fmt: skip
+            "coupon_ids": [coupon_id, small],
+            "drain_s": drain_s,
+        }
     finally:
         if crowd is not None:
             crowd.stop()
@@ -184,8 +211,15 @@ def sell(app: Any, coupon_id: int, strategy: str, users: range, recorder: Record
             invoked = time.monotonic()
             response = client.post(url, json={"user_id": user})
             if recorder is not None:
-                recorder.record("seller", coupon_id, user, strategy, invoked, response.status_code,
-                                response.get_data(as_text=True))  # fmt: skip
+                recorder.record(
+                    "seller",
+                    coupon_id,
+                    user,
+                    strategy,
+                    invoked,
+                    response.status_code,
+                    response.get_data(as_text=True),
+                )
             if response.status_code != 503:
                 break
             time.sleep(0.05)  # pacing a client's retries, not synchronisation
@@ -195,8 +229,9 @@ def sell(app: Any, coupon_id: int, strategy: str, users: range, recorder: Record
     return granted
 
 
-def _served_stamps(app: Any, group: SentinelGroup, strategy: str,
-                   holders: dict[int, int]) -> tuple[str, dict[int, tuple[str, str]]]:  # fmt: skip
+def _served_stamps(
+    app: Any, group: SentinelGroup, strategy: str, holders: dict[int, int]
+) -> tuple[str, dict[int, tuple[str, str]]]:
     """Ask once more for each coupon (as a user who holds it); return (primary run, stamps).
 
     A coupon is reconciled lazily, by the first request a new primary serves. Sentinel may
@@ -219,8 +254,7 @@ def _served_stamps(app: Any, group: SentinelGroup, strategy: str,
     raise TimeoutError("Sentinel kept switching primaries")
 
 
-def _figures(runtime: Runtime, crowd: Crowd, coupon_id: int, quantity: int,
-             started: float) -> dict[str, Any]:  # fmt: skip
+def _figures(runtime: Runtime, crowd: Crowd, coupon_id: int, quantity: int, started: float) -> dict[str, Any]:
     with runtime.services.engine.connect() as conn:
         holders = queries.holders(conn, coupon_id)
     users = set(holders)
@@ -228,14 +262,19 @@ def _figures(runtime: Runtime, crowd: Crowd, coupon_id: int, quantity: int,
     told_yes = set(crowd.granted)
     known = set(runtime.services.redis.smembers(runtime.state.keys(coupon_id).users))
     return {
-        "quantity": quantity, "accepted": len(told_yes), "rows": len(holders),
-        "lost": len(told_yes - users), "over_issued": max(0, len(holders) - quantity),
+        "quantity": quantity,
+        "accepted": len(told_yes),
+        "rows": len(holders),
+        "lost": len(told_yes - users),
+        "over_issued": max(0, len(holders) - quantity),
         "seats_twice": len(seats) - len(set(seats)),
         "phantom": len(users & crowd.refused) + len(users - told_yes - crowd.unavailable - crowd.refused),
-        "unavailable": len(crowd.unavailable), "wrong": crowd.wrong[:5], "wrong_count": len(crowd.wrong),
+        "unavailable": len(crowd.unavailable),
+        "wrong": crowd.wrong[:5],
+        "wrong_count": len(crowd.wrong),
         "holders_unknown_to_redis": len({str(user) for user in users} - known),
         "recover_s": round(crowd.longest_gap(started), 2),
-    }  # fmt: skip
+    }
 
 
 def _journaled(runtime: Runtime, coupon_id: int) -> int:

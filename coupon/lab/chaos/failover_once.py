@@ -36,8 +36,9 @@ def main(strategy: str, fault: str, out: Path) -> None:
     settings, wait = MODES[mode]
     name = safe_name(f"{strategy}_{fault}")
     base = Config.from_env()
-    base = dataclasses.replace(base, redis_prefix=f"chaos:{uuid.uuid4().hex[:8]}:",
-                               admin_token=base.admin_token or "chaos-failover")  # fmt: skip
+    base = dataclasses.replace(
+        base, redis_prefix=f"chaos:{uuid.uuid4().hex[:8]}:", admin_token=base.admin_token or "chaos-failover"
+    )
     recorder = Recorder()
     group = SentinelGroup(replicas=2, settings=settings)
     try:

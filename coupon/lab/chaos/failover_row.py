@@ -13,8 +13,9 @@ import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from coupon.core.config import PROJECT_ROOT, Config
 from coupon.lab.chaos import figures
@@ -49,23 +50,47 @@ def run_row(config: Config, strategy: str, fault: str, out: Path, say: Callable[
     return _row(strategy, fault, recorded, {c: state[c] for c in found["coupon_ids"]}, found)
 
 
-def _row(strategy: str, fault: str, recorded: history.History, state: dict[int, dict[str, Any]],
-         found: dict[str, Any]) -> Row:  # fmt: skip
+def _row(
+    strategy: str,
+    fault: str,
+    recorded: history.History,
+    state: dict[int, dict[str, Any]],
+    found: dict[str, Any],
+) -> Row:
     """Set the row's columns from the recorded answers, the final state and the harness's facts."""
     coupons = [_coupon(recorded.ops, coupon_id, facts) for coupon_id, facts in state.items()]
     start, stop = (event["time"] for event in recorded.events)
     crowd = [op for op in recorded.ops if op["client"] == "crowd"]
     began = min((op["invoke"] for op in crowd), default=start)
     before = sum(1 for op in crowd if op["type"] == "ok" and op["complete"] < start)
-    facts = {key: found[key] for key in ("kind", "wait_replicas", "old_run", "new_run", "lost",
-                                         "over_issued", "seats_twice", "writes_on_old_after_resume")}  # fmt: skip
+    facts = {
+        key: found[key]
+        for key in (
+            "kind",
+            "wait_replicas",
+            "old_run",
+            "new_run",
+            "lost",
+            "over_issued",
+            "seats_twice",
+            "writes_on_old_after_resume",
+        )
+    }
     facts |= {
         "fault_seconds": round(stop - start, 2),
         "timeline": timeline(recorded.ops, began, (start, stop)),
     }
-    return Row(strategy, fault, figures.total(coupons), _load(recorded.ops), found["recover_s"],
-               found["drain_s"], before / (start - began) if start > began else 0.0,
-               found["quantity"] - before, facts)  # fmt: skip
+    return Row(
+        strategy,
+        fault,
+        figures.total(coupons),
+        _load(recorded.ops),
+        found["recover_s"],
+        found["drain_s"],
+        before / (start - began) if start > began else 0.0,
+        found["quantity"] - before,
+        facts,
+    )
 
 
 def _coupon(ops: list[dict[str, Any]], coupon_id: int, state: dict[str, Any]) -> figures.CouponFacts:
@@ -75,9 +100,14 @@ def _coupon(ops: list[dict[str, Any]], coupon_id: int, state: dict[str, Any]) ->
         heard = "already" if op["answer"] == "already_issued" else TOLD[op["type"]]
         told[heard].add(int(op["user"]))
     rows = [int(user) for user in state["rows"]]
-    return figures.CouponFacts(int(state["total"]), len(rows), frozenset(rows), int(state["held"] or 0),
-                               {kind: frozenset(users) for kind, users in told.items()},
-                               sum(1 for op in mine if op["type"] == "info"))  # fmt: skip
+    return figures.CouponFacts(
+        int(state["total"]),
+        len(rows),
+        frozenset(rows),
+        int(state["held"] or 0),
+        {kind: frozenset(users) for kind, users in told.items()},
+        sum(1 for op in mine if op["type"] == "info"),
+    )
 
 
 def _load(ops: list[dict[str, Any]]) -> load.Load:
@@ -86,8 +116,17 @@ def _load(ops: list[dict[str, Any]]) -> load.Load:
     seconds = max(op["complete"] for op in ops) - min(op["invoke"] for op in ops) if ops else 0.0
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     count = {kind: sum(1 for op in ops if op["type"] == kind) for kind in TOLD}
-    return load.Load(len(ops), count["info"], count["ok"], count["fail"], len(ops) / seconds if seconds else 0.0,
-                     cuts[49], cuts[94], cuts[98], round(seconds, 2))  # fmt: skip
+    return load.Load(
+        len(ops),
+        count["info"],
+        count["ok"],
+        count["fail"],
+        len(ops) / seconds if seconds else 0.0,
+        cuts[49],
+        cuts[94],
+        cuts[98],
+        round(seconds, 2),
+    )
 
 
 def timeline(ops: list[dict[str, Any]], started: float, fault: tuple[float, float]) -> dict[str, Any]:
@@ -100,5 +139,8 @@ def timeline(ops: list[dict[str, Any]], started: float, fault: tuple[float, floa
     for op in ops:
         if op["complete"] >= started:
             series[named[op["type"]]][int(op["complete"] - started)] += 1
-    return {"seconds": list(seconds), "per_second": series,
-            "fault": [round(fault[0] - started, 2), round(fault[1] - started, 2)]}  # fmt: skip
+    return {
+        "seconds": list(seconds),
+        "per_second": series,
+        "fault": [round(fault[0] - started, 2), round(fault[1] - started, 2)],
+    }

@@ -29,8 +29,9 @@ QUANTITY = 1_000_000
 
 def summary(rows: list[dict[str, Any]]) -> list[str]:
     """Return the table: one line per (mode, strategy, kind)."""
-    lines = ["mode   strategy       kind    failovers accepted lost over phantom 503s "
-             "wrong recover_s(median/max)"]  # fmt: skip
+    lines = [
+        "mode   strategy       kind    failovers accepted lost over phantom 503s wrong recover_s(median/max)"
+    ]
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["mode"], row["strategy"], row["kind"]), []).append(row)
@@ -51,8 +52,9 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--strategies", default="queued")
-    parser.add_argument("--summarize", nargs="*", metavar="JSONL",
-                        help="only print the table of earlier series' lines")  # fmt: skip
+    parser.add_argument(
+        "--summarize", nargs="*", metavar="JSONL", help="only print the table of earlier series' lines"
+    )
     args = parser.parse_args()
     if args.summarize:
         lines = [line for path in args.summarize for line in Path(path).read_text().splitlines()]
@@ -80,10 +82,16 @@ def main() -> None:
     print(f"lines: {Path(out).relative_to(PROJECT_ROOT)}")
 
 
-def _one(base: Config, group: SentinelGroup, wait: int, mode: str, strategy: str, kind: str,
-         out: Path) -> dict[str, Any]:  # fmt: skip
-    config = Config(**{**base.__dict__, "redis_prefix": f"failover:{uuid.uuid4().hex[:8]}:",
-                       "admin_token": base.admin_token or "failover-series"})  # fmt: skip
+def _one(
+    base: Config, group: SentinelGroup, wait: int, mode: str, strategy: str, kind: str, out: Path
+) -> dict[str, Any]:
+    config = Config(
+        **{
+            **base.__dict__,
+            "redis_prefix": f"failover:{uuid.uuid4().hex[:8]}:",
+            "admin_token": base.admin_token or "failover-series",
+        }
+    )
     row = {
         "mode": mode,
         **run_failover(sentinel_config(config, group, wait), group, strategy, kind, QUANTITY),

@@ -8,8 +8,9 @@ the recovery bound has passed; over-issued = rows above the quantity.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 # The promises a row is checked against, each by the figure that breaks it.
 PROMISES = (
@@ -60,10 +61,15 @@ class Figures:
         """Return 'kept' or the broken promises with their figures, for the table."""
         if not self.broken():
             return "kept"
-        named = {"over_issued": "over-issued +{}", "lost": "{} lost", "phantom": "{} phantom",
-                 "stranded": "{} stranded"}  # fmt: skip
-        return ", ".join(named[figure].format(getattr(self, figure)) for _, figure in PROMISES
-                         if getattr(self, figure))  # fmt: skip
+        named = {
+            "over_issued": "over-issued +{}",
+            "lost": "{} lost",
+            "phantom": "{} phantom",
+            "stranded": "{} stranded",
+        }
+        return ", ".join(
+            named[figure].format(getattr(self, figure)) for _, figure in PROMISES if getattr(self, figure)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Return every figure, the verdict included."""

@@ -14,8 +14,13 @@ FAILOVERS = tuple(f"failover-{kind}-{mode}" for kind in FAILOVER_KINDS for mode 
 FAILOVER_STRATEGIES = ("lua", "queued", "redis_counter")  # the strategies that keep Redis state
 FAULTS: tuple[str, ...] = (
     *(f"{family}-{mode}" for family in REDIS_RESTARTS for mode in APPENDFSYNC),
-    "redis-errors", "redis-reply-lost", "app-kill", "db-cut", "commit-lost", *FAILOVERS,
-)  # fmt: skip
+    "redis-errors",
+    "redis-reply-lost",
+    "app-kill",
+    "db-cut",
+    "commit-lost",
+    *FAILOVERS,
+)
 FAMILIES = (*REDIS_RESTARTS, "failover", *(f"failover-{kind}" for kind in FAILOVER_KINDS))
 
 # Redis faults matter for the Redis strategies, database faults for all: the default rows fit a
@@ -76,8 +81,11 @@ def rows(
         others = tuple(fault for fault in chosen if not is_failover(fault))
         own = [(s, f) for s in FAILOVER_STRATEGIES if s in registered for f in failovers]
         return (_rows(strategies, others, registered) if others else []) + own
-    return [(s, f) for s, f in _rows(strategies, chosen, registered)
-            if not is_failover(f) or s in FAILOVER_STRATEGIES]  # fmt: skip
+    return [
+        (s, f)
+        for s, f in _rows(strategies, chosen, registered)
+        if not is_failover(f) or s in FAILOVER_STRATEGIES
+    ]
 
 
 def _rows(
@@ -85,8 +93,11 @@ def _rows(
 ) -> list[tuple[str, str]]:
     if strategies and chosen:
         return [(s, f) for s in strategies for f in chosen]
-    picked = [(s, f) for s, f in DEFAULT if s in registered
-              and (not strategies or s in strategies) and (not chosen or f in chosen)]  # fmt: skip
+    picked = [
+        (s, f)
+        for s, f in DEFAULT
+        if s in registered and (not strategies or s in strategies) and (not chosen or f in chosen)
+    ]
     if picked:
         return picked
     defaults = tuple(dict.fromkeys(s for s, _ in DEFAULT if s in registered))

@@ -18,9 +18,21 @@ from coupon.lab.sellout.report import markdown, write_markdown
 from coupon.lab.sellout.runner import safe_name
 
 COLUMNS = (
-    "strategy", "fault", "told yes", "rows", "lost", "stranded", "over-issued", "phantom", "5xx",
-    "recover s", "settle s", "accepted/s before", "verdict", "checker",
-)  # fmt: skip
+    "strategy",
+    "fault",
+    "told yes",
+    "rows",
+    "lost",
+    "stranded",
+    "over-issued",
+    "phantom",
+    "5xx",
+    "recover s",
+    "settle s",
+    "accepted/s before",
+    "verdict",
+    "checker",
+)
 VERDICT = COLUMNS.index("verdict")
 COST_COLUMNS = ("strategy", "appendfsync", "fault", "accepted/s before the fault")
 
@@ -57,11 +69,24 @@ def table_rows(rows: list[Row], judged: Judged | None = None) -> list[list[str]]
     cells = []
     for row in rows:
         f = row.figures
-        cells.append([
-            row.strategy, row.fault, str(f.told_yes), str(f.rows), str(f.lost), str(f.stranded),
-            str(f.over_issued), str(f.phantom), str(f.errors), _num(row.recover_s), _num(row.settle_s),
-            f"{row.accepted_per_s:.0f}", f.verdict, _checker_cell(judged, row),
-        ])  # fmt: skip
+        cells.append(
+            [
+                row.strategy,
+                row.fault,
+                str(f.told_yes),
+                str(f.rows),
+                str(f.lost),
+                str(f.stranded),
+                str(f.over_issued),
+                str(f.phantom),
+                str(f.errors),
+                _num(row.recover_s),
+                _num(row.settle_s),
+                f"{row.accepted_per_s:.0f}",
+                f.verdict,
+                _checker_cell(judged, row),
+            ]
+        )
     return cells
 
 
@@ -69,8 +94,10 @@ def cost_rows(rows: list[Row]) -> list[list[str]]:
     """Return the appendfsync cost table: each Redis-restart row's rate before its fault."""
     found = [row for row in rows if row.appendfsync]
     found.sort(key=lambda row: (row.strategy, row.fault.rsplit("-", 1)[0], row.appendfsync or ""))
-    return [[row.strategy, row.appendfsync or "", row.fault.rsplit("-", 1)[0], f"{row.accepted_per_s:.0f}"]
-            for row in found]  # fmt: skip
+    return [
+        [row.strategy, row.appendfsync or "", row.fault.rsplit("-", 1)[0], f"{row.accepted_per_s:.0f}"]
+        for row in found
+    ]
 
 
 def promises(rows: list[Row]) -> str:

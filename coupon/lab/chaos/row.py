@@ -32,9 +32,14 @@ class Row:
     def as_dict(self) -> dict[str, Any]:
         """Return every figure of the row."""
         return {
-            "strategy": self.strategy, "fault": self.fault, "appendfsync": self.appendfsync,
-            "figures": self.figures.as_dict(), "load": self.load.as_dict(),
-            "recover_s": self.recover_s, "settle_s": self.settle_s,
+            "strategy": self.strategy,
+            "fault": self.fault,
+            "appendfsync": self.appendfsync,
+            "figures": self.figures.as_dict(),
+            "load": self.load.as_dict(),
+            "recover_s": self.recover_s,
+            "settle_s": self.settle_s,
             "accepted_per_s": round(self.accepted_per_s, 1),
-            "stock_left_at_fault": self.stock_left_at_fault, "facts": self.facts,
-        }  # fmt: skip
+            "stock_left_at_fault": self.stock_left_at_fault,
+            "facts": self.facts,
+        }

@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from coupon.core import queries
 from coupon.core.config import Config
@@ -94,8 +95,16 @@ def audit(
             row_users = frozenset(queries.issued_users(conn, coupon_id))
         assert coupon is not None, f"coupon {coupon_id} vanished"
         told = {kind: frozenset(ids) for kind, ids in users.get(coupon_id, {}).items()}
-        coupons.append(figures.CouponFacts(coupon.total_quantity, rows, row_users,
-                                           held(owned, strategy, coupon_id), told, counts["errors"]))  # fmt: skip
+        coupons.append(
+            figures.CouponFacts(
+                coupon.total_quantity,
+                rows,
+                row_users,
+                held(owned, strategy, coupon_id),
+                told,
+                counts["errors"],
+            )
+        )
     return figures.total(coupons)
 
 
@@ -109,11 +118,21 @@ def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, 
     with stack(config, fault, strategy, settings.workers, recovery, out, name) as owned:
         say("coupons")
         create = owned.runtime.create_coupon
-        ids = tuple(create(f"chaos {name} #{n + 1}", quantity, strategy=strategy)
-                    for n in range(settings.sellouts or COUPONS))  # fmt: skip
+        ids = tuple(
+            create(f"chaos {name} #{n + 1}", quantity, strategy=strategy)
+            for n in range(settings.sellouts or COUPONS)
+        )
         probe_id = create(f"chaos {name} probe", PROBE_STOCK, strategy=strategy)
-        target = load.Target(owned.server.url, strategy, ids, settings.users, settings.duration,
-                             settings.duplicate_share, users_out=True, seconds_out=True)  # fmt: skip
+        target = load.Target(
+            owned.server.url,
+            strategy,
+            ids,
+            settings.users,
+            settings.duration,
+            settings.duplicate_share,
+            users_out=True,
+            seconds_out=True,
+        )
         prefix = out / f"locust_{name}"
         measured: list[load.Load] = []
         crowd = threading.Thread(target=lambda: measured.append(load.run(target, prefix, lambda _: None)))
@@ -144,11 +163,24 @@ def run_row(config: Config, strategy: str, fault_name: str, settings: Settings, 
             Path(f"{prefix}.seconds.json"), started_wall, (fault_wall, healed_wall)
         )
         settle_s = wait_settled(owned, strategy, ids, recovery)
-        found = audit(owned, strategy, read_tally(Path(f"{prefix}.tally.json")),
-                      read_users(Path(f"{prefix}.users.json")))  # fmt: skip
+        found = audit(
+            owned,
+            strategy,
+            read_tally(Path(f"{prefix}.tally.json")),
+            read_users(Path(f"{prefix}.users.json")),
+        )
         # For the checker: the state the private servers end with, and the fault on the clock.
         final_state.save(out, final_state.read(owned.runtime, ids))
         events.write(out / f"faults_{name}.history.jsonl", coupons=[])
         rate = (before - first) / (fault_at - first_at) if fault_at > first_at else 0.0
-        return Row(strategy, fault_name, found, measured[0], probe.recovered_after(healed), settle_s,
-                   rate, len(ids) * quantity - before, facts)  # fmt: skip
+        return Row(
+            strategy,
+            fault_name,
+            found,
+            measured[0],
+            probe.recovered_after(healed),
+            settle_s,
+            rate,
+            len(ids) * quantity - before,
+            facts,
+        )

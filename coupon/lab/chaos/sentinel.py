@@ -13,8 +13,9 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import redis
 
@@ -80,15 +81,20 @@ class SentinelGroup:
             server.settings["replicaof"] = f"127.0.0.1 {primary}"
         sentinel = sentinel_executable(self.root)
         self.sentinels = [
-            RedisServer(self.root / f"sentinel{i}", sentinel, port=free_port(), settings={
-                "sentinel monitor": f"{SERVICE} 127.0.0.1 {primary} 2",
-                "sentinel down-after-milliseconds": f"{SERVICE} {down_after_ms}",
-                # A Sentinel tries the same service again only after twice this: failovers in a series.
-                "sentinel failover-timeout": f"{SERVICE} {max(2 * down_after_ms, 2000)}",
-                "sentinel parallel-syncs": f"{SERVICE} 1",
-            })
+            RedisServer(
+                self.root / f"sentinel{i}",
+                sentinel,
+                port=free_port(),
+                settings={
+                    "sentinel monitor": f"{SERVICE} 127.0.0.1 {primary} 2",
+                    "sentinel down-after-milliseconds": f"{SERVICE} {down_after_ms}",
+                    # A Sentinel tries the same service again only after twice this: failovers in a series.
+                    "sentinel failover-timeout": f"{SERVICE} {max(2 * down_after_ms, 2000)}",
+                    "sentinel parallel-syncs": f"{SERVICE} 1",
+                },
+            )
             for i in range(3)
-        ]  # fmt: skip
+        ]
         self.stopped: set[int] = set()
         # Per old primary's port: writes it took after it was resumed, until it was demoted.
         self.writes_after_resume: dict[int, int] = {}

@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from coupon.core.config import PROJECT_ROOT, Config
 from coupon.lab.chaos.faults import Fault
@@ -54,8 +54,18 @@ def _proxy(proxy: Proxy | None) -> Iterator[Proxy | None]:
 @contextmanager
 def _worker(env: dict[str, str], recovery: float, log_path: Path) -> Iterator[int]:
     """Run `flask --app app worker` beside the server; stop it as the block ends."""
-    command = [sys.executable, "-m", "flask", "--app", "app", "worker",
-               "--recovery", str(recovery), "--claim-idle", str(max(1.0, recovery / 2))]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "flask",
+        "--app",
+        "app",
+        "worker",
+        "--recovery",
+        str(recovery),
+        "--claim-idle",
+        str(max(1.0, recovery / 2)),
+    ]
     with (
         open(log_path, "ab") as log,
         owner.owned(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) as process,
@@ -64,8 +74,9 @@ def _worker(env: dict[str, str], recovery: float, log_path: Path) -> Iterator[in
 
 
 @contextmanager
-def stack(config: Config, fault: Fault, strategy: str, workers: int, recovery: float,
-          out: Path, name: str) -> Iterator[Stack]:  # fmt: skip
+def stack(
+    config: Config, fault: Fault, strategy: str, workers: int, recovery: float, out: Path, name: str
+) -> Iterator[Stack]:
     """Start every server of one row; stop them all when the block ends."""
     with ExitStack() as owned:
         env = shim_env(build_shim(out)) if fault.shim else None

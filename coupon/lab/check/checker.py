@@ -15,8 +15,16 @@ from typing import Any
 
 from coupon.lab.check.history import History
 
-ANOMALIES = ("lost", "unexpected", "failed_but_present", "duplicated", "over",
-             "false_sold_out", "stranded", "undrained")  # fmt: skip
+ANOMALIES = (
+    "lost",
+    "unexpected",
+    "failed_but_present",
+    "duplicated",
+    "over",
+    "false_sold_out",
+    "stranded",
+    "undrained",
+)
 EXAMPLES = 5
 # The sweep resolves a stale reservation within the bound plus its own period (bound / 3).
 SWEEP_SLACK = 1.5
@@ -50,9 +58,19 @@ class CouponCheck:
 
     def as_dict(self) -> dict[str, Any]:
         """Return every figure."""
-        return {"coupon": self.coupon, "strategy": self.strategy, "total": self.total, "rows": self.rows,
-                "ops": self.ops, "valid": self.valid, **self.counts, "info_issued": self.info_issued,
-                "info_not_issued": self.info_not_issued, "in_full": self.in_full, "examples": self.examples}  # fmt: skip
+        return {
+            "coupon": self.coupon,
+            "strategy": self.strategy,
+            "total": self.total,
+            "rows": self.rows,
+            "ops": self.ops,
+            "valid": self.valid,
+            **self.counts,
+            "info_issued": self.info_issued,
+            "info_not_issued": self.info_not_issued,
+            "in_full": self.in_full,
+            "examples": self.examples,
+        }
 
 
 def _quiet_since(events: list[dict[str, Any]], ops: list[dict[str, Any]]) -> float:
@@ -63,13 +81,20 @@ def _quiet_since(events: list[dict[str, Any]], ops: list[dict[str, Any]]) -> flo
     return max(times) if times else min((float(op["invoke"]) for op in ops), default=0.0)
 
 
-def judge_coupon(coupon_id: int, ops: list[dict[str, Any]], events: list[dict[str, Any]],
-                 state: dict[str, Any], recovery: float, in_full: bool = True) -> CouponCheck:  # fmt: skip
+def judge_coupon(
+    coupon_id: int,
+    ops: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    state: dict[str, Any],
+    recovery: float,
+    in_full: bool = True,
+) -> CouponCheck:
     """Judge one coupon's operations against its final state."""
     rows = Counter(int(user) for user in state["rows"])
     total = int(state["total"])
-    found = CouponCheck(coupon_id, str(state.get("strategy") or "?"), total, sum(rows.values()), len(ops),
-                        in_full=in_full)  # fmt: skip
+    found = CouponCheck(
+        coupon_id, str(state.get("strategy") or "?"), total, sum(rows.values()), len(ops), in_full=in_full
+    )
     by_user: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for op in ops:
         by_user[int(op["user"])].append(op)
@@ -79,12 +104,16 @@ def judge_coupon(coupon_id: int, ops: list[dict[str, Any]], events: list[dict[st
     if in_full:
         strangers = [f"user {user}" for user in rows if user not in by_user]
         found.flag("unexpected", len(strangers), strangers)
-        refused = [user for user in rows if by_user.get(user)
-                   and all(op["type"] == "fail" for op in by_user[user])]  # fmt: skip
+        refused = [
+            user for user in rows if by_user.get(user) and all(op["type"] == "fail" for op in by_user[user])
+        ]
         found.flag("failed_but_present", len(refused), [by_user[user][0]["op"] for user in refused])
     twice = {user: n for user, n in rows.items() if n > 1}
-    found.flag("duplicated", sum(n - 1 for n in twice.values()),
-               [by_user[user][0]["op"] if by_user.get(user) else f"user {user}" for user in twice])  # fmt: skip
+    found.flag(
+        "duplicated",
+        sum(n - 1 for n in twice.values()),
+        [by_user[user][0]["op"] if by_user.get(user) else f"user {user}" for user in twice],
+    )
     over = found.rows - total
     late = sorted((op for op in ops if op["type"] == "ok"), key=lambda op: op["complete"])[total:]
     found.flag("over", over, [op["op"] for op in late])
@@ -128,8 +157,16 @@ class Check:
         """Sum every coupon's figures per pinned strategy."""
         sums: dict[str, dict[str, int]] = {}
         for c in self.coupons:
-            row = sums.setdefault(c.strategy, {"coupons": 0, "ops": 0, **dict.fromkeys(ANOMALIES, 0),
-                                               "info_issued": 0, "info_not_issued": 0})  # fmt: skip
+            row = sums.setdefault(
+                c.strategy,
+                {
+                    "coupons": 0,
+                    "ops": 0,
+                    **dict.fromkeys(ANOMALIES, 0),
+                    "info_issued": 0,
+                    "info_not_issued": 0,
+                },
+            )
             row["coupons"] += 1
             row["ops"] += c.ops
             row["info_issued"] += c.info_issued
@@ -146,8 +183,12 @@ class Check:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the verdict, the sums per strategy and every coupon's figures."""
-        return {"valid": self.valid, "verdict": self.verdict(), "by_strategy": self.by_strategy(),
-                "coupons": [c.as_dict() for c in self.coupons]}  # fmt: skip
+        return {
+            "valid": self.valid,
+            "verdict": self.verdict(),
+            "by_strategy": self.by_strategy(),
+            "coupons": [c.as_dict() for c in self.coupons],
+        }
 
 
 def judge(history: History, final: dict[int, dict[str, Any]], recovery: float | None = None) -> Check:

@@ -80,8 +80,12 @@ def judge_run(out: Path, recovery: float) -> Judged | None:
 
 
 def _document(judged: Judged) -> dict[str, Any]:
-    return {**judged.check.as_dict(), "by_run": judged.runs, "ops": len(judged.merged.ops),
-            "dropped": judged.merged.header["dropped"]}  # fmt: skip
+    return {
+        **judged.check.as_dict(),
+        "by_run": judged.runs,
+        "ops": len(judged.merged.ops),
+        "dropped": judged.merged.header["dropped"],
+    }
 
 
 def annotate(out: Path, judged: Judged | None) -> None:
@@ -103,8 +107,15 @@ def annotate(out: Path, judged: Judged | None) -> None:
 def section(found: Check, runs: dict[str, str], merged: history.History) -> str:
     """Return the report's checker section: the verdict per row."""
     capped = f", {merged.header['dropped']} left out (capped)" if merged.header["dropped"] else ""
-    lines = ["", "## Checker", "",
-             f"`flask --app app lab check <this dir>` over history.jsonl ({len(merged.ops)} operations"
-             f"{capped}): **{found.verdict()}**", "", "| row | checker |", "| --- | --- |"]  # fmt: skip
+    lines = [
+        "",
+        "## Checker",
+        "",
+        f"`flask --app app lab check <this dir>` over history.jsonl ({len(merged.ops)} operations"
+        f"{capped}): **{found.verdict()}**",
+        "",
+        "| row | checker |",
+        "| --- | --- |",
+    ]
     lines += [f"| {label} | {verdict} |" for label, verdict in runs.items()]
     return "\n".join(lines) + "\n"

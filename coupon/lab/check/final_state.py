@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from coupon.core import queries, replies
 from coupon.queue import worker
@@ -38,8 +39,12 @@ def read(
         if coupon is None:
             raise LookupError(f"coupon {coupon_id} vanished")
         pinned = (strategies or {}).get(coupon_id) or runtime.pinned(coupon_id)
-        found[coupon_id] = {"total": coupon.total_quantity, "strategy": pinned, "rows": sorted(rows),
-                            **_redis(runtime, coupon_id)}  # fmt: skip
+        found[coupon_id] = {
+            "total": coupon.total_quantity,
+            "strategy": pinned,
+            "rows": sorted(rows),
+            **_redis(runtime, coupon_id),
+        }
     return found
 
 

@@ -13,9 +13,10 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 FILE = "history.jsonl"
 OK_STATUSES = (201, 202)
@@ -51,8 +52,17 @@ class Recorder:
     _ids: Iterable[int] = field(default_factory=lambda: itertools.count(1))
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, client: str, coupon: int, user: int, strategy: str | None,
-               invoke: float, status: int, text: str, complete: float | None = None) -> str:  # fmt: skip
+    def record(
+        self,
+        client: str,
+        coupon: int,
+        user: int,
+        strategy: str | None,
+        invoke: float,
+        status: int,
+        text: str,
+        complete: float | None = None,
+    ) -> str:
         """Keep one completed operation; return its type."""
         kind = kind_of(status)
         if self.cap is not None and len(self.ops) >= self.cap:
@@ -60,18 +70,27 @@ class Recorder:
             return kind
         with self._guard:
             op = next(self._ids)  # type: ignore[call-overload]
-        self.ops.append({
-            "type": kind, "op": op, "client": client, "coupon": coupon, "user": user,
-            "strategy": strategy, "invoke": round(invoke, 6),
-            "complete": round(time.monotonic() if complete is None else complete, 6),
-            "status": status, "answer": answer_of(status, text),
-        })  # fmt: skip
+        self.ops.append(
+            {
+                "type": kind,
+                "op": op,
+                "client": client,
+                "coupon": coupon,
+                "user": user,
+                "strategy": strategy,
+                "invoke": round(invoke, 6),
+                "complete": round(time.monotonic() if complete is None else complete, 6),
+                "status": status,
+                "answer": answer_of(status, text),
+            }
+        )
         return kind
 
     def event(self, name: str, phase: str, **facts: Any) -> None:
         """Keep a fault's or a repair's start or stop, now."""
-        self.events.append({"type": "event", "name": name, "phase": phase,
-                            "time": round(time.monotonic(), 6), **facts})  # fmt: skip
+        self.events.append(
+            {"type": "event", "name": name, "phase": phase, "time": round(time.monotonic(), 6), **facts}
+        )
 
     def write(self, path: Path, **header: Any) -> Path:
         """Write the header line, then operations and events in time order."""

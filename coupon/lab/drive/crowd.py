@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from coupon.api.identity import Minter
@@ -124,8 +125,9 @@ def minter_for(options: Any) -> Minter | None:
     from coupon.core.config import Config
 
     config = Config(
-        jwt_secret=options.jwt_secret or None, jwt_issuer=options.jwt_issuer or None,
+        jwt_secret=options.jwt_secret or None,
+        jwt_issuer=options.jwt_issuer or None,
         jwt_audience=options.jwt_audience or None,
-    )  # fmt: skip
+    )
     key = Path(options.jwt_private_key).read_bytes() if options.jwt_private_key else None
     return Minter.for_config(config, key)

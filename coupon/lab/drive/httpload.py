@@ -103,9 +103,14 @@ def mint_tokens(minter: Minter, base: int, count: int) -> list[tuple[int, str]]:
 
 
 def wrk(
-    url: str, seconds: int, connections: int, threads: int, post: bool, base: int,
+    url: str,
+    seconds: int,
+    connections: int,
+    threads: int,
+    post: bool,
+    base: int,
     tokens: list[tuple[int, str]] | None = None,
-) -> Load:  # fmt: skip
+) -> Load:
     """Run wrk against url; with post, send user ids above base, unique, as JSON bodies."""
     command = ["wrk", "--latency", f"-t{threads}", f"-c{connections}", f"-d{seconds}s"]
     with (
@@ -129,9 +134,13 @@ def wrk(
 
 
 def gevent_load(
-    url: str, seconds: int, connections: int, post: bool, base: int,
+    url: str,
+    seconds: int,
+    connections: int,
+    post: bool,
+    base: int,
     tokens: list[tuple[int, str]] | None = None,
-) -> Load:  # fmt: skip
+) -> Load:
     """The install-free fallback: geventhttpclient greenlets in this process."""
     import gevent
     from geventhttpclient import URL, HTTPClient

@@ -8,9 +8,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from coupon.core.config import PROJECT_ROOT
 from coupon.lab.drive.names import ISSUED, REFUSED

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from coupon.core.config import PROJECT_ROOT, Config
 from coupon.servers import owner
@@ -86,9 +86,10 @@ class Server:
     def identity(self) -> tuple[tuple[str, str], ...]:
         """Return this server's identity settings, for a crowd that must mint its tokens."""
         return tuple(
-            (name, value) for name, value in self.env.items()
+            (name, value)
+            for name, value in self.env.items()
             if name == "COUPON_AUTH" or name.startswith("COUPON_JWT_")
-        )  # fmt: skip
+        )
 
     def start(self, timeout: float = 60.0) -> Server:
         """Start gunicorn and wait until it answers /ping (or stop it and raise)."""

@@ -7,9 +7,10 @@ browser (tests/test_html_report.py opens it in one).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from html import escape
 from string import Template
-from typing import Any, Iterable
+from typing import Any
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 

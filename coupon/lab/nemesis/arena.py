@@ -96,15 +96,19 @@ class Arena:
 
     def repair(self, command: list[str], coupon_id: int, done: Any) -> None:
         """Run `flask --app app <command> <coupon>` against the servers directly, in a thread."""
-        env = {**self.stack.server.env, "COUPON_REDIS_URL": self.stack.redis.url,
-               "COUPON_DATABASE_URL": self.stack.runtime.config.database_url or ""}  # fmt: skip
+        env = {
+            **self.stack.server.env,
+            "COUPON_REDIS_URL": self.stack.redis.url,
+            "COUPON_DATABASE_URL": self.stack.runtime.config.database_url or "",
+        }
         env.pop("COUPON_BIND", None)
 
         def run() -> None:
             argv = [sys.executable, "-m", "flask", "--app", "app", *command, str(coupon_id)]
             try:
-                ran = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True,
-                                     timeout=REPAIR_TIMEOUT_SECONDS)  # fmt: skip
+                ran = subprocess.run(
+                    argv, cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=REPAIR_TIMEOUT_SECONDS
+                )
                 said = (ran.stdout + ran.stderr).decode(errors="replace").strip().splitlines()[-3:]
                 done(returncode=ran.returncode, said=said)
             except subprocess.TimeoutExpired:

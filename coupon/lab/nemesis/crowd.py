@@ -15,8 +15,8 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urlsplit
 
 from coupon.lab.check.history import Recorder
@@ -63,8 +63,9 @@ class Sale:
 class Client(threading.Thread):
     """One client: a keep-alive connection, its own seeded choices, its own users."""
 
-    def __init__(self, number: int, url: str, sales: list[Sale], recorder: Recorder, seed: int,
-                 stop: threading.Event) -> None:  # fmt: skip
+    def __init__(
+        self, number: int, url: str, sales: list[Sale], recorder: Recorder, seed: int, stop: threading.Event
+    ) -> None:
         super().__init__(daemon=True, name=f"client-{number}")
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80

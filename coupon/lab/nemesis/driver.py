@@ -35,8 +35,10 @@ def plans(settings: Settings, sales: int) -> list[schedules.Schedule]:
         return [schedules.load(path) for path in paths]
     seconds = 60 * settings.minutes
     first = settings.steps.seed
-    return [schedules.make(seed, seconds, settings.recovery, sales, appendfsync=settings.appendfsync)
-            for seed in range(first, first + settings.seeds)]  # fmt: skip
+    return [
+        schedules.make(seed, seconds, settings.recovery, sales, appendfsync=settings.appendfsync)
+        for seed in range(first, first + settings.seeds)
+    ]
 
 
 def drive(runtime: Runtime, settings: Settings, out: Path, console: Console, facts: dict[str, Any]) -> Path:
@@ -53,8 +55,10 @@ def drive(runtime: Runtime, settings: Settings, out: Path, console: Console, fac
             done = run_seed(
                 runtime.config, plan, chosen, settings.workers, out / f"seed-{plan.seed}", progress
             )
-        console.print(f"seed {plan.seed}: {done.faults} faults, {done.ops} operations, "
-                      f"settled in {done.settled_s} s: {done.check.verdict()}")  # fmt: skip
+        console.print(
+            f"seed {plan.seed}: {done.faults} faults, {done.ops} operations, "
+            f"settled in {done.settled_s} s: {done.check.verdict()}"
+        )
         seeds.append(done)
     given = sys.argv[sys.argv.index("lab") + 1 :] if "lab" in sys.argv else []
     path = report.write(out, seeds, facts, " ".join(["flask --app app lab", *given]))

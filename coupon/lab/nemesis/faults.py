@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from coupon.lab.nemesis.arena import DROP_EVERY, Arena, powerloss, readonly
 from coupon.lab.nemesis.schedule import Step

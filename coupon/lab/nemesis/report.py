@@ -37,15 +37,25 @@ def _verdict(row: dict[str, int]) -> str:
 def write(out: Path, seeds: list[Seed], facts: dict[str, Any], command: str) -> Path:
     """Write report.json and report.md: the table per strategy, then each seed's verdict."""
     rows = by_strategy(seeds)
-    document = {"scenario": "nemesis", "command": command, **facts, "by_strategy": rows,
-                "appendfsync": sorted({seed.schedule.appendfsync for seed in seeds}),
-                "seeds": [seed.as_dict() for seed in seeds]}  # fmt: skip
+    document = {
+        "scenario": "nemesis",
+        "command": command,
+        **facts,
+        "by_strategy": rows,
+        "appendfsync": sorted({seed.schedule.appendfsync for seed in seeds}),
+        "seeds": [seed.as_dict() for seed in seeds],
+    }
     (out / "report.json").write_text(json.dumps(document, indent=1))
     head = ["strategy", "family", *(c.replace("_", " ") for c in COLUMNS), "checker"]
     modes = ", ".join(sorted({seed.schedule.appendfsync for seed in seeds}))
-    lines = ["# Nemesis", "", f"`{command}`; backend: **{facts['backend']['database']}**; "
-             f"Redis appendfsync: **{modes}**", "",
-             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]  # fmt: skip
+    lines = [
+        "# Nemesis",
+        "",
+        f"`{command}`; backend: **{facts['backend']['database']}**; Redis appendfsync: **{modes}**",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + " --- |" * len(head),
+    ]
     for strategy, row in rows.items():
         cells = [strategy, FAMILY_OF.get(strategy, "?"), *(str(row[c]) for c in COLUMNS), _verdict(row)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -55,8 +65,10 @@ def write(out: Path, seeds: list[Seed], facts: dict[str, Any], command: str) -> 
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for seed in seeds:
-        lines.append(f"| {seed.schedule.seed} | {seed.schedule.appendfsync} | {seed.faults} | {seed.ops} | {seed.settled_s} | "
-                     f"{seed.check.verdict()} | `--replay {seed.out}` |")  # fmt: skip
+        lines.append(
+            f"| {seed.schedule.seed} | {seed.schedule.appendfsync} | {seed.faults} | {seed.ops} | {seed.settled_s} | "
+            f"{seed.check.verdict()} | `--replay {seed.out}` |"
+        )
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

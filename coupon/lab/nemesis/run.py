@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from coupon.core.config import Config
 from coupon.lab.chaos.run import wait_settled
@@ -43,8 +44,16 @@ class Seed:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the seed's figures."""
-        return {"seed": self.schedule.seed, "appendfsync": self.schedule.appendfsync, "ops": self.ops, "faults": self.faults, "settled_s": self.settled_s,
-                "verdict": self.check.verdict(), "by_strategy": self.check.by_strategy(), "dir": str(self.out)}  # fmt: skip
+        return {
+            "seed": self.schedule.seed,
+            "appendfsync": self.schedule.appendfsync,
+            "ops": self.ops,
+            "faults": self.faults,
+            "settled_s": self.settled_s,
+            "verdict": self.check.verdict(),
+            "by_strategy": self.check.by_strategy(),
+            "dir": str(self.out),
+        }
 
 
 def _maker(runtime: Runtime, seed: int, strategy: str) -> Callable[[], int]:
@@ -62,8 +71,10 @@ def members(strategy: str) -> tuple[str, ...]:
 
 def _apply(arena: Arena, plan: Schedule, recorder: Recorder, started: float) -> int:
     """Start and stop every fault at its time; return how many started."""
-    actions = sorted([(s.at, 0, i) for i, s in enumerate(plan.steps)] +
-                     [(s.ends, 1, i) for i, s in enumerate(plan.steps) if ACTIONS[s.fault][1]])  # fmt: skip
+    actions = sorted(
+        [(s.at, 0, i) for i, s in enumerate(plan.steps)]
+        + [(s.ends, 1, i) for i, s in enumerate(plan.steps) if ACTIONS[s.fault][1]]
+    )
     memos: list[dict[str, Any]] = [{} for _ in plan.steps]
     started_faults = 0
     for at, phase, index in actions:
@@ -87,8 +98,9 @@ def _apply(arena: Arena, plan: Schedule, recorder: Recorder, started: float) -> 
     return started_faults
 
 
-def run_seed(config: Config, plan: Schedule, strategies: tuple[str, ...], workers: int, out: Path,
-             say: Say) -> Seed:  # fmt: skip
+def run_seed(
+    config: Config, plan: Schedule, strategies: tuple[str, ...], workers: int, out: Path, say: Say
+) -> Seed:
     """Run one seed's schedule against a crowd on its own servers, then judge its history."""
     out.mkdir(parents=True, exist_ok=True)
     schedules.save(plan, out / "schedule.json")

@@ -71,8 +71,11 @@ class Schedule:
     def lines(self) -> list[str]:
         """Return the schedule as text, one fault a line."""
         head = f"seed {self.seed}: {self.seconds:g} s of load, Redis appendfsync {self.appendfsync}"
-        return [head] + [f"  {s.at:7.2f}s +{s.hold:5.2f}s  {s.fault}" + (f" (target {s.target})" if KINDS[s.fault][0] == "repair" else "")
-                         for s in self.steps]  # fmt: skip
+        return [head] + [
+            f"  {s.at:7.2f}s +{s.hold:5.2f}s  {s.fault}"
+            + (f" (target {s.target})" if KINDS[s.fault][0] == "repair" else "")
+            for s in self.steps
+        ]
 
 
 def _hold(rng: random.Random, fault: str, recovery: float) -> float:
