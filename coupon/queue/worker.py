@@ -97,14 +97,17 @@ class Worker:
         the same, as a stale reservation does.
         """
         if time.monotonic() >= self._next_discovery:
-            self._next_discovery = time.monotonic() + self.settings.recovery
             stream.discover(self.redis, self.prefix)
+            self._next_discovery = time.monotonic() + self.settings.recovery  # a failed one is retried
 
     def run(self, burst: bool = False, timeout: float | None = None) -> int:
         """Work until stopped (or, in burst mode, until drained); return the rows persisted."""
         recovery = None
         if self.coupon_ids is None:  # polling the registry: this worker shares the recovery
-            self.discover()  # before the first poll: a burst drains what the registry misses
+            try:  # before the first poll: a burst drains what the registry misses
+                self.discover()
+            except (redis.exceptions.RedisError, *OUTAGE) as exc:
+                log.warning("discovery failed (%s); the recovery thread tries again", exc)
             recovery = threading.Thread(target=self.recover, name="recovery", daemon=True)
             recovery.start()
         try:
