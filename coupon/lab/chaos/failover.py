@@ -20,7 +20,7 @@ from typing import Any
 from coupon import create_app
 from coupon.core import queries
 from coupon.core.config import Config
-from coupon.lab.chaos.sentinel import SentinelGroup
+from coupon.lab.chaos.sentinel import SentinelGroup, wait_until
 from coupon.lab.check.history import Recorder
 from coupon.queue.worker import Settings, Worker
 from coupon.runtime import Runtime
@@ -151,14 +151,14 @@ def run_failover(
         worker_thread.start()
         before_fault = sell(app, small, strategy, range(1, SMALL * 3 // 4 + 1), recorder)
         crowd = Crowd(app, coupon_id, strategy, recorder).start()
-        _until(lambda: len(crowd.granted) >= before, "grants before the fault", 60)
+        wait_until(lambda: len(crowd.granted) >= before, "grants before the fault", 60)
         old_run = group.run_id(group.primary())
         started = time.monotonic()
         _event(recorder, f"failover-{kind}", "start")
         old, _ = group.fail(kind)
         switched = time.monotonic()
         _event(recorder, f"failover-{kind}", "stop")
-        _until(
+        wait_until(
             lambda: crowd.grants_since(switched) >= 20 or crowd.sold_out.is_set(),
             "grants after the switch",
             30,
@@ -167,7 +167,7 @@ def run_failover(
         after_fault = sell(app, small, strategy, range(SMALL + 1, SMALL * 10), recorder)
         drained = time.monotonic()
         # Every 202 persisted, every unknown outcome swept (its row found or its seat given back).
-        _until(
+        wait_until(
             lambda: all(worker.backlog(c) == 0 and not _journaled(runtime, c) for c in (coupon_id, small)),
             "the drain",
             60,
@@ -285,11 +285,3 @@ def _journaled(runtime: Runtime, coupon_id: int) -> int:
 def _event(recorder: Recorder | None, name: str, phase: str) -> None:
     if recorder is not None:
         recorder.event(name, phase)
-
-
-def _until(condition: Any, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.02)
