@@ -13,7 +13,6 @@ import dataclasses
 import shutil
 import statistics
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +26,8 @@ from rich.table import Table
 from coupon.core.config import Config
 from coupon.lab.bench.direct import measure, warm_up
 from coupon.lab.bench.timing import Result
-from coupon.lab.chaos.sentinel import redis_executable
+from coupon.lab.chaos.redis_private import plain_settings
+from coupon.lab.chaos.sentinel import redis_executable, stop_servers, wait_synced
 from coupon.lab.drive.serve import free_port
 from coupon.runtime import Runtime, current
 from coupon.servers.redis_server import RedisServer
@@ -40,7 +40,7 @@ SYNC_SECONDS = 30.0
 def replicated() -> Iterator[RedisServer]:
     """Yield a private primary whose one replica has synced; stop both by pid after."""
     root = Path(tempfile.mkdtemp(prefix="cl-wait-", dir="/tmp"))
-    plain = {"appendonly": "no", "save": '""', "repl-diskless-sync-delay": "0"}
+    plain = {**plain_settings(), "repl-diskless-sync-delay": "0"}
     primary = RedisServer(root / "primary", redis_executable(), port=free_port(), settings=plain)
     replica = RedisServer(
         root / "replica",
@@ -51,24 +51,11 @@ def replicated() -> Iterator[RedisServer]:
     try:
         primary.start()
         replica.start()
-        _wait_synced(replica)
+        wait_synced(replica, SYNC_SECONDS)
         yield primary
     finally:
-        for server in (replica, primary):
-            server.stop()
-            if server.process is not None and server.process.poll() is None:
-                server.process.kill()
-                server.process.wait()
+        stop_servers([replica, primary])
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_synced(replica: RedisServer) -> None:
-    deadline = time.monotonic() + SYNC_SECONDS
-    with replica.client(decode_responses=True, socket_timeout=1) as client:
-        while client.info("replication").get("master_link_status") != "up":
-            if time.monotonic() > deadline:
-                raise click.ClickException(f"the replica did not sync within {SYNC_SECONDS:.0f}s")
-            time.sleep(0.05)  # polling the replica's link, bounded by the deadline
 
 
 def run(config: Config, primary: RedisServer, strategy: str, wait: int, calls: int, threads: int) -> Result:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import signal
 import sys
 import uuid
 from pathlib import Path
@@ -26,6 +25,7 @@ from coupon.lab.check import final_state
 from coupon.lab.check.history import Recorder
 from coupon.lab.sellout.runner import safe_name
 from coupon.runtime import Runtime
+from coupon.servers import owner
 
 QUANTITY = 100_000  # the crowd's coupon never sells out: the row measures the switch
 
@@ -60,5 +60,5 @@ def main(strategy: str, fault: str, out: Path) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     # A SIGTERM from the lab unwinds through the finally blocks: the group is stopped by pid.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
+    owner.exit_on_signals()
     main(sys.argv[1], sys.argv[2], Path(sys.argv[3]))

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from coupon.lab.chaos.figures import PROMISES
 from coupon.lab.chaos.run import Row
+from coupon.lab.check import checking
 from coupon.lab.check.checking import Judged
 from coupon.lab.plan import Settings
 from coupon.lab.sellout.report import markdown, write_markdown
@@ -56,12 +57,7 @@ def _num(value: float | None, digits: int = 1) -> str:
 def checker_of(judged: Judged | None, row: Row) -> dict[str, Any] | None:
     """Return a row's checker verdict (None where its history has no operations)."""
     # The row's history part is named as its servers' files are (coupon/lab/chaos/run.py).
-    return None if judged is None else judged.of(safe_name(f"{row.strategy}_{row.fault}"))
-
-
-def _checker_cell(judged: Judged | None, row: Row) -> str:
-    verdict = checker_of(judged, row)
-    return "-" if verdict is None else str(verdict["verdict"])
+    return checking.verdict_of(judged, safe_name(f"{row.strategy}_{row.fault}"))
 
 
 def table_rows(rows: list[Row], judged: Judged | None = None) -> list[list[str]]:
@@ -84,7 +80,7 @@ def table_rows(rows: list[Row], judged: Judged | None = None) -> list[list[str]]
                 _num(row.settle_s),
                 f"{row.accepted_per_s:.0f}",
                 f.verdict,
-                _checker_cell(judged, row),
+                checking.cell(checker_of(judged, row)),
             ]
         )
     return cells
@@ -114,18 +110,13 @@ def promises(rows: list[Row]) -> str:
     return f"## Which strategy keeps which promise\n\nThe promises: {names}.\n\n" + "\n".join(lines)
 
 
-def _checker_bad(judged: Judged | None, row: Row) -> bool:
-    verdict = checker_of(judged, row)
-    return verdict is not None and not verdict["valid"]
-
-
 def markdown_table(rows: list[Row], judged: Judged | None = None) -> str:
     """Return the table as GitHub markdown; a broken promise, or the checker's anomalies, in bold."""
     cells = table_rows(rows, judged)
     for row, line in zip(rows, cells):
         if row.figures.broken():
             line[VERDICT] = f"**{line[VERDICT]}**"
-        if _checker_bad(judged, row):
+        if checking.invalid(checker_of(judged, row)):
             line[-1] = f"**{line[-1]}**"
     return markdown(COLUMNS, cells)
 
@@ -173,7 +164,7 @@ def show(rows: list[Row], console: Console, judged: Judged | None = None) -> Non
         left = column in ("strategy", "fault", "verdict", "checker")
         table.add_column(column, justify="left" if left else "right")
     for row, cells in zip(rows, table_rows(rows, judged)):
-        broken = row.figures.broken() or _checker_bad(judged, row)
+        broken = row.figures.broken() or checking.invalid(checker_of(judged, row))
         style = "bold red" if row.figures.over_issued else ("yellow" if broken else None)
         table.add_row(*cells, style=style)
     console.print(table)

@@ -62,6 +62,26 @@ def wait_until(ready: Callable[[], bool], what: str, timeout: float) -> None:
         time.sleep(0.05)
 
 
+def wait_synced(server: RedisServer, timeout: float = 30.0) -> None:
+    """Wait until a server is a replica in sync with its primary."""
+
+    def synced() -> bool:
+        with server.client(decode_responses=True, socket_timeout=1) as client:
+            info = client.info("replication")
+        return bool(info["role"] == "slave" and info.get("master_link_status") == "up")
+
+    wait_until(synced, f"{server.port} to be a synced replica", timeout)
+
+
+def stop_servers(servers: list[RedisServer]) -> None:
+    """Stop each private server by pid; kill one that outlives its SIGTERM."""
+    for server in servers:
+        server.stop()
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
 class SentinelGroup:
     """A primary, ``replicas`` replicas and three Sentinels watching them as SERVICE."""
 
@@ -152,13 +172,7 @@ class SentinelGroup:
 
     def wait_replica(self, server: RedisServer, timeout: float = 30.0) -> None:
         """Wait until a server is a replica again, in sync with the primary."""
-
-        def synced() -> bool:
-            with server.client(decode_responses=True, socket_timeout=1) as client:
-                info = client.info("replication")
-            return bool(info["role"] == "slave" and info.get("master_link_status") == "up")
-
-        wait_until(synced, f"{server.port} to be a synced replica", timeout)
+        wait_synced(server, timeout)
 
     def fail(self, kind: str) -> tuple[RedisServer, RedisServer]:
         """Cause one failover of the given kind; return (old primary, new primary) once done.
@@ -229,9 +243,5 @@ class SentinelGroup:
         """Stop every process by pid (resuming frozen ones first) and remove the directories."""
         for pid in list(self.stopped):
             os.kill(pid, signal.SIGCONT)
-        for server in [*self.sentinels, *self.servers]:
-            server.stop()
-            if server.process is not None and server.process.poll() is None:
-                server.process.kill()
-                server.process.wait()
+        stop_servers([*self.sentinels, *self.servers])
         shutil.rmtree(self.root, ignore_errors=True)

@@ -68,6 +68,21 @@ class Judged:
         return None if verdict is None else {"valid": verdict == "valid", "verdict": verdict}
 
 
+def verdict_of(judged: Judged | None, label: str) -> dict[str, Any] | None:
+    """Return a row's checker verdict; None for a run not judged or a row with no operations."""
+    return None if judged is None else judged.of(label)
+
+
+def cell(verdict: dict[str, Any] | None) -> str:
+    """Return a row's checker cell: `valid`, its anomalies, or `-` where nothing was judged."""
+    return "-" if verdict is None else str(verdict["verdict"])
+
+
+def invalid(verdict: dict[str, Any] | None) -> bool:
+    """Tell whether the checker found anomalies in a row."""
+    return verdict is not None and not verdict["valid"]
+
+
 def judge_run(out: Path, recovery: float) -> Judged | None:
     """Gather and judge a run's history, write check.json; None when nothing was issued."""
     merged = gather(out, recovery)

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from coupon.lab.check import checking
 from coupon.lab.check.checking import Judged
 from coupon.lab.plan import Settings
 from coupon.lab.sellout.runner import Result, safe_name
@@ -41,11 +42,7 @@ def ping_rps(results: list[Result]) -> float:
 
 def checker_of(judged: Judged | None, label: str) -> dict[str, Any] | None:
     """Return a row's checker verdict (None for a row with no operations, as /ping)."""
-    return None if judged is None else judged.of(safe_name(label))
-
-
-def _checker_cell(verdict: dict[str, Any] | None) -> str:
-    return "-" if verdict is None else str(verdict["verdict"])
+    return checking.verdict_of(judged, safe_name(label))
 
 
 def table_rows(results: list[Result], judged: Judged | None = None) -> list[list[str]]:
@@ -78,17 +75,15 @@ def table_rows(results: list[Result], judged: Judged | None = None) -> list[list
                 f"{load.p99:.0f}",
                 str(load.failures),
                 *audit_cells,
-                _checker_cell(checker_of(judged, r.run.label)),
+                checking.cell(checker_of(judged, r.run.label)),
             ]
         )
     return rows
 
 
 def _bad(result: Result, judged: Judged | None) -> bool:
-    verdict = checker_of(judged, result.run.label)
-    return (result.audit is not None and not result.audit.exact) or (
-        verdict is not None and not verdict["valid"]
-    )
+    inexact = result.audit is not None and not result.audit.exact
+    return inexact or checking.invalid(checker_of(judged, result.run.label))
 
 
 def show(results: list[Result], console: Console, judged: Judged | None = None) -> None:
@@ -113,8 +108,7 @@ def markdown_table(results: list[Result], judged: Judged | None = None) -> str:
     for result, cells in zip(results, rows):
         if result.audit is not None and not result.audit.exact:
             cells[VERDICT] = f"**{cells[VERDICT].upper()}**"
-        verdict = checker_of(judged, result.run.label)
-        if verdict is not None and not verdict["valid"]:
+        if checking.invalid(checker_of(judged, result.run.label)):
             cells[-1] = f"**{cells[-1]}**"
     return markdown(COLUMNS, rows)
 
