@@ -72,21 +72,9 @@ class Crowd:
 
     def _run(self) -> None:
         client = self.app.test_client()
-        url = f"/coupons/{self.coupon_id}/issue?strategy={self.strategy}"
         while not self.stopping.is_set():
             user = next(self._users)
-            invoked = time.monotonic()
-            response = client.post(url, json={"user_id": user})
-            if self.recorder is not None:
-                self.recorder.record(
-                    "crowd",
-                    self.coupon_id,
-                    user,
-                    self.strategy,
-                    invoked,
-                    response.status_code,
-                    response.get_data(as_text=True),
-                )
+            response = issue(client, self.coupon_id, self.strategy, user, self.recorder, "crowd")
             self._record(user, response.status_code, response.get_json(silent=True))
             time.sleep(PACE_SECONDS)  # pacing, not synchronisation
 
@@ -202,24 +190,22 @@ def run_failover(
         runtime.close()
 
 
+def issue(client: Any, coupon_id: int, strategy: str, user: int, recorder: Recorder | None, who: str) -> Any:
+    """Ask once for a user through the app's test client; record the answer when recording."""
+    invoked = time.monotonic()
+    response = client.post(f"/coupons/{coupon_id}/issue?strategy={strategy}", json={"user_id": user})
+    if recorder is not None:
+        text = response.get_data(as_text=True)
+        recorder.record(who, coupon_id, user, strategy, invoked, response.status_code, text)
+    return response
+
+
 def sell(app: Any, coupon_id: int, strategy: str, users: range, recorder: Recorder | None = None) -> int:
     """Issue to each user in turn (a 503 is asked again) until sold out; return the grants."""
     client, granted = app.test_client(), 0
-    url = f"/coupons/{coupon_id}/issue?strategy={strategy}"
     for user in users:
         for _ in range(100):
-            invoked = time.monotonic()
-            response = client.post(url, json={"user_id": user})
-            if recorder is not None:
-                recorder.record(
-                    "seller",
-                    coupon_id,
-                    user,
-                    strategy,
-                    invoked,
-                    response.status_code,
-                    response.get_data(as_text=True),
-                )
+            response = issue(client, coupon_id, strategy, user, recorder, "seller")
             if response.status_code != 503:
                 break
             time.sleep(0.05)  # pacing a client's retries, not synchronisation
@@ -243,9 +229,8 @@ def _served_stamps(
     for _ in range(5):
         run = group.run_id(group.primary())
         for coupon_id, user in holders.items():
-            url = f"/coupons/{coupon_id}/issue?strategy={strategy}"
             for _ in range(600):
-                if client.post(url, json={"user_id": user}).status_code != 503:
+                if issue(client, coupon_id, strategy, user, None, "holder").status_code != 503:
                     break
                 time.sleep(0.05)  # pacing a client's retries, not synchronisation
         stamps = {coupon_id: runtime.state.stamp(coupon_id) for coupon_id in holders}
